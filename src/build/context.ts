@@ -1,0 +1,137 @@
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import tar, { type Header, type Pack } from 'tar-stream';
+import { ContextError } from '../errors.js';
+
+export interface ContextOptions {
+  /** Folder of the repository to use as the context; '' for the root. Already normalised. */
+  context: string;
+  /** Dockerfile path inside the context, to report whether the tarball had it. */
+  dockerfile: string;
+}
+
+export interface ContextSummary {
+  entries: number;
+  bytes: number;
+  hasDockerfile: boolean;
+}
+
+export interface BuildContext {
+  /** Uncompressed tar, rooted at the chosen context: what the Docker engine's /build takes. */
+  stream: Readable;
+  /** Settles when the whole tarball has gone through: the summary, or the ContextError that stopped it. */
+  finished: Promise<ContextSummary>;
+  /** The same outcome, readable at once: undefined while entries are still streaming. */
+  outcome(): { summary: ContextSummary } | { error: Error } | undefined;
+}
+
+const KEPT_TYPES = new Set<Header['type']>(['file', 'directory', 'symlink', 'link']);
+
+/**
+ * Turns GitHub's gzipped repository tarball (every file under one `<owner>-<repo>-<sha7>/` folder)
+ * into a build context: that folder stripped, only `context` kept and re-rooted.
+ * Entry by entry with backpressure: nothing is held whole in memory or written to disk.
+ */
+export function createBuildContext(tarball: Readable, options: ContextOptions): BuildContext {
+  const gunzip = createGunzip();
+  const extract = tar.extract();
+  const pack = tar.pack();
+  const fail = (error: Error) => extract.destroy(error);
+  tarball.on('error', fail);
+  gunzip.on('error', (error) => fail(new ContextError(`the repository tarball is not a valid gzip file: ${error.message}`)));
+  tarball.pipe(gunzip).pipe(extract);
+
+  let outcome: { summary: ContextSummary } | { error: Error } | undefined;
+  const finished = rerootEntries(extract, pack, options).then(
+    (summary) => {
+      outcome = { summary };
+      pack.finalize();
+      return summary;
+    },
+    (error: Error) => {
+      outcome = { error };
+      tarball.destroy();
+      pack.destroy(error);
+      throw error;
+    },
+  );
+  // The caller may only look at `finished` after the build; an early failure must not be "unhandled".
+  finished.catch(() => {});
+  // tar-stream's pack is a streamx Readable: it pipes like a Node Readable, which is all its consumers do.
+  return { stream: pack as unknown as Readable, finished, outcome: () => outcome };
+}
+
+async function rerootEntries(extract: tar.Extract, pack: Pack, options: ContextOptions): Promise<ContextSummary> {
+  const summary: ContextSummary = { entries: 0, bytes: 0, hasDockerfile: false };
+  let sawContextFolder = options.context === '';
+  for await (const entry of extract) {
+    const header = entry.header;
+    const name = KEPT_TYPES.has(header.type) ? contextPath(header.name, options.context) : undefined;
+    if (name === undefined) {
+      entry.resume();
+      continue;
+    }
+    sawContextFolder = true;
+    if (name === '') {
+      entry.resume();
+      continue;
+    }
+    const linkname = header.type === 'link' ? hardLinkTarget(header, options.context) : header.linkname;
+    await copyEntry(entry as unknown as Readable, pack, {
+      name,
+      type: header.type,
+      mode: header.mode,
+      mtime: header.mtime,
+      size: header.size,
+      linkname,
+      uid: 0,
+      gid: 0,
+      uname: '',
+      gname: '',
+      devmajor: 0,
+      devminor: 0,
+    });
+    summary.entries += 1;
+    summary.bytes += header.size ?? 0;
+    if (name === options.dockerfile && header.type !== 'directory') summary.hasDockerfile = true;
+  }
+  if (!sawContextFolder) {
+    throw new ContextError(`"context" folder "${options.context}" is not in the repository: fix "context" in dockerInfo.json`);
+  }
+  return summary;
+}
+
+/**
+ * The entry's path inside the context: '' for the context folder itself, undefined when outside it.
+ * Throws for a path that would escape the repository.
+ */
+export function contextPath(archiveName: string, context: string): string | undefined {
+  const trimmed = archiveName.replace(/\/+$/, '');
+  const normal = path.posix.normalize(trimmed);
+  if (path.posix.isAbsolute(trimmed) || normal === '..' || normal.startsWith('../') || normal.split('/').includes('..')) {
+    throw new ContextError(`the repository tarball has an entry "${archiveName}" that escapes the repository; refusing to build from it`);
+  }
+  const slash = normal.indexOf('/');
+  if (slash === -1) return context === '' ? '' : undefined; // the top-level folder itself
+  const inRepository = normal.slice(slash + 1);
+  if (context === '') return inRepository;
+  if (inRepository === context) return '';
+  return inRepository.startsWith(`${context}/`) ? inRepository.slice(context.length + 1) : undefined;
+}
+
+function hardLinkTarget(header: Header, context: string): string {
+  const target = header.linkname ? contextPath(header.linkname, context) : undefined;
+  if (!target) {
+    throw new ContextError(`hard link "${header.name}" points outside the "context" folder; make it a regular file or a symlink`);
+  }
+  return target;
+}
+
+function copyEntry(entry: Readable, pack: Pack, header: Header): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sink = pack.entry(header, (error) => (error ? reject(error) : resolve()));
+    entry.on('error', reject);
+    entry.pipe(sink);
+  });
+}

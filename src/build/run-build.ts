@@ -1,0 +1,123 @@
+import type { Readable } from 'node:stream';
+import { ContextError, SpecError } from '../errors.js';
+import type { BuildRequest, Repository } from '../github/decide-build.js';
+import { createBuildContext, type BuildContext } from './context.js';
+import { imageRepository, parseBuildSpec, SPEC_FILE, type BuildSpec } from './spec.js';
+
+/** Reads a repository at a commit. */
+export interface SourceFetcher {
+  /** The file's text, or undefined when the commit has no such file. */
+  readFile(repository: Repository, sha: string, filePath: string, signal: AbortSignal): Promise<string | undefined>;
+  /** The gzipped tarball of the whole repository, as GitHub serves it. */
+  tarball(repository: Repository, sha: string, signal: AbortSignal): Promise<Readable>;
+}
+
+export interface ImageBuildOptions {
+  /** Full references: registry/name:tag. */
+  tags: string[];
+  dockerfile: string;
+  buildArgs: Record<string, string>;
+  labels: Record<string, string>;
+}
+
+export interface ImageBuilder {
+  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void>;
+}
+
+export interface ImagePusher {
+  /** Pushes repository:tag and returns the manifest digest the registry stored. */
+  push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string>;
+}
+
+export interface BuildPorts {
+  source: SourceFetcher;
+  builder: ImageBuilder;
+  pusher: ImagePusher;
+  /** host[:port][/namespace] as the Docker engine reaches the registry. */
+  registry: string;
+  now: () => Date;
+}
+
+/** How a running build tells the outside what it is doing. */
+export interface BuildReporter {
+  log(text: string): void;
+  /** The image and tags are known once dockerInfo.json is read. */
+  imageResolved(image: string, tags: string[]): void;
+}
+
+export interface BuildResult {
+  image: string;
+  tags: string[];
+  digest: string;
+}
+
+/** fetch dockerInfo.json → fetch tarball → build from the re-rooted stream → push every tag. */
+export async function runBuild(
+  request: BuildRequest,
+  ports: BuildPorts,
+  reporter: BuildReporter,
+  signal: AbortSignal,
+): Promise<BuildResult> {
+  const { repository, sha } = request;
+  reporter.log(`reading ${SPEC_FILE} of ${repository.fullName} at ${sha}`);
+  const specText = await ports.source.readFile(repository, sha, SPEC_FILE, signal);
+  if (specText === undefined) {
+    throw new SpecError(
+      `${SPEC_FILE} is not in ${repository.fullName} at ${sha.slice(0, 7)}: add it at the repository root, e.g. {"service_name": "my-app", "version": "1.0.0"}`,
+    );
+  }
+  const spec = parseBuildSpec(specText);
+  if (spec.unknownKeys.length > 0) reporter.log(`warning: ${SPEC_FILE} keys ignored (unknown): ${spec.unknownKeys.join(', ')}`);
+
+  const repositoryRef = imageRepository(ports.registry, spec);
+  const references = spec.tags.map((tag) => `${repositoryRef}:${tag}`);
+  const image = `${repositoryRef}:${spec.version}`;
+  reporter.imageResolved(image, references);
+
+  reporter.log(`downloading ${repository.fullName} at ${sha}`);
+  const tarball = await ports.source.tarball(repository, sha, signal);
+  const context = createBuildContext(tarball, { context: spec.context, dockerfile: spec.dockerfile });
+  reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context})`);
+  const buildOptions = {
+    tags: references,
+    dockerfile: spec.dockerfile,
+    buildArgs: spec.buildArgs,
+    labels: ociLabels(request, spec, ports.now()),
+  };
+  try {
+    await ports.builder.build(context.stream, buildOptions, reporter.log, signal);
+  } catch (error) {
+    throw explainFromContext(context, spec) ?? error;
+  }
+  const summary = await context.finished;
+  reporter.log(`context: ${summary.entries} entries, ${summary.bytes} bytes`);
+
+  let digest = '';
+  for (const tag of spec.tags) {
+    reporter.log(`pushing ${repositoryRef}:${tag}`);
+    digest = await ports.pusher.push(repositoryRef, tag, reporter.log, signal);
+    reporter.log(`pushed ${repositoryRef}:${tag} ${digest}`);
+  }
+  return { image, tags: references, digest };
+}
+
+/** A failed build is better explained by a broken context or a missing Dockerfile, when that is the cause. */
+function explainFromContext(context: BuildContext, spec: BuildSpec): Error | undefined {
+  const outcome = context.outcome();
+  if (outcome === undefined) return undefined;
+  if ('error' in outcome) return outcome.error instanceof ContextError ? outcome.error : undefined;
+  if (outcome.summary.hasDockerfile) return undefined;
+  const where = spec.context === '' ? 'the repository root' : `the context folder "${spec.context}"`;
+  return new SpecError(
+    `Dockerfile "${spec.dockerfile}" is not in ${where}: add it, or set "dockerfile" (a path inside the context) in ${SPEC_FILE}`,
+  );
+}
+
+export function ociLabels(request: BuildRequest, spec: BuildSpec, created: Date): Record<string, string> {
+  return {
+    'org.opencontainers.image.revision': request.sha,
+    'org.opencontainers.image.source': request.repository.htmlUrl,
+    'org.opencontainers.image.created': created.toISOString(),
+    'org.opencontainers.image.version': spec.version,
+  };
+}

@@ -1,0 +1,154 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** host[:port][/namespace], as the Docker engine spells a registry prefix. */
+const REGISTRY_PATTERN = /^[a-zA-Z0-9.-]+(:[0-9]{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
+
+const commaList = z
+  .string()
+  .optional()
+  .transform((value) =>
+    (value ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item.length > 0),
+  );
+
+const integer = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value.trim() === '') return fallback;
+      const parsed = Number(value);
+      if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}` });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+
+const optionalText = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === '' ? undefined : value.trim()));
+
+const environmentSchema = z.object({
+  PORT: integer(8080, 0, 65535),
+  WEBHOOK_SECRET: z
+    .string({ error: 'is not set' })
+    .trim()
+    .min(1, 'is empty'),
+  GITHUB_API_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL such as https://api.github.com' })
+    .default('https://api.github.com')
+    .transform((url) => url.replace(/\/+$/, '')),
+  GITHUB_TOKEN: optionalText,
+  REGISTRY: z
+    .string()
+    .trim()
+    .default('localhost:83')
+    .refine((value) => REGISTRY_PATTERN.test(value), {
+      message: 'must be host[:port][/namespace] as the Docker engine sees it, e.g. localhost:83 or registry.example.com/team',
+    }),
+  REGISTRY_URL: optionalText.pipe(
+    z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://registry_service:5000' }).optional(),
+  ),
+  REGISTRY_USERNAME: optionalText,
+  REGISTRY_PASSWORD: optionalText,
+  DOCKER_HOST: z
+    .string()
+    .trim()
+    .default('unix:///var/run/docker.sock')
+    .refine((value) => /^(unix:\/\/\/.+|tcp:\/\/[^/:]+:[0-9]+\/?)$/.test(value), {
+      message: 'must be unix:///path/to/docker.sock or tcp://host:port',
+    }),
+  DATA_DIR: z.string().trim().min(1).default('./data'),
+  BUILD_CONCURRENCY: integer(2, 1, 64),
+  BUILD_TIMEOUT_S: integer(1800, 1, 86400),
+  ALLOWED_REPOSITORIES: commaList,
+  BASE_BRANCHES: commaList,
+  BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+});
+
+export type DockerAddress = { socketPath: string } | { host: string; port: number };
+
+export interface Config {
+  port: number;
+  webhookSecret: string;
+  githubApiUrl: string;
+  githubToken: string | undefined;
+  registry: string;
+  /** Where ci_service itself reaches the registry's /v2/ (health); the engine uses `registry`. */
+  registryUrl: string;
+  registryAuth: { username: string; password: string } | undefined;
+  docker: DockerAddress;
+  dataDir: string;
+  buildConcurrency: number;
+  buildTimeoutMs: number;
+  allowedRepositories: string[];
+  baseBranches: string[];
+  buildRef: 'head' | 'merge';
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+const HOW_TO_FIX: Record<string, string> = {
+  WEBHOOK_SECRET:
+    'set WEBHOOK_SECRET to the secret you gave the GitHub webhook (make one with `openssl rand -hex 32`), in .env or the environment',
+};
+
+/** Reads and validates the environment once; a bad value throws a ConfigError saying how to fix it. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const result = environmentSchema.safeParse(env);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? 'environment');
+      const fix = HOW_TO_FIX[name];
+      return `${name} ${issue.message}${fix ? `: ${fix}` : ''}`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const values = result.data;
+  if (Boolean(values.REGISTRY_USERNAME) !== Boolean(values.REGISTRY_PASSWORD)) {
+    throw new ConfigError(
+      'invalid configuration: REGISTRY_USERNAME and REGISTRY_PASSWORD go together: set both, or neither for a registry without login',
+    );
+  }
+  return {
+    port: values.PORT,
+    webhookSecret: values.WEBHOOK_SECRET,
+    githubApiUrl: values.GITHUB_API_URL,
+    githubToken: values.GITHUB_TOKEN,
+    registry: values.REGISTRY,
+    registryUrl: (values.REGISTRY_URL ?? defaultRegistryUrl(values.REGISTRY)).replace(/\/+$/, ''),
+    registryAuth:
+      values.REGISTRY_USERNAME && values.REGISTRY_PASSWORD
+        ? { username: values.REGISTRY_USERNAME, password: values.REGISTRY_PASSWORD }
+        : undefined,
+    docker: dockerAddress(values.DOCKER_HOST),
+    dataDir: values.DATA_DIR,
+    buildConcurrency: values.BUILD_CONCURRENCY,
+    buildTimeoutMs: values.BUILD_TIMEOUT_S * 1000,
+    allowedRepositories: values.ALLOWED_REPOSITORIES,
+    baseBranches: values.BASE_BRANCHES,
+    buildRef: values.BUILD_REF,
+    logLevel: values.LOG_LEVEL,
+  };
+}
+
+/** Docker talks plain HTTP only to registries on loopback; anything else is HTTPS. */
+function defaultRegistryUrl(registry: string): string {
+  const host = registry.split('/')[0] ?? registry;
+  const hostname = host.replace(/:[0-9]+$/, '');
+  const local = hostname === 'localhost' || hostname.startsWith('127.') || hostname === '[::1]';
+  return `${local ? 'http' : 'https'}://${host}`;
+}
+
+function dockerAddress(dockerHost: string): DockerAddress {
+  if (dockerHost.startsWith('unix://')) return { socketPath: dockerHost.slice('unix://'.length) };
+  const url = new URL(dockerHost);
+  return { host: url.hostname, port: Number(url.port) };
+}

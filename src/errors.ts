@@ -1,0 +1,63 @@
+/**
+ * Every way a build can fail, one class per stage. The message is written for the person who
+ * reads the failed build: it says what went wrong and what to change.
+ * `retryable` marks transient failures (network, 5xx, engine or registry unreachable).
+ */
+export type FailureStage = 'fetch' | 'spec' | 'context' | 'build' | 'push' | 'timeout';
+
+export abstract class BuildFailure extends Error {
+  abstract readonly stage: FailureStage;
+  constructor(
+    message: string,
+    readonly retryable = false,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Reading dockerInfo.json or the tarball from GitHub failed. */
+export class SourceError extends BuildFailure {
+  readonly stage = 'fetch';
+}
+
+/** dockerInfo.json is missing, not JSON, or breaks a rule. */
+export class SpecError extends BuildFailure {
+  readonly stage = 'spec';
+}
+
+/** The repository tarball cannot become a build context (escaping paths, missing context folder). */
+export class ContextError extends BuildFailure {
+  readonly stage = 'context';
+}
+
+/** The Docker engine refused or failed the build (Dockerfile errors arrive here). */
+export class ImageBuildError extends BuildFailure {
+  readonly stage = 'build';
+}
+
+/** Pushing a tag to the registry failed. */
+export class PushError extends BuildFailure {
+  readonly stage = 'push';
+}
+
+/** The build ran longer than BUILD_TIMEOUT_S. */
+export class BuildTimeoutError extends BuildFailure {
+  readonly stage = 'timeout';
+}
+
+/** A webhook delivery that cannot be used: answered 400, never stored. */
+export class PayloadError extends Error {
+  override readonly name = 'PayloadError';
+}
+
+/** A configuration value that stops start-up. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Any thrown value as a one-line message, without stack or request internals (which may hold tokens). */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,97 @@
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import type { Readable } from 'node:stream';
+import type { SourceFetcher } from '../build/run-build.js';
+import { describeError, SourceError } from '../errors.js';
+import type { Repository } from './decide-build.js';
+
+/** GitHub's REST API (or GitHub Enterprise, or a stand-in) as a SourceFetcher. */
+export class GitHubSource implements SourceFetcher {
+  private readonly http: AxiosInstance;
+
+  constructor(
+    private readonly apiUrl: string,
+    private readonly token: string | undefined,
+  ) {
+    this.http = axios.create({
+      baseURL: apiUrl,
+      headers: {
+        'User-Agent': 'ci_service',
+        'X-GitHub-Api-Version': '2022-11-28',
+        ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      },
+      validateStatus: () => true,
+      maxRedirects: 5,
+    });
+  }
+
+  async readFile(repository: Repository, sha: string, filePath: string, signal: AbortSignal): Promise<string | undefined> {
+    const url = `/repos/${repositoryPath(repository)}/contents/${filePath.split('/').map(encodeURIComponent).join('/')}`;
+    const response = await this.request(repository, `${filePath} at ${sha.slice(0, 7)}`, () =>
+      this.http.get<string>(url, {
+        params: { ref: sha },
+        headers: { Accept: 'application/vnd.github.raw' },
+        responseType: 'text',
+        transformResponse: (data: string) => data,
+        signal,
+      }),
+    );
+    if (response.status === 404) {
+      this.throwIfPrivateWithoutToken(repository);
+      return undefined;
+    }
+    return response.data;
+  }
+
+  async tarball(repository: Repository, sha: string, signal: AbortSignal): Promise<Readable> {
+    const response = await this.request(repository, `the tarball at ${sha.slice(0, 7)}`, () =>
+      this.http.get<Readable>(`/repos/${repositoryPath(repository)}/tarball/${encodeURIComponent(sha)}`, {
+        responseType: 'stream',
+        signal,
+      }),
+    );
+    if (response.status === 404) {
+      response.data.resume();
+      this.throwIfPrivateWithoutToken(repository);
+      throw new SourceError(`GitHub has no commit ${sha} in ${repository.fullName} (404): was the branch force-pushed or the repository deleted?`);
+    }
+    return response.data;
+  }
+
+  /** Sends a request and turns everything but 200 and 404 into a SourceError saying what to do. */
+  private async request<T>(repository: Repository, what: string, send: () => Promise<AxiosResponse<T>>): Promise<AxiosResponse<T>> {
+    let response: AxiosResponse<T>;
+    try {
+      response = await send();
+    } catch (error) {
+      if (axios.isCancel(error) || (error instanceof Error && error.name === 'AbortError')) throw error;
+      throw new SourceError(`GitHub API at ${this.apiUrl} not reachable while fetching ${what} (${describeError(error)})`, true);
+    }
+    if (response.status === 200 || response.status === 404) return response;
+    if (typeof (response.data as { resume?: unknown })?.resume === 'function') (response.data as Readable).resume();
+    throw this.statusError(response, repository, what);
+  }
+
+  private statusError(response: AxiosResponse, repository: Repository, what: string): SourceError {
+    const status = response.status;
+    const where = `fetching ${what} of ${repository.fullName}`;
+    if (status === 401) return new SourceError(`GitHub rejected GITHUB_TOKEN (401) ${where}: it is wrong or expired; set a valid token`);
+    if (status === 429 || (status === 403 && response.headers['x-ratelimit-remaining'] === '0')) {
+      return new SourceError(`GitHub rate limit reached (${status}) ${where}: set GITHUB_TOKEN for a higher limit, or wait`, true);
+    }
+    if (status === 403) return new SourceError(`GitHub refused access (403) ${where}: give GITHUB_TOKEN read access to ${repository.fullName}`);
+    if (status >= 500) return new SourceError(`GitHub answered ${status} ${where}; it will be retried`, true);
+    return new SourceError(`GitHub answered ${status} ${where}`);
+  }
+
+  private throwIfPrivateWithoutToken(repository: Repository): void {
+    if (repository.private && !this.token) {
+      throw new SourceError(
+        `${repository.fullName} is private and GITHUB_TOKEN is not set: set GITHUB_TOKEN to a token that can read its contents`,
+      );
+    }
+  }
+}
+
+function repositoryPath(repository: Repository): string {
+  return `${encodeURIComponent(repository.owner)}/${encodeURIComponent(repository.name)}`;
+}

@@ -1,0 +1,48 @@
+import express, { type ErrorRequestHandler } from 'express';
+import type { Logger } from '../logger.js';
+import type { BuildStore } from '../queue/build-store.js';
+import { buildsRoutes } from './builds-routes.js';
+import { healthRoute, type HealthDependencies } from './health-route.js';
+import { indexPage } from './index-page.js';
+import { webhookRoute, type WebhookDependencies } from './webhook-route.js';
+
+/** GitHub sends at most 25 MB; a larger body is not a webhook delivery. */
+export const WEBHOOK_BODY_LIMIT = '25mb';
+
+export interface AppDependencies {
+  webhook: WebhookDependencies;
+  health: HealthDependencies;
+  store: BuildStore;
+  logger: Logger;
+}
+
+export function createApp(deps: AppDependencies): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  // The raw reader comes first and alone: the signature is checked over the exact bytes GitHub sent.
+  app.post(['/webhook', '/makeimage'], express.raw({ type: () => true, limit: WEBHOOK_BODY_LIMIT }), webhookRoute(deps.webhook));
+  app.get('/healthz', healthRoute(deps.health));
+  app.use('/builds', buildsRoutes(deps.store));
+  app.get('/', indexPage(deps.store));
+  app.use((req, res) => {
+    res.status(404).json({ error: `no route ${req.method} ${req.path}` });
+  });
+  app.use(errorHandler(deps.logger));
+  return app;
+}
+
+function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error, req, res, _next) => {
+    const status = typeof error?.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
+    if (status === 413) {
+      res.status(413).json({ error: `body larger than ${WEBHOOK_BODY_LIMIT}: GitHub never sends more, so this is not a webhook delivery` });
+      return;
+    }
+    if (status < 500) {
+      res.status(status).json({ error: error.message ?? 'bad request' });
+      return;
+    }
+    logger.error({ path: req.path, error: error instanceof Error ? error.message : String(error) }, 'request failed');
+    res.status(500).json({ error: 'internal error; see the ci_service log' });
+  };
+}

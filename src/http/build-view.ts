@@ -1,0 +1,23 @@
+import type { BuildRecord } from '../queue/build-store.js';
+
+/** A build as the HTTP API shows it (DESIGN.md's fields). */
+export function buildView(build: BuildRecord) {
+  return {
+    id: build.id,
+    deliveryId: build.request.deliveryId,
+    repository: build.request.repository.fullName,
+    sha: build.request.sha,
+    prNumber: build.request.prNumber,
+    baseRef: build.request.baseRef,
+    image: build.image ?? null,
+    tags: build.tags,
+    status: build.status,
+    ...(build.error !== undefined ? { error: build.error, failedStage: build.failedStage } : {}),
+    ...(build.digest !== undefined ? { digest: build.digest } : {}),
+    createdAt: build.createdAt.toISOString(),
+    ...(build.startedAt ? { startedAt: build.startedAt.toISOString() } : {}),
+    ...(build.finishedAt ? { finishedAt: build.finishedAt.toISOString() } : {}),
+  };
+}
+
+export type BuildView = ReturnType<typeof buildView>;

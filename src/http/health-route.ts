@@ -1,0 +1,36 @@
+import type { RequestHandler } from 'express';
+import { describeError } from '../errors.js';
+
+export type HealthCheck = () => Promise<void>;
+
+export interface HealthDependencies {
+  docker: HealthCheck;
+  registry: HealthCheck;
+  queue: () => { queued: number; running: number };
+  timeoutMs?: number;
+}
+
+/** 200 when the engine and the registry answer, 503 naming what is down. */
+export function healthRoute(deps: HealthDependencies): RequestHandler {
+  const timeoutMs = deps.timeoutMs ?? 3000;
+  return async (_req, res) => {
+    const [docker, registry] = await Promise.all([probe(deps.docker, timeoutMs), probe(deps.registry, timeoutMs)]);
+    const healthy = docker === 'ok' && registry === 'ok';
+    res.status(healthy ? 200 : 503).json({ status: healthy ? 'ok' : 'unavailable', docker, registry, queue: deps.queue() });
+  };
+}
+
+async function probe(check: HealthCheck, timeoutMs: number): Promise<string> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([check(), timeout]);
+    return 'ok';
+  } catch (error) {
+    return `down: ${describeError(error)}`;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,86 @@
+import Dockerode from 'dockerode';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { DockerEngine } from './build/docker-engine.js';
+import { runBuild, type BuildPorts } from './build/run-build.js';
+import type { Config } from './config.js';
+import { GitHubSource } from './github/github-source.js';
+import { createDeliveryVerifier } from './github/verify-delivery.js';
+import { createApp } from './http/app.js';
+import type { Logger } from './logger.js';
+import type { BuildStore } from './queue/build-store.js';
+import { BuildWorker } from './queue/build-worker.js';
+import { MemoryBuildStore } from './queue/memory-build-store.js';
+import { createRegistryCheck } from './registry/registry-check.js';
+
+export interface RunningService {
+  url: string;
+  server: Server;
+  store: BuildStore;
+  worker: BuildWorker;
+  /** Stops taking requests, waits up to `graceMs` for builds to finish, closes the store. */
+  stop(graceMs: number): Promise<void>;
+}
+
+/** The composition root: real adapters for every port, wired once. */
+export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+  const now = () => new Date();
+  const engine = new DockerEngine(
+    new Dockerode(config.docker),
+    config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
+  );
+  const ports: BuildPorts = {
+    source: new GitHubSource(config.githubApiUrl, config.githubToken),
+    builder: engine,
+    pusher: engine,
+    registry: config.registry,
+    now,
+  };
+  const store = new MemoryBuildStore();
+  const worker = new BuildWorker(store, (request, reporter, signal) => runBuild(request, ports, reporter, signal), {
+    concurrency: config.buildConcurrency,
+    timeoutMs: config.buildTimeoutMs,
+    logger,
+    now,
+  });
+  const app = createApp({
+    webhook: {
+      verifyDelivery: createDeliveryVerifier(config.webhookSecret),
+      policy: { allowedRepositories: config.allowedRepositories, baseBranches: config.baseBranches, buildRef: config.buildRef },
+      store,
+      submit: (build) => worker.submit(build),
+      logger,
+      now,
+    },
+    health: { docker: () => engine.ping(), registry: createRegistryCheck(config.registryUrl), queue: () => worker.counts() },
+    store,
+    logger,
+  });
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const listening = app.listen(config.port, () => resolve(listening));
+    listening.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  logger.info({ port, registry: config.registry, githubApiUrl: config.githubApiUrl, concurrency: config.buildConcurrency }, 'ci_service listening');
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    store,
+    worker,
+    async stop(graceMs) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const idle = await Promise.race([worker.onIdle().then(() => true), delay(graceMs).then(() => false)]);
+      if (!idle) logger.warn({ ...worker.counts() }, 'builds still running at the end of the grace period');
+      server.closeAllConnections();
+      await closed;
+      await store.close();
+    },
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

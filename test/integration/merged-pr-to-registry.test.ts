@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import tar from 'tar-stream';
+import type { BuildView } from '../../src/http/build-view.js';
+import { mergedPullRequest, examplePullRequest, sendDelivery } from '../support/deliveries.js';
+import { docker, dockerUnavailable, ensureBusyboxImage } from '../support/docker-environment.js';
+import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
+import { freePort, LocalRegistry } from '../support/registry.js';
+import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
+
+const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
+const GITHUB_TOKEN = 'ghp_testtoken0000000000000000000000000000';
+const REGISTRY_PASSWORD = 'registry-password-never-logged';
+
+const skip = await dockerUnavailable();
+
+describe('a merged pull request becomes an image in the registry (real Docker engine and registry)', { skip }, () => {
+  let github: GitHubStandIn;
+  let registry: LocalRegistry;
+  let ci: TestService;
+
+  before(async () => {
+    await ensureBusyboxImage();
+    github = await new GitHubStandIn(GITHUB_TOKEN).start();
+    registry = await new LocalRegistry().start();
+    ci = await startTestService({
+      GITHUB_API_URL: github.url,
+      GITHUB_TOKEN,
+      REGISTRY: registry.address,
+      REGISTRY_USERNAME: 'ci',
+      REGISTRY_PASSWORD,
+    });
+  });
+
+  after(async () => {
+    await ci?.stop();
+    await github?.close();
+    await registry?.remove();
+  });
+
+  async function mergeAndWait(target: TestService, repository: StandInRepository): Promise<BuildView> {
+    const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET });
+    assert.equal(response.status, 202, await response.clone().text());
+    const { build } = (await response.json()) as { build: BuildView };
+    assert.equal(response.headers.get('location'), `/builds/${build.id}`);
+    await target.service.worker.onIdle();
+    return target.getBuild(build.id);
+  }
+
+  async function fileInImage(image: string, filePath: string): Promise<{ type: string; content: string; linkname: string }> {
+    const container = await docker.createContainer({ Image: image, Cmd: ['/none'] });
+    try {
+      const archive = await container.getArchive({ path: filePath });
+      const extract = tar.extract();
+      archive.pipe(extract as unknown as NodeJS.WritableStream);
+      for await (const entry of extract) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of entry) chunks.push(chunk as Buffer);
+        return { type: entry.header.type, content: Buffer.concat(chunks).toString('utf8'), linkname: entry.header.linkname ?? '' };
+      }
+      throw new Error(`${filePath} not in ${image}`);
+    } finally {
+      await container.remove();
+    }
+  }
+
+  it('a signed merged delivery ends with the tags in the registry and a succeeded build with its digest', async () => {
+    const repository = await github.addRepository('octo-org/hello', path.join(FIXTURES, 'hello'));
+    const build = await mergeAndWait(ci, repository);
+
+    assert.equal(build.status, 'succeeded', build.error);
+    assert.equal(build.image, `${registry.address}/ci-test/hello:1.0.0`);
+    assert.deepEqual(build.tags, [`${registry.address}/ci-test/hello:1.0.0`, `${registry.address}/ci-test/hello:latest`]);
+    assert.deepEqual((await registry.tags('ci-test/hello')).sort(), ['1.0.0', 'latest']);
+    assert.equal(build.digest, await registry.digest('ci-test/hello', 'latest'));
+    assert.equal(build.sha, repository.sha);
+    assert.ok(build.startedAt && build.finishedAt);
+
+    const log = await ci.getLog(build.id);
+    assert.match(log, /Step 2\/\d+ : COPY message.txt \/message.txt/);
+    assert.match(log, /pushed .*ci-test\/hello:latest sha256:/);
+    const tarballRequest = github.requests.find((request) => request.path.includes(`/tarball/${repository.sha}`));
+    assert.equal(tarballRequest?.authorization, `Bearer ${GITHUB_TOKEN}`);
+  });
+
+  it('a Dockerfile that COPYs repository files builds them in, symlinks kept as links', async () => {
+    const repository = await github.addRepository('octo-org/hello-files', path.join(FIXTURES, 'hello'));
+    const build = await mergeAndWait(ci, repository);
+    assert.equal(build.status, 'succeeded', build.error);
+
+    const message = await fileInImage(build.image!, '/message.txt');
+    assert.equal(message.content, 'hello from a fixture repository\n');
+    assert.equal((await fileInImage(build.image!, '/src/nested/file.txt')).content, 'nested file\n');
+    const link = await fileInImage(build.image!, '/src/link-to-file.txt');
+    assert.equal(link.type, 'symlink');
+    assert.equal(link.linkname, 'nested/file.txt');
+  });
+
+  it('builds the "context" folder with the given Dockerfile path, build args and OCI labels', async () => {
+    const repository = await github.addRepository('octo-org/subdir', path.join(FIXTURES, 'subdir-context'));
+    const build = await mergeAndWait(ci, repository);
+    assert.equal(build.status, 'succeeded', build.error);
+
+    const inspected = await docker.getImage(build.image!).inspect();
+    const labels = inspected.Config.Labels;
+    assert.equal(labels.greeting, 'hello-from-build-args');
+    assert.equal(labels['org.opencontainers.image.revision'], repository.sha);
+    assert.equal(labels['org.opencontainers.image.source'], 'https://github.com/octo-org/subdir');
+    assert.ok(!Number.isNaN(Date.parse(labels['org.opencontainers.image.created']!)));
+    assert.equal((await fileInImage(build.image!, '/app.txt')).content, 'only the service folder is the context\n');
+    assert.deepEqual(await registry.tags('ci-test/subdir'), ['2.0.0']);
+  });
+
+  it('a COPY of a file that is not there fails the build with Docker\'s reason', async () => {
+    const build = await mergeAndWait(ci, await github.addRepository('octo-org/failing-copy', path.join(FIXTURES, 'failing-copy')));
+    assert.equal(build.status, 'failed');
+    assert.equal(build.failedStage, 'build');
+    assert.match(build.error!, /docker build failed: .*does-not-exist\.txt/);
+    assert.deepEqual(await registry.tags('ci-test/failing-copy'), []);
+  });
+
+  it('a RUN that exits non-zero fails the build with its exit code', async () => {
+    const build = await mergeAndWait(ci, await github.addRepository('octo-org/failing-run', path.join(FIXTURES, 'failing-run')));
+    assert.equal(build.status, 'failed');
+    assert.match(build.error!, /returned a non-zero code: 3/);
+    assert.match(await ci.getLog(build.id), /about to fail/);
+  });
+
+  it('a bad dockerInfo.json fails naming the key, the value and the rule, before any download', async () => {
+    const repository = await github.addRepository('octo-org/bad-spec', path.join(FIXTURES, 'bad-spec'));
+    const build = await mergeAndWait(ci, repository);
+    assert.equal(build.status, 'failed');
+    assert.equal(build.failedStage, 'spec');
+    assert.match(build.error!, /"service_name" = "Not A Valid Name" must be lowercase/);
+    assert.equal(github.requests.filter((request) => request.path.includes(`/tarball/${repository.sha}`)).length, 0);
+  });
+
+  it('a repository without the Dockerfile fails saying which file is missing', async () => {
+    const build = await mergeAndWait(ci, await github.addRepository('octo-org/no-dockerfile', path.join(FIXTURES, 'no-dockerfile')));
+    assert.equal(build.status, 'failed');
+    assert.match(build.error!, /Dockerfile "Dockerfile" is not in the repository root/);
+  });
+
+  it('a private repository builds with GITHUB_TOKEN', async () => {
+    const repository = await github.addRepository('octo-org/private-hello', path.join(FIXTURES, 'hello'), { private: true });
+    const build = await mergeAndWait(ci, repository);
+    assert.equal(build.status, 'succeeded', build.error);
+  });
+
+  it('a private repository without GITHUB_TOKEN fails saying to set it', async () => {
+    const tokenless = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address });
+    try {
+      const repository = await github.addRepository('octo-org/private-no-token', path.join(FIXTURES, 'hello'), { private: true });
+      const build = await mergeAndWait(tokenless, repository);
+      assert.equal(build.status, 'failed');
+      assert.equal(build.failedStage, 'fetch');
+      assert.match(build.error!, /octo-org\/private-no-token is private and GITHUB_TOKEN is not set/);
+    } finally {
+      await tokenless.stop();
+    }
+  });
+
+  it('an unreachable registry fails the push saying so', async () => {
+    const nowhere = `127.0.0.1:${await freePort()}`;
+    const unreachable = await startTestService({ GITHUB_API_URL: github.url, GITHUB_TOKEN, REGISTRY: nowhere });
+    try {
+      const build = await mergeAndWait(unreachable, await github.addRepository('octo-org/hello-nowhere', path.join(FIXTURES, 'hello')));
+      assert.equal(build.status, 'failed');
+      assert.equal(build.failedStage, 'push');
+      assert.match(build.error!, new RegExp(`pushing ${nowhere}/ci-test/hello:1.0.0 failed: .*connection refused`));
+    } finally {
+      await unreachable.stop();
+    }
+  });
+
+  it('a pull request closed without merging builds nothing', async () => {
+    const before = (await ci.service.store.list(500)).length;
+    const payload = examplePullRequest('closed');
+    payload.pull_request.merged = false;
+    const response = await sendDelivery(ci.url, payload, { secret: TEST_SECRET });
+    assert.equal(response.status, 200);
+    assert.match(((await response.json()) as { ignored: string }).ignored, /closed without being merged/);
+    await ci.service.worker.onIdle();
+    assert.equal((await ci.service.store.list(500)).length, before);
+  });
+
+  it('never writes the webhook secret, the GitHub token or the registry password to its log', async () => {
+    const everything = ci.logLines.join('\n');
+    assert.ok(ci.logLines.length > 10, 'the daemon logged its work');
+    assert.ok(ci.logLines.some((line) => line.includes('"buildId"') && line.includes('"deliveryId"')));
+    for (const secret of [TEST_SECRET, GITHUB_TOKEN, REGISTRY_PASSWORD]) {
+      assert.ok(!everything.includes(secret), `the log contains ${secret}`);
+    }
+    for (const build of await ci.service.store.list(500)) {
+      const log = await ci.getLog(build.id);
+      for (const secret of [TEST_SECRET, GITHUB_TOKEN, REGISTRY_PASSWORD]) assert.ok(!log.includes(secret));
+    }
+  });
+});

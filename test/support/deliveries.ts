@@ -1,0 +1,66 @@
+import { createHmac, randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { Repository } from '../../src/github/decide-build.js';
+
+interface ExampleGroup {
+  name: string;
+  examples: Record<string, unknown>[];
+}
+
+const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as ExampleGroup[];
+
+/** Real payloads recorded from GitHub, deep-copied so a test may change them. */
+export function examplePayloads(event: string): Record<string, any>[] {
+  const group = examples.find((candidate) => candidate.name === event);
+  if (!group) throw new Error(`@octokit/webhooks-examples has no "${event}" payloads`);
+  return group.examples.map((example) => structuredClone(example) as Record<string, any>);
+}
+
+export function examplePullRequest(action: string): Record<string, any> {
+  const payload = examplePayloads('pull_request').find((example) => example.action === action);
+  if (!payload) throw new Error(`no pull_request example with action "${action}"`);
+  return payload;
+}
+
+/** The examples have no merged pull request: a `closed` one with `merged: true`, pointed at our repository. */
+export function mergedPullRequest(repository: Repository, sha: string, baseRef = 'main'): Record<string, any> {
+  const payload = examplePullRequest('closed');
+  payload.pull_request.merged = true;
+  payload.pull_request.head.sha = sha;
+  payload.pull_request.merge_commit_sha = sha;
+  payload.pull_request.base.ref = baseRef;
+  Object.assign(payload.repository, {
+    name: repository.name,
+    full_name: repository.fullName,
+    private: repository.private,
+    html_url: repository.htmlUrl,
+  });
+  payload.repository.owner.login = repository.owner;
+  return payload;
+}
+
+/** Signs like GitHub does, independently of the code under test. */
+export function signature256(secret: string, body: string | Buffer): string {
+  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+}
+
+export interface DeliveryOptions {
+  event?: string;
+  deliveryId?: string;
+  secret?: string;
+  path?: string;
+  headers?: Record<string, string>;
+}
+
+/** POSTs a signed delivery as GitHub would. */
+export async function sendDelivery(baseUrl: string, payload: unknown, options: DeliveryOptions = {}): Promise<Response> {
+  const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'user-agent': 'GitHub-Hookshot/test',
+    'x-github-event': options.event ?? 'pull_request',
+    'x-github-delivery': options.deliveryId ?? randomUUID(),
+  };
+  if (options.secret !== undefined) headers['x-hub-signature-256'] = signature256(options.secret, body);
+  return fetch(`${baseUrl}${options.path ?? '/webhook'}`, { method: 'POST', headers: { ...headers, ...options.headers }, body });
+}

@@ -1,0 +1,42 @@
+import Dockerode from 'dockerode';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import tar from 'tar-stream';
+
+export const docker = new Dockerode({ socketPath: process.env.DOCKER_SOCKET ?? '/var/run/docker.sock' });
+
+/**
+ * Why the Docker tests cannot run here, or undefined when they can.
+ * In CI (CI=true) a missing engine or registry is a failure, never a skip.
+ */
+export async function dockerUnavailable(): Promise<string | undefined> {
+  let reason: string | undefined;
+  try {
+    await docker.ping();
+    execFileSync('docker-registry', ['--version'], { stdio: 'ignore' });
+  } catch (error) {
+    reason = `needs a Docker engine at /var/run/docker.sock and Debian's docker-registry (${(error as Error).message})`;
+  }
+  if (reason && process.env.CI) throw new Error(`CI must run the Docker tests, but: ${reason}`);
+  if (reason) console.warn(`\n!!! SKIPPING Docker integration tests: ${reason}\n!!! Run .ci/run (or start dockerd) to execute them.\n`);
+  return reason;
+}
+
+export const BUSYBOX_IMAGE = 'ci-test-busybox:latest';
+
+/** A base image with a shell, made offline from Debian's static busybox: `docker import` of a tiny rootfs. */
+export async function ensureBusyboxImage(): Promise<void> {
+  const images = await docker.listImages({ filters: { reference: [BUSYBOX_IMAGE] } });
+  if (images.length > 0) return;
+  const pack = tar.pack();
+  pack.entry({ name: 'bin', type: 'directory', mode: 0o755 });
+  pack.entry({ name: 'bin/busybox', mode: 0o755 }, readFileSync('/bin/busybox'));
+  for (const applet of ['sh', 'echo', 'cat', 'ls', 'true', 'false']) {
+    pack.entry({ name: `bin/${applet}`, type: 'symlink', linkname: 'busybox' });
+  }
+  pack.entry({ name: 'tmp', type: 'directory', mode: 0o1777 });
+  pack.finalize();
+  const [repo, tag] = BUSYBOX_IMAGE.split(':') as [string, string];
+  const stream = await docker.importImage(pack as unknown as NodeJS.ReadableStream, { repo, tag });
+  await new Promise((resolve, reject) => docker.modem.followProgress(stream, (error) => (error ? reject(error) : resolve(undefined))));
+}

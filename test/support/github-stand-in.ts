@@ -1,0 +1,150 @@
+import { execFile, spawn } from 'node:child_process';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Repository } from '../../src/github/decide-build.js';
+
+const run = promisify(execFile);
+
+export interface StandInRepository extends Repository {
+  /** A real git commit of the fixture's files: what GitHub would hold. */
+  sha: string;
+  gitDir: string;
+}
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  authorization: string | undefined;
+}
+
+/**
+ * A small stand-in for GitHub's REST API: the contents API and the tarball API (302 to a
+ * codeload-style URL serving `git archive` output, as GitHub does), for fixture repositories.
+ * Private repositories answer 404 unless the request carries `token`, exactly as GitHub does.
+ */
+export class GitHubStandIn {
+  readonly requests: RecordedRequest[] = [];
+  private readonly repositories = new Map<string, StandInRepository>();
+  private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
+  private workDir = '';
+  private server: http.Server | undefined;
+  url = '';
+
+  constructor(private readonly token?: string) {}
+
+  async start(): Promise<this> {
+    this.workDir = await mkdtemp(path.join(tmpdir(), 'github-stand-in-'));
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((error: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: String(error) }));
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async close(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await rm(this.workDir, { recursive: true, force: true });
+  }
+
+  /** Commits the fixture folder `files` as owner/name and returns the repository with its commit SHA. */
+  async addRepository(fullName: string, files: string, options: { private?: boolean } = {}): Promise<StandInRepository> {
+    const [owner, name] = fullName.split('/') as [string, string];
+    const gitDir = path.join(this.workDir, `${owner}-${name}-${this.repositories.size}`);
+    await cp(files, gitDir, { recursive: true, verbatimSymlinks: true });
+    const git = (...args: string[]) => run('git', ['-C', gitDir, ...args]);
+    await git('init', '-q');
+    await git('add', '-A');
+    await git('-c', 'user.name=fixture', '-c', 'user.email=fixture@example.com', 'commit', '-q', '-m', `fixture ${fullName}`);
+    const sha = (await git('rev-parse', 'HEAD')).stdout.trim();
+    const repository: StandInRepository = {
+      owner,
+      name,
+      fullName,
+      htmlUrl: `https://github.com/${fullName}`,
+      private: options.private ?? false,
+      sha,
+      gitDir,
+    };
+    this.repositories.set(`${fullName}@${sha}`, repository);
+    return repository;
+  }
+
+  /** The next `count` requests whose path matches answer `status` instead. */
+  failNext(pattern: RegExp, status: number, count: number): void {
+    this.failures.push({ pattern, status, remaining: count });
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.url);
+    this.requests.push({ method: req.method ?? 'GET', path: url.pathname + url.search, authorization: req.headers.authorization });
+    const failure = this.failures.find((candidate) => candidate.remaining > 0 && candidate.pattern.test(url.pathname));
+    if (failure) {
+      failure.remaining -= 1;
+      return sendJson(res, failure.status, { message: 'stand-in failure' });
+    }
+
+    const contents = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/contents\/(.+)$/);
+    if (contents) return this.serveContents(req, res, contents[1]!, contents[2]!, decodeURIComponent(contents[3]!), url.searchParams.get('ref') ?? '');
+    const tarball = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/tarball\/([0-9a-f]{40})$/);
+    if (tarball) return this.redirectToCodeload(req, res, tarball[1]!, tarball[2]!, tarball[3]!);
+    const codeload = url.pathname.match(/^\/codeload\/([^/]+)\/([^/]+)\/legacy\.tar\.gz\/([0-9a-f]{40})$/);
+    if (codeload) return this.serveTarball(res, codeload[1]!, codeload[2]!, codeload[3]!, url.searchParams.get('token'));
+    return sendJson(res, 404, { message: 'Not Found' });
+  }
+
+  private visible(req: IncomingMessage, owner: string, name: string, sha: string): StandInRepository | undefined {
+    const repository = this.repositories.get(`${owner}/${name}@${sha}`);
+    if (!repository) return undefined;
+    if (repository.private && req.headers.authorization !== `Bearer ${this.token}`) return undefined;
+    return repository;
+  }
+
+  private async serveContents(req: IncomingMessage, res: ServerResponse, owner: string, name: string, filePath: string, ref: string) {
+    const repository = this.visible(req, owner, name, ref);
+    if (!repository) return sendJson(res, 404, { message: 'Not Found' });
+    let content: Buffer;
+    try {
+      content = (await run('git', ['-C', repository.gitDir, 'show', `${ref}:${filePath}`], { encoding: 'buffer' })).stdout;
+    } catch {
+      return sendJson(res, 404, { message: 'Not Found' });
+    }
+    if (req.headers.accept === 'application/vnd.github.raw') {
+      res.writeHead(200, { 'content-type': 'application/vnd.github.raw; charset=utf-8' });
+      res.end(content);
+      return;
+    }
+    return sendJson(res, 200, { type: 'file', path: filePath, encoding: 'base64', content: content.toString('base64') });
+  }
+
+  private redirectToCodeload(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {
+    const repository = this.visible(req, owner, name, sha);
+    if (!repository) return sendJson(res, 404, { message: 'Not Found' });
+    const token = repository.private ? `?token=${this.token}` : '';
+    res.writeHead(302, { location: `${this.url}/codeload/${owner}/${name}/legacy.tar.gz/${sha}${token}` });
+    res.end();
+  }
+
+  private serveTarball(res: ServerResponse, owner: string, name: string, sha: string, token: string | null) {
+    const repository = this.repositories.get(`${owner}/${name}@${sha}`);
+    if (!repository || (repository.private && token !== this.token)) return sendJson(res, 404, { message: 'Not Found' });
+    const prefix = `${owner}-${name}-${sha.slice(0, 7)}/`;
+    const archive = spawn('git', ['-C', repository.gitDir, 'archive', '--format=tar.gz', `--prefix=${prefix}`, sha]);
+    res.writeHead(200, { 'content-type': 'application/x-gzip', 'content-disposition': `attachment; filename=${prefix.slice(0, -1)}.tar.gz` });
+    archive.stdout.pipe(res);
+    res.on('close', () => archive.kill());
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+  res.end(JSON.stringify(body));
+}

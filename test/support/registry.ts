@@ -1,0 +1,83 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** Debian's docker-registry: the same code as the registry:2 image, on a loopback port of its own. */
+export class LocalRegistry {
+  private process: ChildProcess | undefined;
+  private dir = '';
+  port = 0;
+
+  /** host:port as the Docker engine reaches it (loopback registries need no TLS). */
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get url(): string {
+    return `http://${this.address}`;
+  }
+
+  async start(port?: number): Promise<this> {
+    this.dir ||= await mkdtemp(path.join(tmpdir(), 'registry-'));
+    this.port = port ?? (this.port || (await freePort()));
+    const config = path.join(this.dir, 'config.yml');
+    await writeFile(
+      config,
+      `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${this.dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${this.port}\n`,
+    );
+    this.process = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
+    await waitFor(async () => (await fetch(`${this.url}/v2/`)).status === 200, 10_000, `registry on ${this.address}`);
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    const child = this.process;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  async remove(): Promise<void> {
+    await this.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+
+  async tags(name: string): Promise<string[]> {
+    const response = await fetch(`${this.url}/v2/${name}/tags/list`);
+    if (response.status === 404) return [];
+    return ((await response.json()) as { tags: string[] | null }).tags ?? [];
+  }
+
+  /** The manifest digest the registry holds for name:tag. */
+  async digest(name: string, tag: string): Promise<string | null> {
+    const response = await fetch(`${this.url}/v2/${name}/manifests/${tag}`, {
+      method: 'HEAD',
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
+    });
+    return response.headers.get('docker-content-digest');
+  }
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`${what} did not come up within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -1,0 +1,43 @@
+import { Writable } from 'node:stream';
+import { loadConfig } from '../../src/config.js';
+import type { BuildView } from '../../src/http/build-view.js';
+import { createLogger } from '../../src/logger.js';
+import { startService, type RunningService } from '../../src/service.js';
+
+export const TEST_SECRET = 'test-webhook-secret-5f1c';
+
+export interface TestService {
+  service: RunningService;
+  url: string;
+  /** Every line the daemon logged. */
+  logLines: string[];
+  stop(): Promise<void>;
+  getBuild(id: string): Promise<BuildView>;
+  getLog(id: string): Promise<string>;
+}
+
+/** The real daemon, in this process, configured from an env object like main.ts is. */
+export async function startTestService(env: Record<string, string>): Promise<TestService> {
+  const logLines: string[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+      callback();
+    },
+  });
+  const config = loadConfig({ PORT: '0', WEBHOOK_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', ...env });
+  const service = await startService(config, createLogger(config.logLevel, destination));
+  return {
+    service,
+    url: service.url,
+    logLines,
+    stop: () => service.stop(5_000),
+    async getBuild(id) {
+      const response = await fetch(`${service.url}/builds/${id}`);
+      return ((await response.json()) as { build: BuildView }).build;
+    },
+    async getLog(id) {
+      return (await fetch(`${service.url}/builds/${id}/log`)).text();
+    },
+  };
+}

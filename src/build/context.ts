@@ -42,6 +42,8 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
   gunzip.on('error', (error) => fail(new ContextError(`the repository tarball is not a valid gzip file: ${error.message}`)));
   tarball.pipe(gunzip).pipe(extract);
 
+  // A failure is reported through `finished`; without this listener it would also crash the process.
+  pack.on('error', () => {});
   let outcome: { summary: ContextSummary } | { error: Error } | undefined;
   const finished = rerootEntries(extract, pack, options).then(
     (summary) => {
@@ -108,10 +110,11 @@ async function rerootEntries(extract: tar.Extract, pack: Pack, options: ContextO
  */
 export function contextPath(archiveName: string, context: string): string | undefined {
   const trimmed = archiveName.replace(/\/+$/, '');
-  const normal = path.posix.normalize(trimmed);
-  if (path.posix.isAbsolute(trimmed) || normal === '..' || normal.startsWith('../') || normal.split('/').includes('..')) {
+  // git never writes a '..' segment: any one is a crafted archive, wherever it would lead.
+  if (path.posix.isAbsolute(trimmed) || trimmed.split('/').includes('..')) {
     throw new ContextError(`the repository tarball has an entry "${archiveName}" that escapes the repository; refusing to build from it`);
   }
+  const normal = path.posix.normalize(trimmed);
   const slash = normal.indexOf('/');
   if (slash === -1) return context === '' ? '' : undefined; // the top-level folder itself
   const inRepository = normal.slice(slash + 1);

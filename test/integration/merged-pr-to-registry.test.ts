@@ -142,6 +142,13 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     assert.match(build.error!, /Dockerfile "Dockerfile" is not in the repository root/);
   });
 
+  it('a "context" folder that is not in the repository fails saying so', async () => {
+    const build = await mergeAndWait(ci, await github.addRepository('octo-org/missing-context', path.join(FIXTURES, 'missing-context')));
+    assert.equal(build.status, 'failed');
+    assert.equal(build.failedStage, 'context');
+    assert.match(build.error!, /"context" folder "services\/web" is not in the repository/);
+  });
+
   it('a private repository builds with GITHUB_TOKEN', async () => {
     const repository = await github.addRepository('octo-org/private-hello', path.join(FIXTURES, 'hello'), { private: true });
     const build = await mergeAndWait(ci, repository);

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/config.js';
+import { ConfigError } from '../../src/errors.js';
+
+const base = { WEBHOOK_SECRET: 'secret' };
+
+describe('configuration', () => {
+  it('refuses to start without WEBHOOK_SECRET, saying how to set it', () => {
+    for (const env of [{}, { WEBHOOK_SECRET: '' }, { WEBHOOK_SECRET: '   ' }]) {
+      assert.throws(() => loadConfig(env), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /WEBHOOK_SECRET is (not set|empty): set WEBHOOK_SECRET to the secret you gave the GitHub webhook/);
+        return true;
+      });
+    }
+  });
+
+  it('has the documented defaults', () => {
+    const config = loadConfig(base);
+    assert.equal(config.port, 8080);
+    assert.equal(config.githubApiUrl, 'https://api.github.com');
+    assert.equal(config.githubToken, undefined);
+    assert.equal(config.registry, 'localhost:83');
+    assert.equal(config.registryUrl, 'http://localhost:83');
+    assert.deepEqual(config.docker, { socketPath: '/var/run/docker.sock' });
+    assert.equal(config.dataDir, './data');
+    assert.equal(config.buildConcurrency, 2);
+    assert.equal(config.buildTimeoutMs, 1_800_000);
+    assert.deepEqual(config.allowedRepositories, []);
+    assert.deepEqual(config.baseBranches, []);
+    assert.equal(config.buildRef, 'head');
+    assert.equal(config.logLevel, 'info');
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      ...base,
+      PORT: '9000',
+      GITHUB_API_URL: 'https://github.example.com/api/v3/',
+      GITHUB_TOKEN: 'ghp_x',
+      REGISTRY: 'registry.example.com:5000/team',
+      REGISTRY_USERNAME: 'ci',
+      REGISTRY_PASSWORD: 'pw',
+      DOCKER_HOST: 'tcp://docker:2375',
+      DATA_DIR: '/data',
+      BUILD_CONCURRENCY: '4',
+      BUILD_TIMEOUT_S: '60',
+      ALLOWED_REPOSITORIES: 'octo/a, octo/b,',
+      BASE_BRANCHES: 'main',
+      BUILD_REF: 'merge',
+      LOG_LEVEL: 'debug',
+    });
+    assert.equal(config.port, 9000);
+    assert.equal(config.githubApiUrl, 'https://github.example.com/api/v3');
+    assert.equal(config.registryUrl, 'https://registry.example.com:5000');
+    assert.deepEqual(config.registryAuth, { username: 'ci', password: 'pw' });
+    assert.deepEqual(config.docker, { host: 'docker', port: 2375 });
+    assert.equal(config.buildTimeoutMs, 60_000);
+    assert.deepEqual(config.allowedRepositories, ['octo/a', 'octo/b']);
+    assert.equal(config.buildRef, 'merge');
+  });
+
+  it('names every bad value and its rule in one message', () => {
+    assert.throws(
+      () => loadConfig({ ...base, PORT: 'eighty', BUILD_CONCURRENCY: '0', BUILD_REF: 'tip', REGISTRY: 'http://reg', DOCKER_HOST: '/var/run/docker.sock' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        for (const expected of [/PORT must be a whole number/, /BUILD_CONCURRENCY must be a whole number from 1/, /BUILD_REF must be "head" or "merge"/, /REGISTRY must be host\[:port\]/, /DOCKER_HOST must be unix:/]) {
+          assert.match(error.message, expected);
+        }
+        return true;
+      },
+    );
+  });
+
+  it('wants the registry user and password together', () => {
+    assert.throws(() => loadConfig({ ...base, REGISTRY_USERNAME: 'ci' }), /REGISTRY_USERNAME and REGISTRY_PASSWORD go together/);
+  });
+});

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import tar from 'tar-stream';
+import { contextPath, createBuildContext } from '../../src/build/context.js';
+import { ContextError } from '../../src/errors.js';
+
+type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; content?: string; linkname?: string };
+
+/** A gzipped tarball shaped like GitHub's, with whatever entries a test needs (hostile ones too). */
+async function tarball(entries: Entry[]): Promise<Readable> {
+  const pack = tar.pack();
+  for (const entry of entries) {
+    const type = entry.type ?? 'file';
+    if (type === 'file') pack.entry({ name: entry.name }, entry.content ?? '');
+    else pack.entry({ name: entry.name, type, linkname: entry.linkname });
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  return Readable.from([gzipSync(Buffer.concat(chunks))]);
+}
+
+async function entriesOf(stream: Readable): Promise<{ name: string; type: string; content: string; linkname?: string }[]> {
+  const extract = tar.extract();
+  stream.pipe(extract as unknown as NodeJS.WritableStream);
+  const entries = [];
+  for await (const entry of extract) {
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry) chunks.push(chunk as Buffer);
+    entries.push({ name: entry.header.name, type: entry.header.type, content: Buffer.concat(chunks).toString(), linkname: entry.header.linkname ?? undefined });
+  }
+  return entries;
+}
+
+const ROOT = 'octo-hello-abc1234/';
+
+describe('build context from a GitHub tarball', () => {
+  it("strips GitHub's top-level folder and keeps contents, folders and symlinks", async () => {
+    const context = createBuildContext(
+      await tarball([
+        { name: ROOT, type: 'directory' },
+        { name: `${ROOT}Dockerfile`, content: 'FROM scratch\n' },
+        { name: `${ROOT}src/`, type: 'directory' },
+        { name: `${ROOT}src/app.js`, content: 'console.log(1)' },
+        { name: `${ROOT}src/current`, type: 'symlink', linkname: 'app.js' },
+        { name: `${ROOT}abs-link`, type: 'symlink', linkname: '/etc/hostname' },
+      ]),
+      { context: '', dockerfile: 'Dockerfile' },
+    );
+    const entries = await entriesOf(context.stream);
+    assert.deepEqual(
+      entries.map(({ name, type }) => `${type} ${name}`),
+      ['file Dockerfile', 'directory src', 'file src/app.js', 'symlink src/current', 'symlink abs-link'],
+    );
+    assert.equal(entries[2]!.content, 'console.log(1)');
+    assert.equal(entries[3]!.linkname, 'app.js');
+    assert.equal(entries[4]!.linkname, '/etc/hostname');
+    assert.deepEqual(await context.finished, { entries: 5, bytes: 27, hasDockerfile: true });
+  });
+
+  it('keeps paths longer than the 100 bytes of a plain tar header, and longer than 255', async () => {
+    const long = `${'a'.repeat(120)}/${'b'.repeat(90)}/${'c'.repeat(80)}.txt`;
+    const context = createBuildContext(await tarball([{ name: `${ROOT}${long}`, content: 'deep' }]), { context: '', dockerfile: 'Dockerfile' });
+    const [entry] = await entriesOf(context.stream);
+    assert.equal(entry!.name, long);
+    assert.equal(entry!.content, 'deep');
+    assert.equal((await context.finished).hasDockerfile, false);
+  });
+
+  it('selects a "context" subfolder and roots the context there', async () => {
+    const context = createBuildContext(
+      await tarball([
+        { name: `${ROOT}README.md`, content: 'outside' },
+        { name: `${ROOT}services/web/`, type: 'directory' },
+        { name: `${ROOT}services/web/Dockerfile`, content: 'FROM scratch' },
+        { name: `${ROOT}services/web/app/index.js`, content: '1' },
+        { name: `${ROOT}services/webby/not-this.txt`, content: 'similar prefix, other folder' },
+      ]),
+      { context: 'services/web', dockerfile: 'Dockerfile' },
+    );
+    assert.deepEqual((await entriesOf(context.stream)).map((entry) => entry.name), ['Dockerfile', 'app/index.js']);
+    assert.equal((await context.finished).hasDockerfile, true);
+  });
+
+  it('re-roots hard links, and refuses one that points outside the context', async () => {
+    const inside = createBuildContext(
+      await tarball([
+        { name: `${ROOT}web/a.txt`, content: 'x' },
+        { name: `${ROOT}web/b.txt`, type: 'link', linkname: `${ROOT}web/a.txt` },
+      ]),
+      { context: 'web', dockerfile: 'Dockerfile' },
+    );
+    const entries = await entriesOf(inside.stream);
+    assert.deepEqual(entries.map(({ name, linkname }) => [name, linkname ?? null]), [['a.txt', null], ['b.txt', 'a.txt']]);
+
+    const outside = createBuildContext(
+      await tarball([
+        { name: `${ROOT}secret.txt`, content: 'x' },
+        { name: `${ROOT}web/b.txt`, type: 'link', linkname: `${ROOT}secret.txt` },
+      ]),
+      { context: 'web', dockerfile: 'Dockerfile' },
+    );
+    outside.stream.resume();
+    await assert.rejects(outside.finished, /hard link "octo-hello-abc1234\/web\/b.txt" points outside/);
+  });
+
+  for (const escape of [`${ROOT}../../etc/passwd`, '/etc/passwd', `${ROOT}a/../../outside`]) {
+    it(`refuses an entry that escapes the repository: ${escape}`, async () => {
+      const context = createBuildContext(await tarball([{ name: `${ROOT}ok.txt`, content: '1' }, { name: escape, content: 'evil' }]), {
+        context: '',
+        dockerfile: 'Dockerfile',
+      });
+      context.stream.on('error', () => {});
+      context.stream.resume();
+      await assert.rejects(context.finished, (error: unknown) => error instanceof ContextError && /escapes the repository/.test(error.message));
+      assert.ok(context.outcome() && 'error' in context.outcome()!);
+    });
+  }
+
+  it('fails when the "context" folder is not in the repository', async () => {
+    const context = createBuildContext(await tarball([{ name: `${ROOT}Dockerfile`, content: '' }]), { context: 'missing', dockerfile: 'Dockerfile' });
+    context.stream.on('error', () => {});
+    context.stream.resume();
+    await assert.rejects(context.finished, /"context" folder "missing" is not in the repository/);
+  });
+
+  it('fails with a clear error when the tarball is not gzip', async () => {
+    const context = createBuildContext(Readable.from([Buffer.from('<html>not a tarball</html>')]), { context: '', dockerfile: 'Dockerfile' });
+    context.stream.on('error', () => {});
+    context.stream.resume();
+    await assert.rejects(context.finished, /not a valid gzip file/);
+  });
+});
+
+describe('contextPath', () => {
+  it('maps archive names into the context', () => {
+    assert.equal(contextPath('top/', ''), '');
+    assert.equal(contextPath('top/a/b', ''), 'a/b');
+    assert.equal(contextPath('top/a/b', 'a'), 'b');
+    assert.equal(contextPath('top/a', 'a'), '');
+    assert.equal(contextPath('top/ab/c', 'a'), undefined);
+    assert.equal(contextPath('top/', 'a'), undefined);
+  });
+});

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { imageRepository, normaliseRelativePath, parseBuildSpec } from '../../src/build/spec.js';
+import { SpecError } from '../../src/errors.js';
+
+const spec = (value: unknown) => parseBuildSpec(JSON.stringify(value));
+const minimal = { service_name: 'my-app', version: '1.0.0' };
+
+function rejects(value: unknown, message: RegExp) {
+  assert.throws(() => (typeof value === 'string' ? parseBuildSpec(value) : spec(value)), (error: unknown) => {
+    assert.ok(error instanceof SpecError);
+    assert.match(error.message, message);
+    return true;
+  });
+}
+
+describe('dockerInfo.json rules', () => {
+  it('fills the defaults for the optional keys', () => {
+    assert.deepEqual(spec(minimal), {
+      serviceName: 'my-app',
+      version: '1.0.0',
+      dockerfile: 'Dockerfile',
+      context: '',
+      buildArgs: {},
+      tags: ['1.0.0'],
+      unknownKeys: [],
+    });
+  });
+
+  it('reads every optional key, normalising paths and dropping repeated tags', () => {
+    const parsed = spec({
+      ...minimal,
+      service_name: 'team/my_app.web',
+      dockerfile: './docker//Dockerfile.prod',
+      context: 'services/web/',
+      build_args: { NODE_ENV: 'production' },
+      tags: ['latest', '1.0.0', 'stable'],
+    });
+    assert.equal(parsed.serviceName, 'team/my_app.web');
+    assert.equal(parsed.dockerfile, 'docker/Dockerfile.prod');
+    assert.equal(parsed.context, 'services/web');
+    assert.deepEqual(parsed.buildArgs, { NODE_ENV: 'production' });
+    assert.deepEqual(parsed.tags, ['1.0.0', 'latest', 'stable']);
+  });
+
+  it('keeps going past unknown keys, and lists them', () => {
+    assert.deepEqual(spec({ ...minimal, value: 3 }).unknownKeys, ['value']);
+  });
+
+  it('refuses text that is not JSON, or JSON that is not an object', () => {
+    rejects('{"service_name": ', /not valid JSON/);
+    rejects('["my-app"]', /must be a JSON object/);
+    rejects('null', /must be a JSON object/);
+  });
+
+  it('requires service_name and version', () => {
+    rejects({}, /"service_name" is required; "version" is required/);
+    rejects({ version: '1' }, /"service_name" is required/);
+  });
+
+  it('refuses a service_name that is not a lowercase Docker path, naming the value', () => {
+    rejects({ ...minimal, service_name: 'My-App' }, /"service_name" = "My-App" must be lowercase/);
+    for (const bad of ['-app', 'app-', 'a..b', 'team//app', '/app', 'app/', 'my app', 'app:1', 12]) {
+      rejects({ ...minimal, service_name: bad }, /"service_name"/);
+    }
+  });
+
+  it('refuses a version that is not a Docker tag', () => {
+    rejects({ ...minimal, version: '.1' }, /"version" = ".1" must be letters, digits/);
+    rejects({ ...minimal, version: 'x'.repeat(129) }, /"version"/);
+    rejects({ ...minimal, version: 'v1+build' }, /"version"/);
+    rejects({ ...minimal, version: 1 }, /"version" = 1 must be a string/);
+    assert.equal(spec({ ...minimal, version: '_v1.2-rc.3' }).version, '_v1.2-rc.3');
+  });
+
+  it('refuses a context or dockerfile outside the repository', () => {
+    rejects({ ...minimal, context: '../other' }, /"context" = "..\/other" must be a relative path inside the repository/);
+    rejects({ ...minimal, context: '/etc' }, /"context"/);
+    rejects({ ...minimal, context: 'a/../../b' }, /"context"/);
+    rejects({ ...minimal, dockerfile: '../Dockerfile' }, /"dockerfile"/);
+    rejects({ ...minimal, dockerfile: '.' }, /"dockerfile"/);
+  });
+
+  it('requires build_args to be text and tags to be a list of tags', () => {
+    rejects({ ...minimal, build_args: { PORT: 8080 } }, /"build_args.PORT" = 8080 must be a string/);
+    rejects({ ...minimal, build_args: ['A=1'] }, /"build_args"/);
+    rejects({ ...minimal, tags: 'latest' }, /"tags" = "latest" must be a list of tags/);
+    rejects({ ...minimal, tags: ['ok', 'not ok'] }, /"tags.1" = "not ok"/);
+  });
+
+  it('names every broken rule at once', () => {
+    rejects({ service_name: 'A', version: '-' }, /"service_name" = "A".*; "version" = "-"/);
+  });
+});
+
+describe('paths and image names', () => {
+  it('normalises relative paths and refuses escapes', () => {
+    assert.equal(normaliseRelativePath('.'), '');
+    assert.equal(normaliseRelativePath('./a/b/'), 'a/b');
+    assert.equal(normaliseRelativePath('a/./b/../c'), 'a/c');
+    assert.equal(normaliseRelativePath('..'), undefined);
+    assert.equal(normaliseRelativePath('/abs'), undefined);
+    assert.equal(normaliseRelativePath('C:/x'), undefined);
+  });
+
+  it('prefixes the registry to the service name', () => {
+    assert.equal(imageRepository('localhost:83', { serviceName: 'team/app' }), 'localhost:83/team/app');
+  });
+});

@@ -36,7 +36,7 @@ export class GitHubStandIn {
 
   constructor(private readonly token?: string) {}
 
-  async start(): Promise<this> {
+  async start(port = 0): Promise<this> {
     this.workDir = await mkdtemp(path.join(tmpdir(), 'github-stand-in-'));
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((error: unknown) => {
@@ -44,7 +44,7 @@ export class GitHubStandIn {
         res.end(JSON.stringify({ message: String(error) }));
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
   }

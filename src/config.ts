@@ -68,6 +68,11 @@ const environmentSchema = z.object({
   DATA_DIR: z.string().trim().min(1).default('./data'),
   BUILD_CONCURRENCY: integer(2, 1, 64),
   BUILD_TIMEOUT_S: integer(1800, 1, 86400),
+  BUILD_RETRIES: integer(3, 0, 10),
+  BUILD_RETRY_DELAY_MS: integer(2000, 1, 600_000),
+  SHUTDOWN_GRACE_S: integer(60, 0, 86400),
+  MAX_QUEUED_BUILDS: integer(1000, 1, 1_000_000),
+  MAX_CONTEXT_MB: integer(2048, 1, 1_048_576),
   ALLOWED_REPOSITORIES: commaList,
   BASE_BRANCHES: commaList,
   BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
@@ -89,6 +94,11 @@ export interface Config {
   dataDir: string;
   buildConcurrency: number;
   buildTimeoutMs: number;
+  buildRetries: number;
+  buildRetryDelayMs: number;
+  shutdownGraceMs: number;
+  maxQueuedBuilds: number;
+  maxContextBytes: number;
   allowedRepositories: string[];
   baseBranches: string[];
   buildRef: 'head' | 'merge';
@@ -132,6 +142,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     dataDir: values.DATA_DIR,
     buildConcurrency: values.BUILD_CONCURRENCY,
     buildTimeoutMs: values.BUILD_TIMEOUT_S * 1000,
+    buildRetries: values.BUILD_RETRIES,
+    buildRetryDelayMs: values.BUILD_RETRY_DELAY_MS,
+    shutdownGraceMs: values.SHUTDOWN_GRACE_S * 1000,
+    maxQueuedBuilds: values.MAX_QUEUED_BUILDS,
+    maxContextBytes: values.MAX_CONTEXT_MB * 1024 * 1024,
     allowedRepositories: values.ALLOWED_REPOSITORIES,
     baseBranches: values.BASE_BRANCHES,
     buildRef: values.BUILD_REF,

@@ -10,6 +10,8 @@ export abstract class BuildFailure extends Error {
   constructor(
     message: string,
     readonly retryable = false,
+    /** The wait a server asked for (Retry-After), when it did. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = new.target.name;

@@ -3,8 +3,6 @@ import { ConfigError } from './errors.js';
 import { createLogger } from './logger.js';
 import { startService } from './service.js';
 
-const SHUTDOWN_GRACE_MS = 60_000;
-
 async function main(): Promise<void> {
   let config;
   try {
@@ -22,7 +20,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    service.stop(SHUTDOWN_GRACE_MS).then(
+    service.stop().then(
       () => {
         logger.info('stopped');
         process.exit(0);

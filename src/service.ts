@@ -10,7 +10,7 @@ import { createApp } from './http/app.js';
 import type { Logger } from './logger.js';
 import type { BuildStore } from './queue/build-store.js';
 import { BuildWorker } from './queue/build-worker.js';
-import { MemoryBuildStore } from './queue/memory-build-store.js';
+import { SqliteBuildStore } from './queue/sqlite-build-store.js';
 import { createRegistryCheck } from './registry/registry-check.js';
 
 export interface RunningService {
@@ -18,8 +18,11 @@ export interface RunningService {
   server: Server;
   store: BuildStore;
   worker: BuildWorker;
-  /** Stops taking requests, waits up to `graceMs` for builds to finish, closes the store. */
-  stop(graceMs: number): Promise<void>;
+  /**
+   * Stops taking deliveries (503), lets running builds finish within SHUTDOWN_GRACE_S,
+   * leaves queued ones stored for the next start, closes the store.
+   */
+  stop(): Promise<void>;
 }
 
 /** The composition root: real adapters for every port, wired once. */
@@ -34,21 +37,26 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     builder: engine,
     pusher: engine,
     registry: config.registry,
+    maxContextBytes: config.maxContextBytes,
     now,
   };
-  const store = new MemoryBuildStore();
-  const worker = new BuildWorker(store, (request, reporter, signal) => runBuild(request, ports, reporter, signal), {
+  const store = SqliteBuildStore.inDataDir(config.dataDir);
+  const worker = new BuildWorker(store, (request, session) => runBuild(request, ports, session), {
     concurrency: config.buildConcurrency,
     timeoutMs: config.buildTimeoutMs,
+    retry: { retries: config.buildRetries, baseDelayMs: config.buildRetryDelayMs, maxDelayMs: 60_000 },
     logger,
     now,
   });
+  let accepting = true;
   const app = createApp({
     webhook: {
       verifyDelivery: createDeliveryVerifier(config.webhookSecret),
       policy: { allowedRepositories: config.allowedRepositories, baseBranches: config.baseBranches, buildRef: config.buildRef },
       store,
       submit: (build) => worker.submit(build),
+      isAccepting: () => accepting,
+      maxQueuedBuilds: config.maxQueuedBuilds,
       logger,
       now,
     },
@@ -57,23 +65,27 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     logger,
   });
 
+  const resumed = await worker.resumeUnfinished();
+  if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');
+
   const server = await new Promise<Server>((resolve, reject) => {
     const listening = app.listen(config.port, () => resolve(listening));
     listening.once('error', reject);
   });
   const { port } = server.address() as AddressInfo;
-  logger.info({ port, registry: config.registry, githubApiUrl: config.githubApiUrl, concurrency: config.buildConcurrency }, 'ci_service listening');
+  logger.info({ port, registry: config.registry, githubApiUrl: config.githubApiUrl, dataDir: config.dataDir, concurrency: config.buildConcurrency }, 'ci_service listening');
 
   return {
     url: `http://127.0.0.1:${port}`,
     server,
     store,
     worker,
-    async stop(graceMs) {
+    async stop() {
+      accepting = false;
+      worker.pause();
+      const finished = await Promise.race([worker.onIdle().then(() => true), delay(config.shutdownGraceMs).then(() => false)]);
+      if (!finished) logger.warn({ ...worker.counts() }, 'builds still running after SHUTDOWN_GRACE_S; the next start runs them again');
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const idle = await Promise.race([worker.onIdle().then(() => true), delay(graceMs).then(() => false)]);
-      if (!idle) logger.warn({ ...worker.counts() }, 'builds still running at the end of the grace period');
       server.closeAllConnections();
       await closed;
       await store.close();

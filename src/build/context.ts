@@ -9,6 +9,8 @@ export interface ContextOptions {
   context: string;
   /** Dockerfile path inside the context, to report whether the tarball had it. */
   dockerfile: string;
+  /** The context fails as soon as its files add up to more (MAX_CONTEXT_MB). */
+  maxBytes: number;
 }
 
 export interface ContextSummary {
@@ -78,6 +80,12 @@ async function rerootEntries(extract: tar.Extract, pack: Pack, options: ContextO
     if (name === '') {
       entry.resume();
       continue;
+    }
+    if (summary.bytes + (header.size ?? 0) > options.maxBytes) {
+      const limit = Math.round(options.maxBytes / 1024 / 1024);
+      throw new ContextError(
+        `the build context is larger than MAX_CONTEXT_MB=${limit} MB (at "${name}"): set "context" in dockerInfo.json to a smaller folder, or raise MAX_CONTEXT_MB`,
+      );
     }
     const linkname = header.type === 'link' ? hardLinkTarget(header, options.context) : header.linkname;
     await copyEntry(entry as unknown as Readable, pack, {

@@ -35,6 +35,8 @@ export interface BuildPorts {
   pusher: ImagePusher;
   /** host[:port][/namespace] as the Docker engine reaches the registry. */
   registry: string;
+  /** Largest build context (uncompressed) a build may send to the engine. */
+  maxContextBytes: number;
   now: () => Date;
 }
 
@@ -45,22 +47,31 @@ export interface BuildReporter {
   imageResolved(image: string, tags: string[]): void;
 }
 
+/** Runs one step again while it fails transiently; the step's name goes into the log. */
+export type Retry = <T>(step: string, action: () => Promise<T>) => Promise<T>;
+
+/** What one build runs with. */
+export interface BuildSession {
+  reporter: BuildReporter;
+  signal: AbortSignal;
+  retry: Retry;
+}
+
 export interface BuildResult {
   image: string;
   tags: string[];
   digest: string;
 }
 
-/** fetch dockerInfo.json → fetch tarball → build from the re-rooted stream → push every tag. */
-export async function runBuild(
-  request: BuildRequest,
-  ports: BuildPorts,
-  reporter: BuildReporter,
-  signal: AbortSignal,
-): Promise<BuildResult> {
+/**
+ * fetch dockerInfo.json → fetch tarball → build from the re-rooted stream → push every tag.
+ * Each step is retried on its own: a failed push does not download the repository again.
+ */
+export async function runBuild(request: BuildRequest, ports: BuildPorts, session: BuildSession): Promise<BuildResult> {
   const { repository, sha } = request;
+  const { reporter, signal, retry } = session;
   reporter.log(`reading ${SPEC_FILE} of ${repository.fullName} at ${sha}`);
-  const specText = await ports.source.readFile(repository, sha, SPEC_FILE, signal);
+  const specText = await retry(`reading ${SPEC_FILE}`, () => ports.source.readFile(repository, sha, SPEC_FILE, signal));
   if (specText === undefined) {
     throw new SpecError(
       `${SPEC_FILE} is not in ${repository.fullName} at ${sha.slice(0, 7)}: add it at the repository root, e.g. {"service_name": "my-app", "version": "1.0.0"}`,
@@ -74,28 +85,33 @@ export async function runBuild(
   const image = `${repositoryRef}:${spec.version}`;
   reporter.imageResolved(image, references);
 
-  reporter.log(`downloading ${repository.fullName} at ${sha}`);
-  const tarball = await ports.source.tarball(repository, sha, signal);
-  const context = createBuildContext(tarball, { context: spec.context, dockerfile: spec.dockerfile });
-  reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context})`);
   const buildOptions = {
     tags: references,
     dockerfile: spec.dockerfile,
     buildArgs: spec.buildArgs,
     labels: ociLabels(request, spec, ports.now()),
   };
-  try {
-    await ports.builder.build(context.stream, buildOptions, reporter.log, signal);
-  } catch (error) {
-    throw explainFromContext(context, spec) ?? error;
-  }
-  const summary = await context.finished;
-  reporter.log(`context: ${summary.entries} entries, ${summary.bytes} bytes`);
+  // The tarball streams into the build, so the two are one step: a retry downloads again.
+  await retry('downloading and building', async () => {
+    reporter.log(`downloading ${repository.fullName} at ${sha}`);
+    const tarball = await ports.source.tarball(repository, sha, signal);
+    const context = createBuildContext(tarball, { context: spec.context, dockerfile: spec.dockerfile, maxBytes: ports.maxContextBytes });
+    reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context})`);
+    try {
+      await ports.builder.build(context.stream, buildOptions, reporter.log, signal);
+    } catch (error) {
+      throw explainFromContext(context, spec) ?? error;
+    }
+    const summary = await context.finished;
+    reporter.log(`context: ${summary.entries} entries, ${summary.bytes} bytes`);
+  });
 
   let digest = '';
   for (const tag of spec.tags) {
-    reporter.log(`pushing ${repositoryRef}:${tag}`);
-    digest = await ports.pusher.push(repositoryRef, tag, reporter.log, signal);
+    digest = await retry(`pushing ${repositoryRef}:${tag}`, async () => {
+      reporter.log(`pushing ${repositoryRef}:${tag}`);
+      return ports.pusher.push(repositoryRef, tag, reporter.log, signal);
+    });
     reporter.log(`pushed ${repositoryRef}:${tag} ${digest}`);
   }
   return { image, tags: references, digest };

@@ -76,7 +76,12 @@ export class GitHubSource implements SourceFetcher {
     const where = `fetching ${what} of ${repository.fullName}`;
     if (status === 401) return new SourceError(`GitHub rejected GITHUB_TOKEN (401) ${where}: it is wrong or expired; set a valid token`);
     if (status === 429 || (status === 403 && response.headers['x-ratelimit-remaining'] === '0')) {
-      return new SourceError(`GitHub rate limit reached (${status}) ${where}: set GITHUB_TOKEN for a higher limit, or wait`, true);
+      const retryAfterS = Number(response.headers['retry-after']);
+      return new SourceError(
+        `GitHub rate limit reached (${status}) ${where}: set GITHUB_TOKEN for a higher limit, or wait`,
+        true,
+        Number.isFinite(retryAfterS) && retryAfterS >= 0 ? retryAfterS * 1000 : undefined,
+      );
     }
     if (status === 403) return new SourceError(`GitHub refused access (403) ${where}: give GITHUB_TOKEN read access to ${repository.fullName}`);
     if (status >= 500) return new SourceError(`GitHub answered ${status} ${where}; it will be retried`, true);

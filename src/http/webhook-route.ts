@@ -3,7 +3,7 @@ import { PayloadError } from '../errors.js';
 import { decideBuild, type TriggerPolicy } from '../github/decide-build.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
 import type { Logger } from '../logger.js';
-import type { BuildRecord, BuildStore } from '../queue/build-store.js';
+import type { AddOutcome, BuildRecord, BuildStore } from '../queue/build-store.js';
 import { buildView } from './build-view.js';
 
 export interface WebhookDependencies {
@@ -11,9 +11,14 @@ export interface WebhookDependencies {
   policy: TriggerPolicy;
   store: BuildStore;
   submit: (build: BuildRecord) => void;
+  /** False once shutdown began: deliveries get 503, so GitHub shows them as failed and they can be redelivered. */
+  isAccepting: () => boolean;
+  maxQueuedBuilds: number;
   logger: Logger;
   now: () => Date;
 }
+
+const STATUS: Record<AddOutcome['kind'], number> = { created: 202, coalesced: 202, redelivery: 200, queue_full: 503 };
 
 /** Verify the raw bytes, then parse, then store and answer: nothing slow happens here. */
 export function webhookRoute(deps: WebhookDependencies): RequestHandler {
@@ -22,6 +27,11 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
     const event = req.get('x-github-event') ?? '';
     const log = deps.logger.child({ deliveryId: deliveryId || undefined, event: event || undefined });
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    if (!deps.isAccepting()) {
+      log.warn({ outcome: 'shutting_down' }, 'delivery refused');
+      res.status(503).set('Retry-After', '30').json({ error: 'ci_service is shutting down: redeliver this delivery from GitHub once it is back' });
+      return;
+    }
 
     const verdict = await deps.verifyDelivery(body, req.get('x-hub-signature-256'));
     if (!verdict.ok) {
@@ -38,13 +48,20 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
         res.status(200).json({ ignored: decision.ignored });
         return;
       }
-      const { build, created } = await deps.store.add(decision.build, deps.now());
-      if (created) deps.submit(build);
-      log.info({ outcome: created ? 'queued' : 'redelivery', buildId: build.id }, created ? 'build queued' : 'delivery seen before');
+      const outcome = await deps.store.add(decision.build, deps.now(), deps.maxQueuedBuilds);
+      if (outcome.kind === 'queue_full') {
+        log.warn({ outcome: outcome.kind, queued: outcome.queued }, 'delivery refused');
+        res.status(503).set('Retry-After', '60').json({
+          error: `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): redeliver later`,
+        });
+        return;
+      }
+      if (outcome.kind === 'created') deps.submit(outcome.build);
+      log.info({ outcome: outcome.kind, buildId: outcome.build.id }, 'delivery accepted');
       res
-        .status(created ? 202 : 200)
-        .location(`/builds/${build.id}`)
-        .json({ build: buildView(build) });
+        .status(STATUS[outcome.kind])
+        .location(`/builds/${outcome.build.id}`)
+        .json({ build: buildView(outcome.build), ...(outcome.kind === 'created' ? {} : { [outcome.kind]: true }) });
     } catch (error) {
       if (!(error instanceof PayloadError)) throw error;
       log.warn({ outcome: 'bad_request', reason: error.message }, 'delivery refused');

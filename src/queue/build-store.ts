@@ -5,6 +5,8 @@ export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed';
 
 export interface BuildRecord {
   id: string;
+  /** Arrival order: builds of one repository run in this order. */
+  seq: number;
   request: BuildRequest;
   status: BuildStatus;
   /** registry/name:version, once dockerInfo.json was read. */
@@ -13,20 +15,34 @@ export interface BuildRecord {
   digest?: string;
   error?: string;
   failedStage?: FailureStage;
+  /** True once a restart took this build up again. */
+  resumed: boolean;
   createdAt: Date;
   startedAt?: Date;
   finishedAt?: Date;
 }
 
-export type BuildChanges = Partial<Omit<BuildRecord, 'id' | 'request' | 'createdAt'>>;
+export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt'>>;
 
-/** Where builds and their logs live. Owned by the queue; adapters: memory (now), SQLite, Redis. */
+export type AddOutcome =
+  /** A new build was stored. */
+  | { kind: 'created'; build: BuildRecord }
+  /** This delivery id was seen before: its build. */
+  | { kind: 'redelivery'; build: BuildRecord }
+  /** Another delivery already queued or runs this repository at this commit: that build. */
+  | { kind: 'coalesced'; build: BuildRecord }
+  /** `maxQueued` builds are already waiting: nothing was stored. */
+  | { kind: 'queue_full'; queued: number };
+
+/** Where builds and their logs live. Owned by the queue; the SQLite adapter serves one machine. */
 export interface BuildStore {
-  /** Stores a new queued build, or returns the one already stored for this delivery id. */
-  add(request: BuildRequest, createdAt: Date): Promise<{ build: BuildRecord; created: boolean }>;
+  /** Stores the build (committed before this resolves), or returns the build that already answers it. */
+  add(request: BuildRequest, createdAt: Date, maxQueued: number): Promise<AddOutcome>;
   get(id: string): Promise<BuildRecord | undefined>;
   /** Newest first. */
   list(limit: number): Promise<BuildRecord[]>;
+  /** Queued and running builds, oldest first: what a start takes up. */
+  unfinished(): Promise<BuildRecord[]>;
   update(id: string, changes: BuildChanges): Promise<BuildRecord>;
   appendLog(id: string, text: string): Promise<void>;
   /** The whole log, or undefined for an unknown build. */

@@ -1,22 +1,30 @@
-import PQueue from 'p-queue';
-import type { BuildReporter, BuildResult } from '../build/run-build.js';
+import type { BuildReporter, BuildResult, BuildSession } from '../build/run-build.js';
 import { BuildFailure, BuildTimeoutError, describeError } from '../errors.js';
 import type { BuildRequest } from '../github/decide-build.js';
 import type { Logger } from '../logger.js';
 import type { BuildRecord, BuildStore } from './build-store.js';
+import { createRetry, type RetryPolicy } from './retry.js';
 
-export type RunBuild = (request: BuildRequest, reporter: BuildReporter, signal: AbortSignal) => Promise<BuildResult>;
+export type RunBuild = (request: BuildRequest, session: BuildSession) => Promise<BuildResult>;
 
 export interface WorkerOptions {
   concurrency: number;
   timeoutMs: number;
+  retry: RetryPolicy;
   logger: Logger;
   now?: () => Date;
 }
 
-/** Takes stored builds and runs them, `concurrency` at a time, each within `timeoutMs`. */
+/**
+ * Runs stored builds, `concurrency` at a time, each within `timeoutMs`.
+ * Builds of one repository run one at a time in arrival order, so an older commit never
+ * overwrites the tag a newer one pushed.
+ */
 export class BuildWorker {
-  private readonly queue: PQueue;
+  private readonly waiting: BuildRecord[] = [];
+  private readonly running = new Map<string, string>(); // build id → repository
+  private idleWaiters: (() => void)[] = [];
+  private paused = false;
   private readonly now: () => Date;
 
   constructor(
@@ -24,39 +32,94 @@ export class BuildWorker {
     private readonly run: RunBuild,
     private readonly options: WorkerOptions,
   ) {
-    this.queue = new PQueue({ concurrency: options.concurrency });
     this.now = options.now ?? (() => new Date());
   }
 
   submit(build: BuildRecord): void {
-    this.queue.add(() => this.execute(build)).catch((error: unknown) => {
-      // Only the store can fail here; the build stays as stored and is logged, the daemon goes on.
-      this.options.logger.error({ buildId: build.id, error: describeError(error) }, 'could not record the build outcome');
-    });
+    const at = this.waiting.findIndex((other) => other.seq > build.seq);
+    this.waiting.splice(at === -1 ? this.waiting.length : at, 0, build);
+    this.pump();
   }
 
-  /** Resolves when nothing is queued or running. */
+  /** Takes up what a previous process left: running builds run again, queued ones keep their place. */
+  async resumeUnfinished(): Promise<number> {
+    const unfinished = await this.store.unfinished();
+    for (const build of unfinished) {
+      const note =
+        build.status === 'running'
+          ? 'resumed: ci_service stopped while this build ran; running it again from the start'
+          : 'resumed: taken up from the queue after a restart';
+      await this.store.appendLog(build.id, note);
+      this.submit(await this.store.update(build.id, { status: 'queued', resumed: true }));
+    }
+    return unfinished.length;
+  }
+
+  /** Starts nothing more; what runs goes on. Queued builds stay stored for the next start. */
+  pause(): void {
+    this.paused = true;
+    this.settleIdle();
+  }
+
+  /** Resolves when nothing runs and nothing can start (the queue is empty, or the worker paused). */
   onIdle(): Promise<void> {
-    return this.queue.onIdle();
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   counts(): { queued: number; running: number } {
-    return { queued: this.queue.size, running: this.queue.pending };
+    return { queued: this.waiting.length, running: this.running.size };
+  }
+
+  private isIdle(): boolean {
+    return this.running.size === 0 && (this.paused || this.waiting.length === 0);
+  }
+
+  private settleIdle(): void {
+    if (!this.isIdle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private pump(): void {
+    while (!this.paused && this.running.size < this.options.concurrency) {
+      const busy = new Set(this.running.values());
+      const next = this.waiting.findIndex((build) => !busy.has(build.request.repository.fullName));
+      if (next === -1) break;
+      const [build] = this.waiting.splice(next, 1) as [BuildRecord];
+      this.running.set(build.id, build.request.repository.fullName);
+      this.execute(build)
+        .catch((error: unknown) => {
+          // Only the store can fail here: the build stays as stored, and is taken up at the next start.
+          this.options.logger.error({ buildId: build.id, error: describeError(error) }, 'could not record the build outcome');
+        })
+        .finally(() => {
+          this.running.delete(build.id);
+          this.pump();
+          this.settleIdle();
+        });
+    }
   }
 
   private async execute(build: BuildRecord): Promise<void> {
     const log = this.options.logger.child({ buildId: build.id, deliveryId: build.request.deliveryId });
     const reporter = this.reporter(build.id);
     await this.store.update(build.id, { status: 'running', startedAt: this.now() });
-    log.info({ repository: build.request.repository.fullName, sha: build.request.sha }, 'build started');
+    log.info({ repository: build.request.repository.fullName, sha: build.request.sha, resumed: build.resumed }, 'build started');
 
     const controller = new AbortController();
     const timeout = new BuildTimeoutError(
       `build did not finish within BUILD_TIMEOUT_S=${Math.round(this.options.timeoutMs / 1000)} s; raise it or make the build faster`,
     );
     const timer = setTimeout(() => controller.abort(timeout), this.options.timeoutMs);
+    const retry = createRetry(this.options.retry, controller.signal, (message) => {
+      reporter.log(message);
+      log.warn({ retry: message }, 'retrying a build step');
+    });
     try {
-      const result = await Promise.race([this.run(build.request, reporter, controller.signal), rejectOnAbort(controller.signal)]);
+      const running = this.run(build.request, { reporter, signal: controller.signal, retry });
+      const result = await Promise.race([running, rejectOnAbort(controller.signal)]);
       await reporter.flushed();
       await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() });
       log.info({ image: result.image, digest: result.digest }, 'build succeeded');
@@ -75,14 +138,15 @@ export class BuildWorker {
   /** Log lines reach the store in the order they were written. */
   private reporter(buildId: string): BuildReporter & { flushed(): Promise<void> } {
     let pending: Promise<void> = Promise.resolve();
-    const store = this.store;
+    const enqueue = (write: () => Promise<unknown>) => {
+      pending = pending.then(write).then(
+        () => {},
+        () => {},
+      );
+    };
     return {
-      log: (text) => {
-        pending = pending.then(() => store.appendLog(buildId, text)).catch(() => {});
-      },
-      imageResolved: (image, tags) => {
-        pending = pending.then(() => store.update(buildId, { image, tags })).then(() => {}, () => {});
-      },
+      log: (text) => enqueue(() => this.store.appendLog(buildId, text)),
+      imageResolved: (image, tags) => enqueue(() => this.store.update(buildId, { image, tags })),
       flushed: () => pending,
     };
   }

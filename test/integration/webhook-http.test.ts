@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -6,7 +7,7 @@ import { createDeliveryVerifier } from '../../src/github/verify-delivery.js';
 import { createApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/logger.js';
 import type { BuildRecord } from '../../src/queue/build-store.js';
-import { MemoryBuildStore } from '../../src/queue/memory-build-store.js';
+import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
 import { examplePayloads, examplePullRequest, sendDelivery, signature256 } from '../support/deliveries.js';
 
 const SECRET = 'http-test-secret';
@@ -15,17 +16,20 @@ const SECRET = 'http-test-secret';
 describe('POST /webhook', () => {
   let server: Server;
   let url: string;
-  let store: MemoryBuildStore;
+  let store: SqliteBuildStore;
+  let accepting = true;
   const submitted: BuildRecord[] = [];
 
   before(async () => {
-    store = new MemoryBuildStore();
+    store = new SqliteBuildStore(':memory:');
     const app = createApp({
       webhook: {
         verifyDelivery: createDeliveryVerifier(SECRET),
         policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head' },
         store,
         submit: (build) => submitted.push(build),
+        isAccepting: () => accepting,
+        maxQueuedBuilds: 50,
         logger: createLogger('silent'),
         now: () => new Date(),
       },
@@ -39,9 +43,11 @@ describe('POST /webhook', () => {
 
   after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-  function merged(): Record<string, any> {
+  /** A merged pull request of its own commit, unless a test wants a shared one. */
+  function merged(sha = randomBytes(20).toString('hex')): Record<string, any> {
     const payload = examplePullRequest('closed');
     payload.pull_request.merged = true;
+    payload.pull_request.head.sha = sha;
     return payload;
   }
 
@@ -64,13 +70,35 @@ describe('POST /webhook', () => {
   });
 
   it('returns the existing build for a redelivery of the same X-GitHub-Delivery', async () => {
-    const first = await sendDelivery(url, merged(), { secret: SECRET, deliveryId: 'redelivered' });
+    const payload = merged();
+    const first = await sendDelivery(url, payload, { secret: SECRET, deliveryId: 'redelivered' });
     const count = submitted.length;
-    const second = await sendDelivery(url, merged(), { secret: SECRET, deliveryId: 'redelivered' });
+    const second = await sendDelivery(url, payload, { secret: SECRET, deliveryId: 'redelivered' });
     assert.equal(second.status, 200);
     const [a, b] = [(await first.json()) as any, (await second.json()) as any];
     assert.equal(b.build.id, a.build.id);
     assert.equal(submitted.length, count, 'not submitted twice');
+  });
+
+  it('joins a merge of a commit that already has a queued build to that build', async () => {
+    const sha = randomBytes(20).toString('hex');
+    const first = (await (await sendDelivery(url, merged(sha), { secret: SECRET })).json()) as any;
+    const response = await sendDelivery(url, merged(sha), { secret: SECRET, deliveryId: 'same-commit-other-delivery' });
+    assert.equal(response.status, 202);
+    const second = (await response.json()) as any;
+    assert.equal(second.build.id, first.build.id);
+    assert.equal(second.coalesced, true);
+  });
+
+  it('answers 503 while shutting down, so GitHub shows the delivery as failed', async () => {
+    accepting = false;
+    try {
+      const response = await sendDelivery(url, merged(), { secret: SECRET });
+      assert.equal(response.status, 503);
+      assert.match(((await response.json()) as { error: string }).error, /shutting down: redeliver/);
+    } finally {
+      accepting = true;
+    }
   });
 
   it('answers ping with 200', async () => {

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { loadConfig } from '../../src/config.js';
 import type { BuildView } from '../../src/http/build-view.js';
@@ -18,6 +21,7 @@ export interface TestService {
 
 /** The real daemon, in this process, configured from an env object like main.ts is. */
 export async function startTestService(env: Record<string, string>): Promise<TestService> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'ci-data-'));
   const logLines: string[] = [];
   const destination = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -25,13 +29,16 @@ export async function startTestService(env: Record<string, string>): Promise<Tes
       callback();
     },
   });
-  const config = loadConfig({ PORT: '0', WEBHOOK_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', ...env });
+  const config = loadConfig({ PORT: '0', WEBHOOK_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', DATA_DIR: dataDir, BUILD_RETRY_DELAY_MS: '200', ...env });
   const service = await startService(config, createLogger(config.logLevel, destination));
   return {
     service,
     url: service.url,
     logLines,
-    stop: () => service.stop(5_000),
+    async stop() {
+      await service.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
     async getBuild(id) {
       const response = await fetch(`${service.url}/builds/${id}`);
       return ((await response.json()) as { build: BuildView }).build;

@@ -1,38 +1,48 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createLogger } from '../../src/logger.js';
 import { PushError } from '../../src/errors.js';
 import type { BuildRequest } from '../../src/github/decide-build.js';
+import { createLogger } from '../../src/logger.js';
 import { BuildWorker, type RunBuild } from '../../src/queue/build-worker.js';
-import { MemoryBuildStore } from '../../src/queue/memory-build-store.js';
+import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
 
 const logger = createLogger('silent');
+const options = { concurrency: 1, timeoutMs: 10_000, retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 1 }, logger };
 
-function request(n: number): BuildRequest {
+function request(n: number, repository = `o/r${n}`): BuildRequest {
+  const [owner, name] = repository.split('/') as [string, string];
   return {
     deliveryId: `delivery-${n}`,
-    repository: { owner: 'o', name: 'r', fullName: 'o/r', htmlUrl: 'https://github.com/o/r', private: false },
+    repository: { owner, name, fullName: repository, htmlUrl: `https://github.com/${repository}`, private: false },
     sha: String(n).padStart(40, '0'),
     prNumber: n,
     baseRef: 'main',
   };
 }
 
+async function add(store: SqliteBuildStore, req: BuildRequest) {
+  const outcome = await store.add(req, new Date(), 1000);
+  assert.equal(outcome.kind, 'created');
+  return (outcome as { build: import('../../src/queue/build-store.js').BuildRecord }).build;
+}
+
+const succeed: RunBuild = async (req) => ({ image: `reg/app:${req.prNumber}`, tags: [`reg/app:${req.prNumber}`], digest: `sha256:${req.prNumber}` });
+
 describe('build worker', () => {
-  it(`never runs more than BUILD_CONCURRENCY builds at once, and runs them all`, async () => {
-    const store = new MemoryBuildStore();
+  it('never runs more than BUILD_CONCURRENCY builds at once, and runs them all', async () => {
+    const store = new SqliteBuildStore(':memory:');
     let running = 0;
     let peak = 0;
-    const run: RunBuild = async (req, reporter) => {
+    const run: RunBuild = async (req, session) => {
       running += 1;
       peak = Math.max(peak, running);
-      reporter.imageResolved(`reg/app:${req.prNumber}`, [`reg/app:${req.prNumber}`]);
+      session.reporter.imageResolved(`reg/app:${req.prNumber}`, [`reg/app:${req.prNumber}`]);
       await new Promise((resolve) => setTimeout(resolve, 5));
       running -= 1;
-      return { image: `reg/app:${req.prNumber}`, tags: [`reg/app:${req.prNumber}`], digest: `sha256:${req.prNumber}` };
+      return succeed(req, session);
     };
-    const worker = new BuildWorker(store, run, { concurrency: 3, timeoutMs: 10_000, logger });
-    for (let n = 0; n < 12; n += 1) worker.submit((await store.add(request(n), new Date())).build);
+    const worker = new BuildWorker(store, run, { ...options, concurrency: 3 });
+    for (let n = 0; n < 12; n += 1) worker.submit(await add(store, request(n)));
     assert.deepEqual(worker.counts(), { queued: 9, running: 3 });
     await worker.onIdle();
     assert.equal(peak, 3);
@@ -41,11 +51,29 @@ describe('build worker', () => {
     assert.ok(builds.every((build) => build.status === 'succeeded' && build.digest === `sha256:${build.request.prNumber}`));
   });
 
+  it('runs builds of one repository one at a time, in the order their deliveries arrived', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const order: string[] = [];
+    const run: RunBuild = async (req, session) => {
+      order.push(`start ${req.repository.fullName}#${req.prNumber}`);
+      await new Promise((resolve) => setTimeout(resolve, req.prNumber === 1 ? 30 : 1));
+      order.push(`end ${req.repository.fullName}#${req.prNumber}`);
+      return succeed(req, session);
+    };
+    const worker = new BuildWorker(store, run, { ...options, concurrency: 4 });
+    const builds = [await add(store, request(1, 'o/app')), await add(store, request(2, 'o/app')), await add(store, request(3, 'o/other')), await add(store, request(4, 'o/app'))];
+    // Slots are free for all four, yet o/app's later builds wait for the slow first one.
+    for (const build of builds) worker.submit(build);
+    await worker.onIdle();
+    const app = order.filter((line) => line.includes('o/app'));
+    assert.deepEqual(app, ['start o/app#1', 'end o/app#1', 'start o/app#2', 'end o/app#2', 'start o/app#4', 'end o/app#4']);
+    assert.ok(order.indexOf('start o/other#3') < order.indexOf('end o/app#1'), 'another repository does not wait');
+  });
+
   it('fails a build that outlives BUILD_TIMEOUT_S with that reason, even if it ignores its abort signal', async () => {
-    const store = new MemoryBuildStore();
-    const never: RunBuild = () => new Promise(() => {});
-    const worker = new BuildWorker(store, never, { concurrency: 1, timeoutMs: 50, logger });
-    const { build } = await store.add(request(1), new Date());
+    const store = new SqliteBuildStore(':memory:');
+    const worker = new BuildWorker(store, () => new Promise(() => {}), { ...options, timeoutMs: 50 });
+    const build = await add(store, request(1));
     worker.submit(build);
     await worker.onIdle();
     const failed = await store.get(build.id);
@@ -54,20 +82,75 @@ describe('build worker', () => {
     assert.match(failed?.error ?? '', /did not finish within BUILD_TIMEOUT_S=0 s/);
   });
 
+  it('retries a transient failure with backoff, each attempt in the log, and fails a permanent one at once', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    let calls = 0;
+    const flaky: RunBuild = async (req, session) =>
+      session.retry('pushing reg/app:1', async () => {
+        calls += 1;
+        if (calls < 3) throw new PushError('registry unreachable', true);
+        return succeed(req, session);
+      });
+    const worker = new BuildWorker(store, flaky, { ...options, retry: { retries: 3, baseDelayMs: 5, maxDelayMs: 20 } });
+    const build = await add(store, request(1));
+    worker.submit(build);
+    await worker.onIdle();
+    assert.equal((await store.get(build.id))?.status, 'succeeded');
+    assert.equal(calls, 3);
+    const log = (await store.readLog(build.id)) ?? '';
+    assert.match(log, /pushing reg\/app:1 failed \(registry unreachable\); retry 1 of 3 in/);
+    assert.match(log, /retry 2 of 3/);
+
+    let permanentCalls = 0;
+    const permanent: RunBuild = (_req, session) =>
+      session.retry('pushing', async () => {
+        permanentCalls += 1;
+        throw new PushError('unauthorized: authentication required');
+      });
+    const strict = new BuildWorker(store, permanent, { ...options, retry: { retries: 3, baseDelayMs: 5, maxDelayMs: 20 } });
+    const second = await add(store, request(2));
+    strict.submit(second);
+    await strict.onIdle();
+    assert.equal(permanentCalls, 1);
+    assert.equal((await store.get(second.id))?.error, 'unauthorized: authentication required');
+  });
+
   it('records the stage and message of a failure, and the log lines in order', async () => {
-    const store = new MemoryBuildStore();
-    const failing: RunBuild = async (_req, reporter) => {
-      reporter.log('first');
-      reporter.log('second');
+    const store = new SqliteBuildStore(':memory:');
+    const failing: RunBuild = async (_req, session) => {
+      session.reporter.log('first');
+      session.reporter.log('second');
       throw new PushError('pushing reg/app:1 failed: connection refused');
     };
-    const worker = new BuildWorker(store, failing, { concurrency: 1, timeoutMs: 1000, logger });
-    const { build } = await store.add(request(1), new Date());
+    const worker = new BuildWorker(store, failing, options);
+    const build = await add(store, request(1));
     worker.submit(build);
     await worker.onIdle();
     const failed = await store.get(build.id);
     assert.equal(failed?.failedStage, 'push');
     assert.equal(failed?.error, 'pushing reg/app:1 failed: connection refused');
     assert.equal(await store.readLog(build.id), 'first\nsecond\nFAILED (push): pushing reg/app:1 failed: connection refused\n');
+  });
+
+  it('after pause() starts nothing more, and resumeUnfinished() takes up what was left', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const worker = new BuildWorker(store, succeed, options);
+    worker.pause();
+    const queued = await add(store, request(1));
+    worker.submit(queued);
+    await worker.onIdle();
+    assert.equal((await store.get(queued.id))?.status, 'queued');
+    const crashed = await add(store, request(2));
+    await store.update(crashed.id, { status: 'running', startedAt: new Date() });
+
+    const next = new BuildWorker(store, succeed, options);
+    assert.equal(await next.resumeUnfinished(), 2);
+    await next.onIdle();
+    for (const id of [queued.id, crashed.id]) {
+      const build = await store.get(id);
+      assert.equal(build?.status, 'succeeded');
+      assert.equal(build?.resumed, true);
+    }
+    assert.match((await store.readLog(crashed.id)) ?? '', /resumed: ci_service stopped while this build ran/);
   });
 });

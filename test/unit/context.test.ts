@@ -35,6 +35,7 @@ async function entriesOf(stream: Readable): Promise<{ name: string; type: string
 }
 
 const ROOT = 'octo-hello-abc1234/';
+const LIMIT = 1024 * 1024;
 
 describe('build context from a GitHub tarball', () => {
   it("strips GitHub's top-level folder and keeps contents, folders and symlinks", async () => {
@@ -47,7 +48,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}src/current`, type: 'symlink', linkname: 'app.js' },
         { name: `${ROOT}abs-link`, type: 'symlink', linkname: '/etc/hostname' },
       ]),
-      { context: '', dockerfile: 'Dockerfile' },
+      { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT },
     );
     const entries = await entriesOf(context.stream);
     assert.deepEqual(
@@ -62,7 +63,7 @@ describe('build context from a GitHub tarball', () => {
 
   it('keeps paths longer than the 100 bytes of a plain tar header, and longer than 255', async () => {
     const long = `${'a'.repeat(120)}/${'b'.repeat(90)}/${'c'.repeat(80)}.txt`;
-    const context = createBuildContext(await tarball([{ name: `${ROOT}${long}`, content: 'deep' }]), { context: '', dockerfile: 'Dockerfile' });
+    const context = createBuildContext(await tarball([{ name: `${ROOT}${long}`, content: 'deep' }]), { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT });
     const [entry] = await entriesOf(context.stream);
     assert.equal(entry!.name, long);
     assert.equal(entry!.content, 'deep');
@@ -78,7 +79,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}services/web/app/index.js`, content: '1' },
         { name: `${ROOT}services/webby/not-this.txt`, content: 'similar prefix, other folder' },
       ]),
-      { context: 'services/web', dockerfile: 'Dockerfile' },
+      { context: 'services/web', dockerfile: 'Dockerfile', maxBytes: LIMIT },
     );
     assert.deepEqual((await entriesOf(context.stream)).map((entry) => entry.name), ['Dockerfile', 'app/index.js']);
     assert.equal((await context.finished).hasDockerfile, true);
@@ -90,7 +91,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}web/a.txt`, content: 'x' },
         { name: `${ROOT}web/b.txt`, type: 'link', linkname: `${ROOT}web/a.txt` },
       ]),
-      { context: 'web', dockerfile: 'Dockerfile' },
+      { context: 'web', dockerfile: 'Dockerfile', maxBytes: LIMIT },
     );
     const entries = await entriesOf(inside.stream);
     assert.deepEqual(entries.map(({ name, linkname }) => [name, linkname ?? null]), [['a.txt', null], ['b.txt', 'a.txt']]);
@@ -100,7 +101,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}secret.txt`, content: 'x' },
         { name: `${ROOT}web/b.txt`, type: 'link', linkname: `${ROOT}secret.txt` },
       ]),
-      { context: 'web', dockerfile: 'Dockerfile' },
+      { context: 'web', dockerfile: 'Dockerfile', maxBytes: LIMIT },
     );
     outside.stream.resume();
     await assert.rejects(outside.finished, /hard link "octo-hello-abc1234\/web\/b.txt" points outside/);
@@ -111,6 +112,7 @@ describe('build context from a GitHub tarball', () => {
       const context = createBuildContext(await tarball([{ name: `${ROOT}ok.txt`, content: '1' }, { name: escape, content: 'evil' }]), {
         context: '',
         dockerfile: 'Dockerfile',
+        maxBytes: LIMIT,
       });
       context.stream.on('error', () => {});
       context.stream.resume();
@@ -120,14 +122,28 @@ describe('build context from a GitHub tarball', () => {
   }
 
   it('fails when the "context" folder is not in the repository', async () => {
-    const context = createBuildContext(await tarball([{ name: `${ROOT}Dockerfile`, content: '' }]), { context: 'missing', dockerfile: 'Dockerfile' });
+    const context = createBuildContext(await tarball([{ name: `${ROOT}Dockerfile`, content: '' }]), { context: 'missing', dockerfile: 'Dockerfile', maxBytes: LIMIT });
     context.stream.on('error', () => {});
     context.stream.resume();
     await assert.rejects(context.finished, /"context" folder "missing" is not in the repository/);
   });
 
+  it('fails as soon as the files add up to more than MAX_CONTEXT_MB', async () => {
+    const context = createBuildContext(
+      await tarball([
+        { name: `${ROOT}a.bin`, content: 'x'.repeat(600) },
+        { name: `${ROOT}b.bin`, content: 'x'.repeat(600) },
+        { name: `${ROOT}c.bin`, content: 'never read' },
+      ]),
+      { context: '', dockerfile: 'Dockerfile', maxBytes: 1000 },
+    );
+    context.stream.on('error', () => {});
+    context.stream.resume();
+    await assert.rejects(context.finished, /larger than MAX_CONTEXT_MB=0 MB \(at "b.bin"\)/);
+  });
+
   it('fails with a clear error when the tarball is not gzip', async () => {
-    const context = createBuildContext(Readable.from([Buffer.from('<html>not a tarball</html>')]), { context: '', dockerfile: 'Dockerfile' });
+    const context = createBuildContext(Readable.from([Buffer.from('<html>not a tarball</html>')]), { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT });
     context.stream.on('error', () => {});
     context.stream.resume();
     await assert.rejects(context.finished, /not a valid gzip file/);

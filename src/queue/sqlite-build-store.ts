@@ -1,0 +1,197 @@
+import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { FailureStage } from '../errors.js';
+import type { BuildRequest } from '../github/decide-build.js';
+import type { AddOutcome, BuildChanges, BuildRecord, BuildStatus, BuildStore } from './build-store.js';
+
+/** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
+const MIGRATIONS = [
+  `CREATE TABLE builds (
+     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+     id           TEXT NOT NULL UNIQUE,
+     repository   TEXT NOT NULL,
+     sha          TEXT NOT NULL,
+     request      TEXT NOT NULL,
+     status       TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+     image        TEXT,
+     tags         TEXT NOT NULL DEFAULT '[]',
+     digest       TEXT,
+     error        TEXT,
+     failed_stage TEXT,
+     resumed      INTEGER NOT NULL DEFAULT 0,
+     created_at   TEXT NOT NULL,
+     started_at   TEXT,
+     finished_at  TEXT
+   );
+   CREATE INDEX builds_unfinished ON builds (status, repository, sha);
+   CREATE TABLE deliveries (
+     delivery_id TEXT PRIMARY KEY,
+     build_id    TEXT NOT NULL REFERENCES builds (id)
+   );
+   CREATE TABLE build_logs (
+     seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+     build_id TEXT NOT NULL REFERENCES builds (id),
+     line     TEXT NOT NULL
+   );
+   CREATE INDEX build_logs_by_build ON build_logs (build_id, seq);`,
+];
+
+interface BuildRow {
+  seq: number;
+  id: string;
+  request: string;
+  status: BuildStatus;
+  image: string | null;
+  tags: string;
+  digest: string | null;
+  error: string | null;
+  failed_stage: string | null;
+  resumed: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+const COLUMNS: Record<keyof BuildChanges, string> = {
+  status: 'status',
+  image: 'image',
+  tags: 'tags',
+  digest: 'digest',
+  error: 'error',
+  failedStage: 'failed_stage',
+  resumed: 'resumed',
+  startedAt: 'started_at',
+  finishedAt: 'finished_at',
+};
+
+/**
+ * Builds and logs in one SQLite file under DATA_DIR (or ':memory:').
+ * WAL mode: every statement is durable once it returns, through a crash of this process.
+ */
+export class SqliteBuildStore implements BuildStore {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+  }
+
+  static inDataDir(dataDir: string): SqliteBuildStore {
+    return new SqliteBuildStore(path.join(dataDir, 'ci_service.sqlite'));
+  }
+
+  async add(request: BuildRequest, createdAt: Date, maxQueued: number): Promise<AddOutcome> {
+    // One transaction: concurrent copies of a delivery see each other's row, never a half of it.
+    return this.db.transaction((): AddOutcome => {
+      const seen = this.db
+        .prepare<[string], BuildRow>('SELECT b.* FROM deliveries d JOIN builds b ON b.id = d.build_id WHERE d.delivery_id = ?')
+        .get(request.deliveryId);
+      if (seen) return { kind: 'redelivery', build: toRecord(seen) };
+
+      const sameCommit = this.db
+        .prepare<[string, string], BuildRow>(
+          "SELECT * FROM builds WHERE repository = ? AND sha = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
+        )
+        .get(request.repository.fullName, request.sha);
+      if (sameCommit) {
+        this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)').run(request.deliveryId, sameCommit.id);
+        return { kind: 'coalesced', build: toRecord(sameCommit) };
+      }
+
+      const { queued } = this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'").get()!;
+      if (queued >= maxQueued) return { kind: 'queue_full', queued };
+
+      const id = randomUUID();
+      this.db
+        .prepare('INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(id, request.repository.fullName, request.sha, JSON.stringify(request), 'queued', createdAt.toISOString());
+      this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)').run(request.deliveryId, id);
+      return { kind: 'created', build: this.mustGet(id) };
+    }).immediate();
+  }
+
+  async get(id: string): Promise<BuildRecord | undefined> {
+    const row = this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?').get(id);
+    return row && toRecord(row);
+  }
+
+  async list(limit: number): Promise<BuildRecord[]> {
+    return this.db.prepare<[number], BuildRow>('SELECT * FROM builds ORDER BY seq DESC LIMIT ?').all(limit).map(toRecord);
+  }
+
+  async unfinished(): Promise<BuildRecord[]> {
+    return this.db.prepare<[], BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq").all().map(toRecord);
+  }
+
+  async update(id: string, changes: BuildChanges): Promise<BuildRecord> {
+    const entries = Object.entries(changes).filter(([, value]) => value !== undefined) as [keyof BuildChanges, unknown][];
+    if (entries.length > 0) {
+      const assignments = entries.map(([key]) => `${COLUMNS[key]} = @${key}`).join(', ');
+      const values = Object.fromEntries(entries.map(([key, value]) => [key, toColumn(value)]));
+      this.db.prepare(`UPDATE builds SET ${assignments} WHERE id = @id`).run({ ...values, id });
+    }
+    return this.mustGet(id);
+  }
+
+  async appendLog(id: string, text: string): Promise<void> {
+    this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)').run(id, text);
+  }
+
+  async readLog(id: string): Promise<string | undefined> {
+    if (!(await this.get(id))) return undefined;
+    const lines = this.db.prepare<[string], { line: string }>('SELECT line FROM build_logs WHERE build_id = ? ORDER BY seq').all(id);
+    return lines.map(({ line }) => `${line}\n`).join('');
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  private mustGet(id: string): BuildRecord {
+    const row = this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?').get(id);
+    if (!row) throw new Error(`no build ${id}`);
+    return toRecord(row);
+  }
+
+  private migrate(): void {
+    const applied = this.db.pragma('user_version', { simple: true }) as number;
+    for (let version = applied; version < MIGRATIONS.length; version += 1) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[version]!);
+        this.db.pragma(`user_version = ${version + 1}`);
+      })();
+    }
+  }
+}
+
+function toColumn(value: unknown): unknown {
+  if (value instanceof Date) return value.toISOString();
+  if (Array.isArray(value)) return JSON.stringify(value);
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  return value;
+}
+
+function toRecord(row: BuildRow): BuildRecord {
+  return {
+    id: row.id,
+    seq: row.seq,
+    request: JSON.parse(row.request) as BuildRequest,
+    status: row.status,
+    ...(row.image !== null ? { image: row.image } : {}),
+    tags: JSON.parse(row.tags) as string[],
+    ...(row.digest !== null ? { digest: row.digest } : {}),
+    ...(row.error !== null ? { error: row.error } : {}),
+    ...(row.failed_stage !== null ? { failedStage: row.failed_stage as FailureStage } : {}),
+    resumed: row.resumed === 1,
+    createdAt: new Date(row.created_at),
+    ...(row.started_at !== null ? { startedAt: new Date(row.started_at) } : {}),
+    ...(row.finished_at !== null ? { finishedAt: new Date(row.finished_at) } : {}),
+  };
+}

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import type { BuildRequest } from '../../src/github/decide-build.js';
+import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
+
+function request(deliveryId: string, sha = 'a'.repeat(40), repository = 'o/app'): BuildRequest {
+  const [owner, name] = repository.split('/') as [string, string];
+  return { deliveryId, repository: { owner, name, fullName: repository, htmlUrl: 'https://github.com/o/app', private: false }, sha, prNumber: 1, baseRef: 'main' };
+}
+
+describe('SQLite build store', () => {
+  it('keeps builds, their changes and their logs across reopening the file', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'store-'));
+    try {
+      const first = SqliteBuildStore.inDataDir(path.join(dir, 'nested'));
+      const added = await first.add(request('d1'), new Date('2026-01-01T00:00:00Z'), 10);
+      assert.equal(added.kind, 'created');
+      const id = added.kind === 'created' ? added.build.id : '';
+      await first.update(id, { status: 'succeeded', image: 'reg/app:1', tags: ['reg/app:1', 'reg/app:latest'], digest: 'sha256:1', finishedAt: new Date('2026-01-01T00:01:00Z') });
+      await first.appendLog(id, 'line one');
+      await first.appendLog(id, 'line two');
+      await first.close();
+
+      const reopened = SqliteBuildStore.inDataDir(path.join(dir, 'nested'));
+      const build = await reopened.get(id);
+      assert.equal(build?.status, 'succeeded');
+      assert.deepEqual(build?.tags, ['reg/app:1', 'reg/app:latest']);
+      assert.equal(build?.finishedAt?.toISOString(), '2026-01-01T00:01:00.000Z');
+      assert.equal(build?.request.repository.fullName, 'o/app');
+      assert.equal(await reopened.readLog(id), 'line one\nline two\n');
+      await reopened.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('answers a redelivery with the build it made, never a second one', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const first = await store.add(request('same'), new Date(), 10);
+    const again = await Promise.all(Array.from({ length: 20 }, () => store.add(request('same'), new Date(), 10)));
+    assert.ok(again.every((outcome) => outcome.kind === 'redelivery' && outcome.build.id === (first as any).build.id));
+    assert.equal((await store.list(100)).length, 1);
+  });
+
+  it('joins a merge of the same commit to the queued or running build, but not to a finished one', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const first = (await store.add(request('d1'), new Date(), 10)) as any;
+    assert.equal((await store.add(request('d2'), new Date(), 10)).kind, 'coalesced');
+    await store.update(first.build.id, { status: 'running' });
+    assert.equal((await store.add(request('d3'), new Date(), 10)).kind, 'coalesced');
+    assert.equal((await store.add(request('d3'), new Date(), 10)).kind, 'redelivery');
+    await store.update(first.build.id, { status: 'succeeded' });
+    assert.equal((await store.add(request('d4'), new Date(), 10)).kind, 'created');
+    assert.equal((await store.add(request('d5', 'b'.repeat(40)), new Date(), 10)).kind, 'created');
+  });
+
+  it('refuses a new build when maxQueued are waiting, storing nothing', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    await store.add(request('d1', '1'.repeat(40)), new Date(), 2);
+    await store.add(request('d2', '2'.repeat(40)), new Date(), 2);
+    assert.deepEqual(await store.add(request('d3', '3'.repeat(40)), new Date(), 2), { kind: 'queue_full', queued: 2 });
+    assert.equal((await store.list(10)).length, 2);
+  });
+
+  it('lists newest first and the unfinished oldest first', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const ids: string[] = [];
+    for (const n of [1, 2, 3]) ids.push(((await store.add(request(`d${n}`, String(n).repeat(40)), new Date(), 10)) as any).build.id);
+    await store.update(ids[1]!, { status: 'failed' });
+    assert.deepEqual((await store.list(10)).map((build) => build.id), [...ids].reverse());
+    assert.deepEqual((await store.unfinished()).map((build) => build.id), [ids[0], ids[2]]);
+    assert.equal(await store.readLog('unknown'), undefined);
+  });
+});

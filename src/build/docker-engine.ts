@@ -11,7 +11,8 @@ export interface RegistryAuth {
 }
 
 /** Failures that may pass if tried again: the engine or the registry was not there for a moment. */
-const TRANSIENT = /ECONNREFUSED|ECONNRESET|ENOENT|EPIPE|ETIMEDOUT|EAI_AGAIN|connection refused|i\/o timeout|no such host|timeout|50[234]|too many requests|unavailable/i;
+const TRANSIENT =
+  /ECONNREFUSED|ECONNRESET|ENOENT|EPIPE|ETIMEDOUT|EAI_AGAIN|connection refused|connection reset|i\/o timeout|no such host|timeout|\b5\d\d\b|internal server error|bad gateway|too many requests|unavailable/i;
 
 /** The Docker engine behind the ImageBuilder and ImagePusher ports, through dockerode. */
 export class DockerEngine implements ImageBuilder, ImagePusher {

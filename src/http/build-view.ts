@@ -12,6 +12,7 @@ export function buildView(build: BuildRecord) {
     image: build.image ?? null,
     tags: build.tags,
     status: build.status,
+    resumed: build.resumed,
     ...(build.error !== undefined ? { error: build.error, failedStage: build.failedStage } : {}),
     ...(build.digest !== undefined ? { digest: build.digest } : {}),
     createdAt: build.createdAt.toISOString(),

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -49,6 +49,11 @@ export class GitHubStandIn {
     return this;
   }
 
+  /** A scratch folder removed with the stand-in, for a test's own files. */
+  get workDirectory(): string {
+    return this.workDir;
+  }
+
   async close(): Promise<void> {
     this.server?.closeAllConnections();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -56,10 +61,15 @@ export class GitHubStandIn {
   }
 
   /** Commits the fixture folder `files` as owner/name and returns the repository with its commit SHA. */
-  async addRepository(fullName: string, files: string, options: { private?: boolean } = {}): Promise<StandInRepository> {
+  async addRepository(
+    fullName: string,
+    files: string,
+    options: { private?: boolean; extraFiles?: Record<string, string> } = {},
+  ): Promise<StandInRepository> {
     const [owner, name] = fullName.split('/') as [string, string];
     const gitDir = path.join(this.workDir, `${owner}-${name}-${this.repositories.size}`);
     await cp(files, gitDir, { recursive: true, verbatimSymlinks: true });
+    for (const [file, content] of Object.entries(options.extraFiles ?? {})) await writeFile(path.join(gitDir, file), content);
     const git = (...args: string[]) => run('git', ['-C', gitDir, ...args]);
     await git('init', '-q');
     await git('add', '-A');

@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { BuildView } from '../../src/http/build-view.js';
+import { startDaemon } from '../support/daemon.js';
+import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
+import { dockerUnavailable, ensureBusyboxImage } from '../support/docker-environment.js';
+import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
+import { LocalRegistry, waitFor } from '../support/registry.js';
+import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
+
+const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
+const skip = await dockerUnavailable();
+
+describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }, () => {
+  let github: GitHubStandIn;
+  let registry: LocalRegistry;
+
+  before(async () => {
+    await ensureBusyboxImage();
+    github = await new GitHubStandIn().start();
+    registry = await new LocalRegistry().start();
+  });
+
+  after(async () => {
+    await github?.close();
+    await registry?.remove();
+  });
+
+  /** A repository whose build takes a few seconds, never served from the build cache. */
+  function slowRepository(name: string): Promise<StandInRepository> {
+    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'slow'), { extraFiles: { 'nonce.txt': randomUUID() } });
+  }
+
+  async function accept(url: string, repository: StandInRepository, deliveryId = randomUUID()): Promise<string> {
+    const response = await sendDelivery(url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET, deliveryId });
+    assert.equal(response.status, 202, await response.clone().text());
+    return ((await response.json()) as { build: BuildView }).build.id;
+  }
+
+  function daemonEnv(dataDir: string): Record<string, string> {
+    return { WEBHOOK_SECRET: TEST_SECRET, GITHUB_API_URL: github.url, REGISTRY: registry.address, DATA_DIR: dataDir, BUILD_CONCURRENCY: '1' };
+  }
+
+  it('kill -9 during a build, then a new start: the build ends succeeded, exactly once', async () => {
+    const dataDir = path.join(github.workDirectory, 'kill-9');
+    const repository = await slowRepository('kill-nine');
+    const first = await startDaemon(daemonEnv(dataDir));
+    const id = await accept(first.url, repository);
+    await first.waitForBuild(id, (build) => build.status === 'running');
+    await waitFor(async () => /building slowly/.test(await (await fetch(`${first.url}/builds/${id}/log`)).text()), 30_000, 'the slow step');
+    first.child.kill('SIGKILL');
+    await first.exited;
+
+    const second = await startDaemon(daemonEnv(dataDir));
+    try {
+      const build = await second.waitForBuild(id, (b) => b.status === 'succeeded' || b.status === 'failed');
+      assert.equal(build.status, 'succeeded', build.error);
+      assert.equal(build.resumed, true);
+      const all = ((await (await fetch(`${second.url}/builds`)).json()) as { builds: BuildView[] }).builds;
+      assert.equal(all.filter((b) => b.sha === repository.sha).length, 1);
+      const log = await (await fetch(`${second.url}/builds/${id}/log`)).text();
+      assert.equal(log.match(/^pushed /gm)?.length, 1, log);
+      assert.match(log, /resumed: ci_service stopped while this build ran/);
+      assert.deepEqual(await registry.tags('ci-test/slow'), ['1.0.0']);
+    } finally {
+      second.child.kill('SIGKILL');
+    }
+  });
+
+  it('SIGTERM during a build: the build finishes, the process exits 0, queued builds wait for the next start', async () => {
+    const dataDir = path.join(github.workDirectory, 'sigterm');
+    const first = await startDaemon({ ...daemonEnv(dataDir), SHUTDOWN_GRACE_S: '60' });
+    const ids = [await accept(first.url, await slowRepository('term-a')), await accept(first.url, await slowRepository('term-b'))];
+    await first.waitForBuild(ids[0]!, (build) => build.status === 'running');
+    first.child.kill('SIGTERM');
+    await waitFor(async () => (await sendDelivery(first.url, {}, { secret: TEST_SECRET })).status === 503, 5_000, 'deliveries refused with 503');
+    assert.equal(await first.exited, 0, first.output());
+
+    const second = await startDaemon(daemonEnv(dataDir));
+    try {
+      const finished = await second.waitForBuild(ids[0]!, () => true);
+      assert.equal(finished.status, 'succeeded', 'the running build finished before the exit');
+      assert.equal(finished.resumed, false);
+      const resumed = await second.waitForBuild(ids[1]!, (b) => b.status === 'succeeded' || b.status === 'failed');
+      assert.equal(resumed.status, 'succeeded', resumed.error);
+      assert.equal(resumed.resumed, true);
+    } finally {
+      second.child.kill('SIGKILL');
+    }
+  });
+
+  describe('with the daemon in this process', () => {
+    let ci: TestService;
+
+    before(async () => {
+      ci = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, BUILD_CONCURRENCY: '4', BUILD_RETRY_DELAY_MS: '1000' });
+    });
+
+    after(async () => {
+      await ci?.stop();
+    });
+
+    async function finished(id: string): Promise<BuildView> {
+      await ci.service.worker.onIdle();
+      return ci.getBuild(id);
+    }
+
+    it('the registry stops before a push and comes back within the retry window: succeeded', async () => {
+      const repository = await github.addRepository('octo-org/registry-outage', path.join(FIXTURES, 'hello'), { extraFiles: { 'nonce.txt': randomUUID() } });
+      await registry.stop();
+      let restarted = false;
+      try {
+        const id = await accept(ci.url, repository);
+        await waitFor(async () => /retry 1 of 3/.test(await ci.getLog(id)), 30_000, 'a failed push to be retried');
+        await registry.start(registry.port);
+        restarted = true;
+        const build = await finished(id);
+        assert.equal(build.status, 'succeeded', build.error);
+        assert.match(await ci.getLog(id), /pushing .* failed \(pushing .*connection refused/);
+        assert.equal(build.digest, await registry.digest('ci-test/hello', '1.0.0'));
+      } finally {
+        if (!restarted) await registry.start(registry.port);
+      }
+    });
+
+    it('GitHub answers the first two tarball requests with 502: succeeded on the third', async () => {
+      const repository = await github.addRepository('octo-org/flaky-github', path.join(FIXTURES, 'hello'));
+      github.failNext(new RegExp(`/tarball/${repository.sha}$`), 502, 2);
+      const id = await accept(ci.url, repository);
+      const build = await finished(id);
+      assert.equal(build.status, 'succeeded', build.error);
+      const log = await ci.getLog(id);
+      assert.match(log, /GitHub answered 502 fetching the tarball .*retry 1 of 3/);
+      assert.match(log, /retry 2 of 3/);
+      assert.equal(github.requests.filter((request) => request.path.endsWith(`/tarball/${repository.sha}`)).length, 3);
+    });
+
+    it('the same delivery 20 times at once: one build', async () => {
+      const repository = await github.addRepository('octo-org/redelivered', path.join(FIXTURES, 'hello'));
+      const deliveryId = randomUUID();
+      const payload = mergedPullRequest(repository, repository.sha);
+      const responses = await Promise.all(Array.from({ length: 20 }, () => sendDelivery(ci.url, payload, { secret: TEST_SECRET, deliveryId })));
+      const statuses = responses.map((response) => response.status).sort();
+      assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 202]);
+      const ids = new Set(await Promise.all(responses.map(async (response) => ((await response.json()) as { build: BuildView }).build.id)));
+      assert.equal(ids.size, 1);
+      assert.equal((await finished([...ids][0]!)).status, 'succeeded');
+      assert.equal((await ci.service.store.list(1000)).filter((build) => build.request.sha === repository.sha).length, 1);
+    });
+
+    it('100 distinct merged deliveries in a burst: 100 accepted, 100 built, none lost', async () => {
+      const repositories = await Promise.all(
+        Array.from({ length: 100 }, (_, n) => github.addRepository(`octo-org/burst-${n}`, path.join(FIXTURES, 'hello'))),
+      );
+      const responses = await Promise.all(
+        repositories.map((repository) => sendDelivery(ci.url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET })),
+      );
+      assert.deepEqual(new Set(responses.map((response) => response.status)), new Set([202]));
+      const ids = await Promise.all(responses.map(async (response) => ((await response.json()) as { build: BuildView }).build.id));
+      assert.equal(new Set(ids).size, 100);
+      await ci.service.worker.onIdle();
+      const builds = await Promise.all(ids.map((id) => ci.getBuild(id)));
+      const failed = builds.filter((build) => build.status !== 'succeeded');
+      assert.deepEqual(failed.map((build) => build.error), []);
+    });
+  });
+});

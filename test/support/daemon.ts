@@ -1,0 +1,53 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { BuildView } from '../../src/http/build-view.js';
+import { freePort, waitFor } from './registry.js';
+
+const ROOT = path.join(import.meta.dirname, '..', '..');
+
+export interface Daemon {
+  child: ChildProcess;
+  url: string;
+  output(): string;
+  exited: Promise<number | null>;
+  /** Polls GET /builds/:id until `done` holds. */
+  waitForBuild(id: string, done: (build: BuildView) => boolean, timeoutMs?: number): Promise<BuildView>;
+}
+
+/** The daemon as `npm start` runs it: its own process, configured only by the environment. */
+export async function startDaemon(env: Record<string, string>, options: { waitUntilUp?: boolean } = {}): Promise<Daemon> {
+  const port = env.PORT ?? String(await freePort());
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env, PORT: port },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = `http://127.0.0.1:${port}`;
+  const daemon: Daemon = {
+    child,
+    url,
+    output: () => output,
+    exited,
+    async waitForBuild(id, done, timeoutMs = 60_000) {
+      let last: BuildView | undefined;
+      await waitFor(
+        async () => {
+          const response = await fetch(`${url}/builds/${id}`);
+          last = ((await response.json()) as { build: BuildView }).build;
+          return done(last);
+        },
+        timeoutMs,
+        `build ${id} (last seen ${JSON.stringify(last)})`,
+      );
+      return last!;
+    },
+  };
+  if (options.waitUntilUp !== false) {
+    await waitFor(async () => (await fetch(`${url}/builds?limit=1`)).ok, 20_000, `the daemon on ${url}\n${output}`);
+  }
+  return daemon;
+}

@@ -12,7 +12,7 @@ export interface RegistryAuth {
 
 /** Failures that may pass if tried again: the engine or the registry was not there for a moment. */
 const TRANSIENT =
-  /ECONNREFUSED|ECONNRESET|ENOENT|EPIPE|ETIMEDOUT|EAI_AGAIN|connection refused|connection reset|i\/o timeout|no such host|timeout|\b5\d\d\b|internal server error|bad gateway|too many requests|unavailable/i;
+  /ECONNREFUSED|ECONNRESET|ENOENT|EPIPE|ETIMEDOUT|EAI_AGAIN|connection refused|connection reset|i\/o timeout|no such host|timeout|\b5\d\d\b|internal server error|bad gateway|too many requests|unavailable|blob unknown/i;
 
 /** The Docker engine behind the ImageBuilder and ImagePusher ports, through dockerode. */
 export class DockerEngine implements ImageBuilder, ImagePusher {

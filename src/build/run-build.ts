@@ -55,6 +55,8 @@ export interface BuildSession {
   reporter: BuildReporter;
   signal: AbortSignal;
   retry: Retry;
+  /** Runs `action` while no other build of this image name builds or pushes. */
+  exclusive<T>(imageName: string, action: () => Promise<T>): Promise<T>;
 }
 
 export interface BuildResult {
@@ -85,6 +87,18 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   const image = `${repositoryRef}:${spec.version}`;
   reporter.imageResolved(image, references);
 
+  // Two builds tagging one name on one engine would push each other's image: one at a time.
+  return session.exclusive(repositoryRef, async () => {
+    if (session.signal.aborted) throw session.signal.reason;
+    await buildImage(request, spec, references, ports, session);
+    const digest = await pushTags(repositoryRef, spec.tags, ports, session);
+    return { image, tags: references, digest };
+  });
+}
+
+async function buildImage(request: BuildRequest, spec: BuildSpec, references: string[], ports: BuildPorts, session: BuildSession) {
+  const { repository, sha } = request;
+  const { reporter, signal, retry } = session;
   const buildOptions = {
     tags: references,
     dockerfile: spec.dockerfile,
@@ -105,16 +119,20 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
     const summary = await context.finished;
     reporter.log(`context: ${summary.entries} entries, ${summary.bytes} bytes`);
   });
+}
 
+/** Pushes every tag; returns the digest (the same for every tag of one image). */
+async function pushTags(repositoryRef: string, tags: string[], ports: BuildPorts, session: BuildSession): Promise<string> {
+  const { reporter, signal, retry } = session;
   let digest = '';
-  for (const tag of spec.tags) {
+  for (const tag of tags) {
     digest = await retry(`pushing ${repositoryRef}:${tag}`, async () => {
       reporter.log(`pushing ${repositoryRef}:${tag}`);
       return ports.pusher.push(repositoryRef, tag, reporter.log, signal);
     });
     reporter.log(`pushed ${repositoryRef}:${tag} ${digest}`);
   }
-  return { image, tags: references, digest };
+  return digest;
 }
 
 /** A failed build is better explained by a broken context or a missing Dockerfile, when that is the cause. */

@@ -3,6 +3,7 @@ import { BuildFailure, BuildTimeoutError, describeError } from '../errors.js';
 import type { BuildRequest } from '../github/decide-build.js';
 import type { Logger } from '../logger.js';
 import type { BuildRecord, BuildStore } from './build-store.js';
+import { KeyedLock } from './keyed-lock.js';
 import { createRetry, type RetryPolicy } from './retry.js';
 
 export type RunBuild = (request: BuildRequest, session: BuildSession) => Promise<BuildResult>;
@@ -17,14 +18,15 @@ export interface WorkerOptions {
 
 /**
  * Runs stored builds, `concurrency` at a time, each within `timeoutMs`.
- * Builds of one repository run one at a time in arrival order, so an older commit never
- * overwrites the tag a newer one pushed.
+ * Builds of one repository start one at a time in arrival order, and builds of one image name
+ * build and push one at a time, so an older commit never overwrites the tag a newer one pushed.
  */
 export class BuildWorker {
   private readonly waiting: BuildRecord[] = [];
   private readonly running = new Map<string, string>(); // build id → repository
   private idleWaiters: (() => void)[] = [];
   private paused = false;
+  private readonly imageLock = new KeyedLock();
   private readonly now: () => Date;
 
   constructor(
@@ -118,7 +120,11 @@ export class BuildWorker {
       log.warn({ retry: message }, 'retrying a build step');
     });
     try {
-      const running = this.run(build.request, { reporter, signal: controller.signal, retry });
+      const exclusive = <T>(imageName: string, action: () => Promise<T>) => {
+        reporter.log(`waiting for other builds of ${imageName}, if any`);
+        return this.imageLock.run(imageName, build.seq, controller.signal, action);
+      };
+      const running = this.run(build.request, { reporter, signal: controller.signal, retry, exclusive });
       const result = await Promise.race([running, rejectOnAbort(controller.signal)]);
       await reporter.flushed();
       await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() });

@@ -75,6 +75,10 @@ const environmentSchema = z.object({
   MAX_CONTEXT_MB: integer(2048, 1, 1_048_576),
   ALLOWED_REPOSITORIES: commaList,
   BASE_BRANCHES: commaList,
+  WEBHOOK_REPOSITORIES: commaList,
+  PUBLIC_URL: optionalText.pipe(z.url({ protocol: /^https?$/, error: 'must be the http(s) URL where GitHub reaches ci_service' }).optional()),
+  NGROK_API_URL: optionalText.pipe(z.url({ protocol: /^https?$/, error: 'must be the ngrok agent API, e.g. http://ngrok_service:4040' }).optional()),
+  WEBHOOK_SYNC_INTERVAL_S: integer(30, 5, 86400),
   BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
@@ -101,6 +105,10 @@ export interface Config {
   maxContextBytes: number;
   allowedRepositories: string[];
   baseBranches: string[];
+  webhookRepositories: string[];
+  publicUrl: string | undefined;
+  ngrokApiUrl: string | undefined;
+  webhookSyncIntervalMs: number;
   buildRef: 'head' | 'merge';
   logLevel: (typeof LOG_LEVELS)[number];
 }
@@ -122,6 +130,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const values = result.data;
+  if (values.WEBHOOK_REPOSITORIES.length > 0 && !values.GITHUB_TOKEN) {
+    throw new ConfigError(
+      'invalid configuration: WEBHOOK_REPOSITORIES needs GITHUB_TOKEN, a token allowed to manage the repositories\' webhooks ("Webhooks: read and write")',
+    );
+  }
+  if (values.WEBHOOK_REPOSITORIES.length > 0 && !values.PUBLIC_URL && !values.NGROK_API_URL) {
+    throw new ConfigError(
+      'invalid configuration: WEBHOOK_REPOSITORIES needs to know where GitHub reaches ci_service: set PUBLIC_URL, or NGROK_API_URL for an ngrok tunnel',
+    );
+  }
+  const badRepository = values.WEBHOOK_REPOSITORIES.find((name) => !/^[^/\s]+\/[^/\s]+$/.test(name));
+  if (badRepository) throw new ConfigError(`invalid configuration: WEBHOOK_REPOSITORIES entry "${badRepository}" must be owner/name`);
   if (Boolean(values.REGISTRY_USERNAME) !== Boolean(values.REGISTRY_PASSWORD)) {
     throw new ConfigError(
       'invalid configuration: REGISTRY_USERNAME and REGISTRY_PASSWORD go together: set both, or neither for a registry without login',
@@ -149,6 +169,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxContextBytes: values.MAX_CONTEXT_MB * 1024 * 1024,
     allowedRepositories: values.ALLOWED_REPOSITORIES,
     baseBranches: values.BASE_BRANCHES,
+    webhookRepositories: values.WEBHOOK_REPOSITORIES,
+    publicUrl: values.PUBLIC_URL?.replace(/\/+$/, ''),
+    ngrokApiUrl: values.NGROK_API_URL?.replace(/\/+$/, ''),
+    webhookSyncIntervalMs: values.WEBHOOK_SYNC_INTERVAL_S * 1000,
     buildRef: values.BUILD_REF,
     logLevel: values.LOG_LEVEL,
   };

@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { DockerEngine } from './build/docker-engine.js';
 import { runBuild, type BuildPorts } from './build/run-build.js';
 import type { Config } from './config.js';
+import { createGitHubClient } from './github/github-client.js';
 import { GitHubSource } from './github/github-source.js';
+import { publicUrlSource, WebhookSync } from './github/webhook-sync.js';
 import { createDeliveryVerifier } from './github/verify-delivery.js';
 import { createApp } from './http/app.js';
 import type { Logger } from './logger.js';
@@ -18,6 +20,8 @@ export interface RunningService {
   server: Server;
   store: BuildStore;
   worker: BuildWorker;
+  /** Present when WEBHOOK_REPOSITORIES is set. */
+  webhookSync: WebhookSync | undefined;
   /**
    * Stops taking deliveries (503), lets running builds finish within SHUTDOWN_GRACE_S,
    * leaves queued ones stored for the next start, closes the store.
@@ -65,6 +69,17 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     logger,
   });
 
+  const webhookSync = config.webhookRepositories.length > 0
+    ? new WebhookSync({
+        github: createGitHubClient(config.githubApiUrl, config.githubToken),
+        repositories: config.webhookRepositories,
+        secret: config.webhookSecret,
+        publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),
+        intervalMs: config.webhookSyncIntervalMs,
+        logger,
+      })
+    : undefined;
+
   const resumed = await worker.resumeUnfinished();
   if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');
 
@@ -74,14 +89,17 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   });
   const { port } = server.address() as AddressInfo;
   logger.info({ port, registry: config.registry, githubApiUrl: config.githubApiUrl, dataDir: config.dataDir, concurrency: config.buildConcurrency }, 'ci_service listening');
+  webhookSync?.start();
 
   return {
     url: `http://127.0.0.1:${port}`,
     server,
     store,
     worker,
+    webhookSync,
     async stop() {
       accepting = false;
+      await webhookSync?.stop();
       worker.pause();
       const finished = await Promise.race([worker.onIdle().then(() => true), delay(config.shutdownGraceMs).then(() => false)]);
       if (!finished) logger.warn({ ...worker.counts() }, 'builds still running after SHUTDOWN_GRACE_S; the next start runs them again');

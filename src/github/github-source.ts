@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { SourceFetcher } from '../build/run-build.js';
 import { describeError, SourceError } from '../errors.js';
 import type { Repository } from './decide-build.js';
+import { createGitHubClient } from './github-client.js';
 
 /** GitHub's REST API (or GitHub Enterprise, or a stand-in) as a SourceFetcher. */
 export class GitHubSource implements SourceFetcher {
@@ -12,16 +13,7 @@ export class GitHubSource implements SourceFetcher {
     private readonly apiUrl: string,
     private readonly token: string | undefined,
   ) {
-    this.http = axios.create({
-      baseURL: apiUrl,
-      headers: {
-        'User-Agent': 'ci_service',
-        'X-GitHub-Api-Version': '2022-11-28',
-        ...(token ? { Authorization: `Bearer ${token}` } : {}),
-      },
-      validateStatus: () => true,
-      maxRedirects: 5,
-    });
+    this.http = createGitHubClient(apiUrl, token);
   }
 
   async readFile(repository: Repository, sha: string, filePath: string, signal: AbortSignal): Promise<string | undefined> {

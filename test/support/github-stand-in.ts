@@ -15,6 +15,14 @@ export interface StandInRepository extends Repository {
   gitDir: string;
 }
 
+export interface StoredHook {
+  id: number;
+  name: string;
+  active: boolean;
+  events: string[];
+  config: { url: string; content_type: string; secret?: string; insecure_ssl?: string };
+}
+
 export interface RecordedRequest {
   method: string;
   path: string;
@@ -30,6 +38,9 @@ export class GitHubStandIn {
   readonly requests: RecordedRequest[] = [];
   private readonly repositories = new Map<string, StandInRepository>();
   private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
+  /** Webhooks by owner/name, as GitHub stores them (the secret unmasked, for assertions). */
+  readonly hooks = new Map<string, StoredHook[]>();
+  private nextHookId = 1;
   private workDir = '';
   private server: http.Server | undefined;
   url = '';
@@ -102,6 +113,8 @@ export class GitHubStandIn {
       return sendJson(res, failure.status, { message: 'stand-in failure' });
     }
 
+    const hooks = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/hooks(?:\/([0-9]+))?$/);
+    if (hooks) return this.serveHooks(req, res, hooks[1]!, hooks[2] === undefined ? undefined : Number(hooks[2]));
     const contents = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/contents\/(.+)$/);
     if (contents) return this.serveContents(req, res, contents[1]!, contents[2]!, decodeURIComponent(contents[3]!), url.searchParams.get('ref') ?? '');
     const tarball = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/tarball\/([0-9a-f]{40})$/);
@@ -109,6 +122,33 @@ export class GitHubStandIn {
     const codeload = url.pathname.match(/^\/codeload\/([^/]+)\/([^/]+)\/legacy\.tar\.gz\/([0-9a-f]{40})$/);
     if (codeload) return this.serveTarball(res, codeload[1]!, codeload[2]!, codeload[3]!, url.searchParams.get('token'));
     return sendJson(res, 404, { message: 'Not Found' });
+  }
+
+  /** GET, POST, PATCH, DELETE /repos/{owner}/{repo}/hooks[/{id}]; like GitHub, only for the token's bearer. */
+  private async serveHooks(req: IncomingMessage, res: ServerResponse, fullName: string, id: number | undefined) {
+    if (!this.token || req.headers.authorization !== `Bearer ${this.token}`) return sendJson(res, 404, { message: 'Not Found' });
+    const list = this.hooks.get(fullName) ?? [];
+    this.hooks.set(fullName, list);
+    const masked = (hook: StoredHook) => ({ ...hook, config: { ...hook.config, secret: hook.config.secret ? '********' : undefined } });
+    const body = ['POST', 'PATCH'].includes(req.method ?? '') ? ((await readJson(req)) as Partial<StoredHook>) : {};
+    if (id === undefined && req.method === 'GET') return sendJson(res, 200, list.map(masked));
+    if (id === undefined && req.method === 'POST') {
+      const hook: StoredHook = { id: this.nextHookId++, name: 'web', active: body.active ?? true, events: body.events ?? ['push'], config: body.config! };
+      list.push(hook);
+      return sendJson(res, 201, masked(hook));
+    }
+    const hook = list.find((candidate) => candidate.id === id);
+    if (!hook) return sendJson(res, 404, { message: 'Not Found' });
+    if (req.method === 'PATCH') {
+      Object.assign(hook, { active: body.active ?? hook.active, events: body.events ?? hook.events, config: { ...hook.config, ...body.config } });
+      return sendJson(res, 200, masked(hook));
+    }
+    if (req.method === 'DELETE') {
+      list.splice(list.indexOf(hook), 1);
+      res.writeHead(204).end();
+      return;
+    }
+    return sendJson(res, 405, { message: 'Method Not Allowed' });
   }
 
   private visible(req: IncomingMessage, owner: string, name: string, sha: string): StandInRepository | undefined {
@@ -152,6 +192,12 @@ export class GitHubStandIn {
     archive.stdout.pipe(res);
     res.on('close', () => archive.kill());
   }
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

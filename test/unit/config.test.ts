@@ -74,6 +74,16 @@ describe('configuration', () => {
     );
   });
 
+  it('wants a token and a public URL for webhook set-up', () => {
+    assert.throws(() => loadConfig({ ...base, WEBHOOK_REPOSITORIES: 'octo/app' }), /WEBHOOK_REPOSITORIES needs GITHUB_TOKEN/);
+    assert.throws(() => loadConfig({ ...base, WEBHOOK_REPOSITORIES: 'octo/app', GITHUB_TOKEN: 't' }), /set PUBLIC_URL, or NGROK_API_URL/);
+    assert.throws(() => loadConfig({ ...base, WEBHOOK_REPOSITORIES: 'app', GITHUB_TOKEN: 't', PUBLIC_URL: 'https://ci.example.com' }), /"app" must be owner\/name/);
+    const config = loadConfig({ ...base, WEBHOOK_REPOSITORIES: 'octo/app', GITHUB_TOKEN: 't', NGROK_API_URL: 'http://ngrok_service:4040/' });
+    assert.deepEqual(config.webhookRepositories, ['octo/app']);
+    assert.equal(config.ngrokApiUrl, 'http://ngrok_service:4040');
+    assert.equal(config.webhookSyncIntervalMs, 30_000);
+  });
+
   it('wants the registry user and password together', () => {
     assert.throws(() => loadConfig({ ...base, REGISTRY_USERNAME: 'ci' }), /REGISTRY_USERNAME and REGISTRY_PASSWORD go together/);
   });

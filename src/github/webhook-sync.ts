@@ -1,0 +1,112 @@
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { planWebhook, webhookUrl, type RepositoryHook } from './plan-webhook.js';
+
+export interface WebhookSyncOptions {
+  github: AxiosInstance;
+  /** owner/name of each repository whose webhook ci_service manages. */
+  repositories: string[];
+  secret: string;
+  /** Where GitHub reaches us now, or undefined while no tunnel is up. */
+  publicUrl: () => Promise<string | undefined>;
+  intervalMs: number;
+  logger: Logger;
+}
+
+/**
+ * Keeps one `pull_request` webhook per repository pointing at our public URL: on start, and again
+ * whenever the URL changes (a free ngrok URL changes at every restart of the tunnel).
+ */
+export class WebhookSync {
+  private syncedUrl: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: WebhookSyncOptions) {}
+
+  start(): void {
+    this.tick();
+    this.timer = setInterval(() => this.tick(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass; also what tests call. Never throws: failures are logged and tried again next pass. */
+  syncNow(): Promise<void> {
+    this.running = this.running.then(() => this.syncIfChanged());
+    return this.running;
+  }
+
+  private tick(): void {
+    void this.syncNow();
+  }
+
+  private async syncIfChanged(): Promise<void> {
+    const log = this.options.logger.child({ component: 'webhook-sync' });
+    let publicUrl: string | undefined;
+    try {
+      publicUrl = await this.options.publicUrl();
+    } catch (error) {
+      log.warn({ error: describeError(error) }, 'cannot learn the public URL yet');
+      return;
+    }
+    if (!publicUrl || publicUrl === this.syncedUrl) return;
+    const url = webhookUrl(publicUrl);
+    let allDone = true;
+    for (const repository of this.options.repositories) {
+      try {
+        const action = await this.syncRepository(repository, url);
+        log.info({ repository, url, action }, 'webhook set');
+      } catch (error) {
+        allDone = false;
+        log.warn({ repository, error: describeError(error) }, 'could not set the webhook; trying again later');
+      }
+    }
+    if (allDone) this.syncedUrl = publicUrl;
+  }
+
+  private async syncRepository(repository: string, url: string): Promise<string> {
+    const { github, secret } = this.options;
+    const hooks = expect(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 } }), repository);
+    const plan = planWebhook(hooks.data);
+    const body = { active: true, events: ['pull_request'], config: { url, content_type: 'json', secret, insecure_ssl: '0' } };
+    let action: string;
+    if ('create' in plan.write) {
+      expect(await github.post(`/repos/${repository}/hooks`, { name: 'web', ...body }), repository);
+      action = 'created';
+    } else {
+      expect(await github.patch(`/repos/${repository}/hooks/${plan.write.update}`, body), repository);
+      action = `updated hook ${plan.write.update}`;
+    }
+    for (const id of plan.remove) {
+      expect(await github.delete(`/repos/${repository}/hooks/${id}`), repository);
+      action += `, removed duplicate hook ${id}`;
+    }
+    return action;
+  }
+}
+
+function expect<T>(response: AxiosResponse<T>, repository: string): AxiosResponse<T> {
+  if (response.status >= 200 && response.status < 300) return response;
+  const hint =
+    response.status === 404 || response.status === 403
+      ? ': GITHUB_TOKEN needs admin rights on the repository ("Webhooks: read and write")'
+      : '';
+  throw new Error(`GitHub answered ${response.status} for the webhooks of ${repository}${hint}`);
+}
+
+/** PUBLIC_URL when set; otherwise the https tunnel the ngrok agent's local API reports. */
+export function publicUrlSource(publicUrl: string | undefined, ngrokApiUrl: string | undefined): () => Promise<string | undefined> {
+  if (publicUrl) return async () => publicUrl;
+  if (!ngrokApiUrl) return async () => undefined;
+  return async () => {
+    const response = await axios.get<{ tunnels?: { public_url?: string; proto?: string }[] }>(`${ngrokApiUrl}/api/tunnels`, { timeout: 3000 });
+    const tunnel = response.data.tunnels?.find((candidate) => candidate.public_url?.startsWith('https://'));
+    return tunnel?.public_url;
+  };
+}

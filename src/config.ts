@@ -120,7 +120,9 @@ const HOW_TO_FIX: Record<string, string> = {
 
 /** Reads and validates the environment once; a bad value throws a ConfigError saying how to fix it. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  const result = environmentSchema.safeParse(env);
+  // An empty variable means "not set" (compose passes every variable, empty ones included).
+  const given = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''));
+  const result = environmentSchema.safeParse(given);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'environment');

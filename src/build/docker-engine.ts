@@ -22,7 +22,11 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
   ) {}
 
   async ping(): Promise<void> {
-    await this.docker.ping();
+    try {
+      await this.docker.ping();
+    } catch (error) {
+      throw engineFailure(error, 'build');
+    }
   }
 
   async build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void> {
@@ -74,8 +78,11 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
 function engineFailure(error: unknown, stage: 'build' | 'push', reference?: string): Error {
   if (error instanceof Error && error.name === 'AbortError') return error;
   const detail = engineMessage(error);
-  const unreachable = /ECONNREFUSED|ENOENT|EACCES|socket hang up/.test(detail);
-  const message = unreachable
+  const denied = /EACCES/.test(detail);
+  const unreachable = denied || /ECONNREFUSED|ENOENT|socket hang up/.test(detail);
+  const message = denied
+    ? `Docker engine socket refused (${detail}): give ci_service the socket's group (DOCKER_GID in .env: stat -c %g /var/run/docker.sock)`
+    : unreachable
     ? `Docker engine not reachable (${detail}): is dockerd running, and DOCKER_HOST (or the mounted /var/run/docker.sock) right?`
     : stage === 'build'
       ? `docker build failed: ${detail}`

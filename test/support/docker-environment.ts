@@ -24,19 +24,23 @@ export async function dockerUnavailable(): Promise<string | undefined> {
 
 export const BUSYBOX_IMAGE = 'ci-test-busybox:latest';
 
-/** A base image with a shell, made offline from Debian's static busybox: `docker import` of a tiny rootfs. */
-export async function ensureBusyboxImage(): Promise<void> {
-  const images = await docker.listImages({ filters: { reference: [BUSYBOX_IMAGE] } });
-  if (images.length > 0) return;
+/**
+ * A base image with a shell, made offline from Debian's static busybox: `docker import` of a tiny rootfs.
+ * Returns whether it made the image (false when `image` was already there).
+ */
+export async function ensureBusyboxImage(image = BUSYBOX_IMAGE): Promise<boolean> {
+  const images = await docker.listImages({ filters: { reference: [image] } });
+  if (images.length > 0) return false;
   const pack = tar.pack();
   pack.entry({ name: 'bin', type: 'directory', mode: 0o755 });
   pack.entry({ name: 'bin/busybox', mode: 0o755 }, readFileSync('/bin/busybox'));
-  for (const applet of ['sh', 'echo', 'cat', 'ls', 'true', 'false']) {
+  for (const applet of ['sh', 'echo', 'cat', 'ls', 'true', 'false', 'mkdir', 'httpd', 'wget', 'sleep']) {
     pack.entry({ name: `bin/${applet}`, type: 'symlink', linkname: 'busybox' });
   }
   pack.entry({ name: 'tmp', type: 'directory', mode: 0o1777 });
   pack.finalize();
-  const [repo, tag] = BUSYBOX_IMAGE.split(':') as [string, string];
-  const stream = await docker.importImage(pack as unknown as NodeJS.ReadableStream, { repo, tag });
+  const [repo, tag] = image.split(':') as [string, string];
+  const stream = await docker.importImage(pack as unknown as NodeJS.ReadableStream, { repo, tag, changes: ['CMD ["sh"]'] } as object);
   await new Promise((resolve, reject) => docker.modem.followProgress(stream, (error) => (error ? reject(error) : resolve(undefined))));
+  return true;
 }

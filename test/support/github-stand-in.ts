@@ -47,7 +47,7 @@ export class GitHubStandIn {
 
   constructor(private readonly token?: string) {}
 
-  async start(port = 0): Promise<this> {
+  async start(port = 0, host = '127.0.0.1'): Promise<this> {
     this.workDir = await mkdtemp(path.join(tmpdir(), 'github-stand-in-'));
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((error: unknown) => {
@@ -55,8 +55,8 @@ export class GitHubStandIn {
         res.end(JSON.stringify({ message: String(error) }));
       });
     });
-    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => this.server!.listen(port, host, resolve));
+    this.url = `http://${host}:${(this.server.address() as AddressInfo).port}`;
     return this;
   }
 

@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { docker } from './docker-environment.js';
 
 /** Debian's docker-registry: the same code as the registry:2 image, on a loopback port of its own. */
 export class LocalRegistry {
@@ -40,9 +41,13 @@ export class LocalRegistry {
     await exited;
   }
 
+  /** Stops the registry, deletes its storage, and untags what the tests built for it in the engine. */
   async remove(): Promise<void> {
     await this.stop();
     await rm(this.dir, { recursive: true, force: true });
+    const images = await docker.listImages();
+    const ours = images.flatMap((image) => image.RepoTags ?? []).filter((tag) => tag.startsWith(`${this.address}/`));
+    for (const tag of ours) await docker.getImage(tag).remove({ noprune: false }).catch(() => {});
   }
 
   async tags(name: string): Promise<string[]> {

@@ -1,0 +1,137 @@
+/**
+ * Stack smoke test (npm run test:stack): builds the ci_service image, brings the compose stack up on
+ * this machine's Docker engine (without ngrok), sends a signed merged delivery to host port 81 and
+ * proves the image lands in the registry on host port 83 and can be pulled. Tears down what it started.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile, copyFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { BuildView } from '../../src/http/build-view.js';
+import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
+import { GitHubStandIn } from '../support/github-stand-in.js';
+import { freePort, waitFor } from '../support/registry.js';
+import { imageExists, STAND_INS } from './base-images.js';
+
+const run = promisify(execFile);
+
+/** A request through docker-proxy can hang while the container starts: every attempt has its own deadline. */
+function get(url: string): Promise<Response> {
+  return fetch(url, { signal: AbortSignal.timeout(10_000) });
+}
+const ROOT = path.join(import.meta.dirname, '..', '..');
+const PROJECT = 'ci_service_smoke';
+const SECRET = `smoke-${randomUUID()}`;
+const CI_URL = 'http://localhost:81';
+const REGISTRY_URL = 'http://localhost:83';
+
+let passed = 0;
+let failed = 0;
+function check(name: string, ok: boolean, detail = ''): void {
+  if (ok) passed += 1;
+  else failed += 1;
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${name}${detail ? `: ${detail}` : ''}`);
+}
+
+async function compose(): Promise<string[]> {
+  try {
+    await run('docker', ['compose', 'version']);
+    return ['docker', 'compose'];
+  } catch {
+    return ['docker-compose'];
+  }
+}
+
+function stream(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: ROOT, env, stdio: 'inherit' });
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited ${code}`))));
+  });
+}
+
+async function main(): Promise<void> {
+  const composeCommand = await compose();
+  const [composeBin, ...composeArgs] = composeCommand as [string, ...string[]];
+  console.log(`stack smoke test with ${composeCommand.join(' ')}`);
+
+  const made: string[] = [];
+  const work = await mkdtemp(path.join(tmpdir(), 'stack-smoke-'));
+  const github = new GitHubStandIn();
+  const envFile = path.join(work, 'smoke.env');
+  const composeFiles = ['-p', PROJECT, '--env-file', envFile, '-f', 'docker-compose.yml', '-f', 'test/stack/docker-compose.smoke.yml'];
+  try {
+    for (const standIn of STAND_INS) {
+      if (await imageExists(standIn.image)) {
+        console.log(`using the ${standIn.image} already on this machine`);
+        continue;
+      }
+      console.log(`STANDING IN for ${standIn.image} (Docker Hub is out of reach here): ${standIn.how}`);
+      await standIn.make();
+      made.push(standIn.image);
+    }
+
+    // The GitHub stand-in listens on the docker0 gateway, which the container reaches as host.docker.internal.
+    const gateway = (await run('sh', ['-c', "ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1"])).stdout.trim();
+    await github.start(await freePort(), gateway);
+    const repositoryFiles = path.join(work, 'repository');
+    await run('mkdir', ['-p', repositoryFiles]);
+    for (const file of ['Dockerfile', 'dockerInfo.json', '.dockerignore']) await copyFile(path.join(ROOT, file), path.join(repositoryFiles, file));
+    const repository = await github.addRepository('ci-service/ci_service', repositoryFiles);
+    const port = new URL(github.url).port;
+    const dockerGid = (await run('stat', ['-c', '%g', '/var/run/docker.sock'])).stdout.trim();
+    await writeFile(
+      envFile,
+      [`WEBHOOK_SECRET=${SECRET}`, `GITHUB_API_URL=http://host.docker.internal:${port}`, `DOCKER_GID=${dockerGid}`, 'COMPOSE_PROFILES=', 'LOG_LEVEL=info', ''].join('\n'),
+    );
+
+    await stream(composeBin, [...composeArgs, ...composeFiles, 'config', '-q']);
+    check('compose accepts docker-compose.yml', true);
+    await stream(composeBin, [...composeArgs, ...composeFiles, 'up', '-d', '--build']);
+
+    await waitFor(async () => (await get(`${CI_URL}/healthz`)).status === 200, 120_000, 'ci_service /healthz on host port 81');
+    const health = (await (await get(`${CI_URL}/healthz`)).json()) as Record<string, unknown>;
+    check('GET localhost:81/healthz answers 200 with the engine and registry up', health.docker === 'ok' && health.registry === 'ok', JSON.stringify(health));
+
+    const response = await sendDelivery(CI_URL, mergedPullRequest(repository, repository.sha), { secret: SECRET });
+    check('a signed merged delivery is accepted with 202', response.status === 202, String(response.status));
+    const { build } = (await response.json()) as { build: BuildView };
+    let finished: BuildView | undefined;
+    await waitFor(
+      async () => {
+        finished = ((await (await get(`${CI_URL}/builds/${build.id}`)).json()) as { build: BuildView }).build;
+        return finished.status === 'succeeded' || finished.status === 'failed';
+      },
+      300_000,
+      'the build',
+    );
+    check('the build succeeds', finished?.status === 'succeeded', finished?.error ?? '');
+    if (finished?.status !== 'succeeded') console.log(await (await get(`${CI_URL}/builds/${build.id}/log`)).text());
+
+    const tags = (await (await get(`${REGISTRY_URL}/v2/ci-service-sample/tags/list`)).json()) as { tags?: string[] };
+    check('the registry on host port 83 lists the tags', JSON.stringify(tags.tags?.sort()) === '["1.0.0","latest"]', JSON.stringify(tags));
+
+    const image = 'localhost:83/ci-service-sample:1.0.0';
+    await run('docker', ['rmi', '-f', image, 'localhost:83/ci-service-sample:latest']).catch(() => {});
+    await stream('docker', ['pull', image]);
+    const served = (await run('docker', ['run', '--rm', image, 'cat', '/www/version.json'])).stdout;
+    check('docker pull localhost:83/ci-service-sample:1.0.0 gets the built image', served.includes('"ci-service-sample"'));
+  } catch (error) {
+    check('the smoke test ran to the end', false, error instanceof Error ? error.message : String(error));
+    await stream(composeBin, [...composeArgs, ...composeFiles, 'logs', '--tail', '50']).catch(() => {});
+  } finally {
+    await stream(composeBin, [...composeArgs, ...composeFiles, 'down', '-v', '--rmi', 'local']).catch((error) => console.log(String(error)));
+    await run('docker', ['rmi', '-f', 'localhost:83/ci-service-sample:1.0.0', 'localhost:83/ci-service-sample:latest']).catch(() => {});
+    for (const image of made) {
+      await run('docker', ['rmi', '-f', image]).catch(() => {});
+      console.log(`removed the stand-in ${image}`);
+    }
+    await github.close().catch(() => {});
+    await rm(work, { recursive: true, force: true });
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exitCode = failed === 0 && passed > 0 ? 0 : 1;
+}
+
+await main();

@@ -79,6 +79,7 @@ const environmentSchema = z.object({
   PUBLIC_URL: optionalText.pipe(z.url({ protocol: /^https?$/, error: 'must be the http(s) URL where GitHub reaches ci_service' }).optional()),
   NGROK_API_URL: optionalText.pipe(z.url({ protocol: /^https?$/, error: 'must be the ngrok agent API, e.g. http://ngrok_service:4040' }).optional()),
   WEBHOOK_SYNC_INTERVAL_S: integer(30, 5, 86400),
+  ADMIN_TOKEN: optionalText.pipe(z.string().min(16, 'must be at least 16 characters (make one with `openssl rand -hex 32`)').optional()),
   BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
@@ -109,6 +110,7 @@ export interface Config {
   publicUrl: string | undefined;
   ngrokApiUrl: string | undefined;
   webhookSyncIntervalMs: number;
+  adminToken: string | undefined;
   buildRef: 'head' | 'merge';
   logLevel: (typeof LOG_LEVELS)[number];
 }
@@ -175,6 +177,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     publicUrl: values.PUBLIC_URL?.replace(/\/+$/, ''),
     ngrokApiUrl: values.NGROK_API_URL?.replace(/\/+$/, ''),
     webhookSyncIntervalMs: values.WEBHOOK_SYNC_INTERVAL_S * 1000,
+    adminToken: values.ADMIN_TOKEN,
     buildRef: values.BUILD_REF,
     logLevel: values.LOG_LEVEL,
   };

@@ -4,14 +4,16 @@ import type { AddressInfo } from 'node:net';
 import { DockerEngine } from './build/docker-engine.js';
 import { runBuild, type BuildPorts } from './build/run-build.js';
 import type { Config } from './config.js';
+import { CommitStatusReporter } from './github/commit-status.js';
 import { createGitHubClient } from './github/github-client.js';
 import { GitHubSource } from './github/github-source.js';
 import { publicUrlSource, WebhookSync } from './github/webhook-sync.js';
 import { createDeliveryVerifier } from './github/verify-delivery.js';
 import { createApp } from './http/app.js';
 import type { Logger } from './logger.js';
+import { Metrics } from './metrics.js';
 import type { BuildStore } from './queue/build-store.js';
-import { BuildWorker } from './queue/build-worker.js';
+import { BuildWorker, type BuildObserver } from './queue/build-worker.js';
 import { SqliteBuildStore } from './queue/sqlite-build-store.js';
 import { createRegistryCheck } from './registry/registry-check.js';
 
@@ -36,16 +38,21 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     new Dockerode(config.docker),
     config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
   );
+  const metrics = new Metrics(() => worker.counts());
   const ports: BuildPorts = {
     source: new GitHubSource(config.githubApiUrl, config.githubToken),
     builder: engine,
-    pusher: engine,
+    pusher: metrics.timedPusher(engine),
     registry: config.registry,
     maxContextBytes: config.maxContextBytes,
     now,
   };
   const store = SqliteBuildStore.inDataDir(config.dataDir);
+  const github = createGitHubClient(config.githubApiUrl, config.githubToken);
+  const observers: BuildObserver[] = [metrics];
+  if (config.githubToken) observers.push(new CommitStatusReporter(github, config.publicUrl, logger));
   const worker = new BuildWorker(store, (request, session) => runBuild(request, ports, session), {
+    observers,
     concurrency: config.buildConcurrency,
     timeoutMs: config.buildTimeoutMs,
     retry: { retries: config.buildRetries, baseDelayMs: config.buildRetryDelayMs, maxDelayMs: 60_000 },
@@ -61,17 +68,21 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       submit: (build) => worker.submit(build),
       isAccepting: () => accepting,
       maxQueuedBuilds: config.maxQueuedBuilds,
+      onOutcome: (outcome) => metrics.delivery(outcome),
       logger,
       now,
     },
     health: { docker: () => engine.ping(), registry: createRegistryCheck(config.registryUrl), queue: () => worker.counts() },
     store,
+    metrics: metrics.registry,
+    adminToken: config.adminToken,
     logger,
+    now,
   });
 
   const webhookSync = config.webhookRepositories.length > 0
     ? new WebhookSync({
-        github: createGitHubClient(config.githubApiUrl, config.githubToken),
+        github,
         repositories: config.webhookRepositories,
         secret: config.webhookSecret,
         publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),

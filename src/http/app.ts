@@ -1,9 +1,11 @@
 import express, { type ErrorRequestHandler } from 'express';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../logger.js';
 import type { BuildStore } from '../queue/build-store.js';
 import { buildsRoutes } from './builds-routes.js';
 import { healthRoute, type HealthDependencies } from './health-route.js';
-import { indexPage } from './index-page.js';
+import { FOLLOW_BUILD_JS, PAGE_CSS } from './pages.js';
+import { requireAdmin } from './require-admin.js';
 import { webhookRoute, type WebhookDependencies } from './webhook-route.js';
 
 /** GitHub sends at most 25 MB; a larger body is not a webhook delivery. */
@@ -13,7 +15,11 @@ export interface AppDependencies {
   webhook: WebhookDependencies;
   health: HealthDependencies;
   store: BuildStore;
+  metrics?: Registry;
+  /** When set, pages, the builds API and /metrics need it; the webhook and /healthz stay open. */
+  adminToken?: string;
   logger: Logger;
+  now: () => Date;
 }
 
 export function createApp(deps: AppDependencies): express.Express {
@@ -22,8 +28,18 @@ export function createApp(deps: AppDependencies): express.Express {
   // The raw reader comes first and alone: the signature is checked over the exact bytes GitHub sent.
   app.post(['/webhook', '/makeimage'], express.raw({ type: () => true, limit: WEBHOOK_BODY_LIMIT }), webhookRoute(deps.webhook));
   app.get('/healthz', healthRoute(deps.health));
-  app.use('/builds', buildsRoutes(deps.store));
-  app.get('/', indexPage(deps.store));
+  app.get('/assets/page.css', (_req, res) => void res.type('css').set('Cache-Control', 'max-age=300').send(PAGE_CSS));
+  app.get('/assets/follow-build.js', (_req, res) => void res.type('js').set('Cache-Control', 'max-age=300').send(FOLLOW_BUILD_JS));
+
+  // Everything registered below needs ADMIN_TOKEN, when it is set.
+  app.use(requireAdmin(deps.adminToken));
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get('/metrics', async (_req, res) => {
+      res.type(metrics.contentType).send(await metrics.metrics());
+    });
+  }
+  app.use(buildsRoutes(deps.store, deps.now));
   app.use((req, res) => {
     res.status(404).json({ error: `no route ${req.method} ${req.path}` });
   });

@@ -14,6 +14,8 @@ export interface WebhookDependencies {
   /** False once shutdown began: deliveries get 503, so GitHub shows them as failed and they can be redelivered. */
   isAccepting: () => boolean;
   maxQueuedBuilds: number;
+  /** Counts each delivery's outcome (metrics). */
+  onOutcome?: (outcome: string) => void;
   logger: Logger;
   now: () => Date;
 }
@@ -25,17 +27,22 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
   return async (req, res) => {
     const deliveryId = req.get('x-github-delivery') ?? '';
     const event = req.get('x-github-event') ?? '';
-    const log = deps.logger.child({ deliveryId: deliveryId || undefined, event: event || undefined });
+    const logger = deps.logger.child({ deliveryId: deliveryId || undefined, event: event || undefined });
+    /** Every answer is logged with its outcome, and counted. */
+    const record = (outcome: string, level: 'info' | 'warn', fields: Record<string, unknown>, message: string) => {
+      deps.onOutcome?.(outcome);
+      logger[level]({ outcome, ...fields }, message);
+    };
     const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+
     if (!deps.isAccepting()) {
-      log.warn({ outcome: 'shutting_down' }, 'delivery refused');
+      record('shutting_down', 'warn', {}, 'delivery refused');
       res.status(503).set('Retry-After', '30').json({ error: 'ci_service is shutting down: redeliver this delivery from GitHub once it is back' });
       return;
     }
-
     const verdict = await deps.verifyDelivery(body, req.get('x-hub-signature-256'));
     if (!verdict.ok) {
-      log.warn({ outcome: 'unauthorized', reason: verdict.reason }, 'delivery refused');
+      record('unauthorized', 'warn', { reason: verdict.reason }, 'delivery refused');
       res.status(401).json({ error: verdict.reason });
       return;
     }
@@ -44,27 +51,27 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       if (!deliveryId) throw new PayloadError('missing X-GitHub-Delivery header');
       const decision = decideBuild(event, deliveryId, parseBody(req, body), deps.policy);
       if ('ignored' in decision) {
-        log.info({ outcome: 'ignored', reason: decision.ignored }, 'delivery ignored');
+        record('ignored', 'info', { reason: decision.ignored }, 'delivery ignored');
         res.status(200).json({ ignored: decision.ignored });
         return;
       }
       const outcome = await deps.store.add(decision.build, deps.now(), deps.maxQueuedBuilds);
       if (outcome.kind === 'queue_full') {
-        log.warn({ outcome: outcome.kind, queued: outcome.queued }, 'delivery refused');
+        record('queue_full', 'warn', { queued: outcome.queued }, 'delivery refused');
         res.status(503).set('Retry-After', '60').json({
           error: `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): redeliver later`,
         });
         return;
       }
       if (outcome.kind === 'created') deps.submit(outcome.build);
-      log.info({ outcome: outcome.kind, buildId: outcome.build.id }, 'delivery accepted');
+      record(outcome.kind === 'created' ? 'queued' : outcome.kind, 'info', { buildId: outcome.build.id }, 'delivery accepted');
       res
         .status(STATUS[outcome.kind])
         .location(`/builds/${outcome.build.id}`)
         .json({ build: buildView(outcome.build), ...(outcome.kind === 'created' ? {} : { [outcome.kind]: true }) });
     } catch (error) {
       if (!(error instanceof PayloadError)) throw error;
-      log.warn({ outcome: 'bad_request', reason: error.message }, 'delivery refused');
+      record('bad_request', 'warn', { reason: error.message }, 'delivery refused');
       res.status(400).json({ error: error.message });
     }
   };

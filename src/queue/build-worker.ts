@@ -8,7 +8,14 @@ import { createRetry, type RetryPolicy } from './retry.js';
 
 export type RunBuild = (request: BuildRequest, session: BuildSession) => Promise<BuildResult>;
 
+/** Told of each build's life; an observer that throws is logged and never affects the build. */
+export interface BuildObserver {
+  queued?(build: BuildRecord): Promise<void> | void;
+  finished?(build: BuildRecord): Promise<void> | void;
+}
+
 export interface WorkerOptions {
+  observers?: BuildObserver[];
   concurrency: number;
   timeoutMs: number;
   retry: RetryPolicy;
@@ -38,6 +45,7 @@ export class BuildWorker {
   }
 
   submit(build: BuildRecord): void {
+    this.notify('queued', build);
     const at = this.waiting.findIndex((other) => other.seq > build.seq);
     this.waiting.splice(at === -1 ? this.waiting.length : at, 0, build);
     this.pump();
@@ -71,6 +79,14 @@ export class BuildWorker {
 
   counts(): { queued: number; running: number } {
     return { queued: this.waiting.length, running: this.running.size };
+  }
+
+  private notify(event: keyof BuildObserver, build: BuildRecord): void {
+    for (const observer of this.options.observers ?? []) {
+      Promise.resolve()
+        .then(() => observer[event]?.(build))
+        .catch((error: unknown) => this.options.logger.warn({ buildId: build.id, event, error: describeError(error) }, 'build observer failed'));
+    }
   }
 
   private isIdle(): boolean {
@@ -127,14 +143,16 @@ export class BuildWorker {
       const running = this.run(build.request, { reporter, signal: controller.signal, retry, exclusive });
       const result = await Promise.race([running, rejectOnAbort(controller.signal)]);
       await reporter.flushed();
-      await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() });
+      const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() });
+      this.notify('finished', done);
       log.info({ image: result.image, digest: result.digest }, 'build succeeded');
     } catch (thrown) {
       const error = controller.signal.aborted ? timeout : thrown;
       const stage = error instanceof BuildFailure ? error.stage : undefined;
       reporter.log(`FAILED${stage ? ` (${stage})` : ''}: ${describeError(error)}`);
       await reporter.flushed();
-      await this.store.update(build.id, { status: 'failed', error: describeError(error), failedStage: stage, finishedAt: this.now() });
+      const done = await this.store.update(build.id, { status: 'failed', error: describeError(error), failedStage: stage, finishedAt: this.now() });
+      this.notify('finished', done);
       log.warn({ stage, error: describeError(error) }, 'build failed');
     } finally {
       clearTimeout(timer);

@@ -6,7 +6,7 @@ import type { BuildView } from '../../src/http/build-view.js';
 import { mergedPullRequest, examplePullRequest, sendDelivery } from '../support/deliveries.js';
 import { docker, dockerUnavailable, ensureBusyboxImage } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
-import { freePort, LocalRegistry } from '../support/registry.js';
+import { freePort, LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
@@ -30,6 +30,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
       REGISTRY: registry.address,
       REGISTRY_USERNAME: 'ci',
       REGISTRY_PASSWORD,
+      PUBLIC_URL: 'https://ci.example.com',
     });
   });
 
@@ -82,6 +83,34 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     assert.match(log, /pushed .*ci-test\/hello:latest sha256:/);
     const tarballRequest = github.requests.find((request) => request.path.includes(`/tarball/${repository.sha}`));
     assert.equal(tarballRequest?.authorization, `Bearer ${GITHUB_TOKEN}`);
+  });
+
+  it('sets the commit status on GitHub: pending when queued, then success naming the image, linking to the build', async () => {
+    const repository = await github.addRepository('octo-org/status-ok', path.join(FIXTURES, 'hello'));
+    const build = await mergeAndWait(ci, repository);
+    await waitFor(async () => (github.statuses.get(repository.sha) ?? []).length >= 2, 5_000, 'two statuses');
+    assert.deepEqual(github.statuses.get(repository.sha), [
+      { state: 'pending', description: 'image build queued', context: 'ci_service/image', target_url: `https://ci.example.com/builds/${build.id}` },
+      { state: 'success', description: `pushed ${build.image}`, context: 'ci_service/image', target_url: `https://ci.example.com/builds/${build.id}` },
+    ]);
+  });
+
+  it('sets a failure status with the reason when the repository is at fault', async () => {
+    const repository = await github.addRepository('octo-org/status-bad', path.join(FIXTURES, 'bad-spec'));
+    await mergeAndWait(ci, repository);
+    await waitFor(async () => (github.statuses.get(repository.sha) ?? []).length >= 2, 5_000, 'two statuses');
+    const last = github.statuses.get(repository.sha)!.at(-1)!;
+    assert.equal(last.state, 'failure');
+    assert.match(last.description!, /^dockerInfo.json: "service_name" = "Not A Valid Name"/);
+    assert.ok(last.description!.length <= 140);
+  });
+
+  it('a commit status GitHub refuses is logged and does not fail the build', async () => {
+    const repository = await github.addRepository('octo-org/status-refused', path.join(FIXTURES, 'hello'));
+    github.failNext(new RegExp(`/statuses/${repository.sha}$`), 500, 5);
+    const build = await mergeAndWait(ci, repository);
+    assert.equal(build.status, 'succeeded', build.error);
+    await waitFor(async () => ci.logLines.some((line) => line.includes('could not set the commit status') && line.includes(build.id)), 5_000, 'the warning');
   });
 
   it('a Dockerfile that COPYs repository files builds them in, symlinks kept as links', async () => {

@@ -36,6 +36,7 @@ describe('POST /webhook', () => {
       health: { docker: async () => {}, registry: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:83'); }, queue: () => ({ queued: 0, running: 0 }) },
       store,
       logger: createLogger('silent'),
+      now: () => new Date(),
     });
     server = await new Promise((resolve) => { const s = app.listen(0, '127.0.0.1', () => resolve(s)); });
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -167,6 +168,20 @@ describe('POST /webhook', () => {
       registry: 'down: connect ECONNREFUSED 127.0.0.1:83',
       queue: { queued: 0, running: 0 },
     });
+  });
+
+  it('answers a browser with pages and everything else with JSON, pages under a strict CSP', async () => {
+    const html = await fetch(`${url}/`, { headers: { accept: 'text/html,application/xhtml+xml' } });
+    assert.match(html.headers.get('content-type') ?? '', /text\/html/);
+    assert.match(html.headers.get('content-security-policy') ?? '', /script-src 'self'/);
+    assert.match(await html.text(), /<h1>Recent builds<\/h1>/);
+    const json = await fetch(`${url}/`, { headers: { accept: 'application/json' } });
+    assert.ok(Array.isArray(((await json.json()) as { builds: unknown[] }).builds));
+    const [first] = ((await (await fetch(`${url}/builds?limit=1`)).json()) as { builds: { id: string }[] }).builds;
+    const page = await fetch(`${url}/builds/${first!.id}`, { headers: { accept: 'text/html' } });
+    assert.match(await page.text(), /<h2 id="log-heading">Log<\/h2>/);
+    const curl = await fetch(`${url}/builds/${first!.id}`, { headers: { accept: '*/*' } });
+    assert.match(curl.headers.get('content-type') ?? '', /json/);
   });
 
   it('answers unknown builds and bad limits clearly', async () => {

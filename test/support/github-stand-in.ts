@@ -40,6 +40,8 @@ export class GitHubStandIn {
   private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
   /** Webhooks by owner/name, as GitHub stores them (the secret unmasked, for assertions). */
   readonly hooks = new Map<string, StoredHook[]>();
+  /** Commit statuses posted, by commit SHA, in order. */
+  readonly statuses = new Map<string, Record<string, string>[]>();
   private nextHookId = 1;
   private workDir = '';
   private server: http.Server | undefined;
@@ -113,6 +115,13 @@ export class GitHubStandIn {
       return sendJson(res, failure.status, { message: 'stand-in failure' });
     }
 
+    const status = url.pathname.match(/^\/repos\/[^/]+\/[^/]+\/statuses\/([0-9a-f]{40})$/);
+    if (status && req.method === 'POST') {
+      if (!this.token || req.headers.authorization !== `Bearer ${this.token}`) return sendJson(res, 404, { message: 'Not Found' });
+      const posted = (await readJson(req)) as Record<string, string>;
+      this.statuses.set(status[1]!, [...(this.statuses.get(status[1]!) ?? []), posted]);
+      return sendJson(res, 201, { id: Date.now(), ...posted });
+    }
     const hooks = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/hooks(?:\/([0-9]+))?$/);
     if (hooks) return this.serveHooks(req, res, hooks[1]!, hooks[2] === undefined ? undefined : Number(hooks[2]));
     const contents = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/contents\/(.+)$/);

@@ -1,0 +1,80 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ImagePusher } from './build/run-build.js';
+import type { BuildRecord } from './queue/build-store.js';
+import type { BuildObserver } from './queue/build-worker.js';
+
+/** Prometheus metrics of one ci_service, in a registry of its own (no global state). */
+export class Metrics implements BuildObserver {
+  readonly registry = new Registry();
+  private readonly deliveries: Counter<'outcome'>;
+  private readonly builds: Counter<'outcome' | 'stage'>;
+  private readonly buildSeconds: Histogram<'outcome'>;
+  private readonly pushSeconds: Histogram;
+
+  constructor(queue: () => { queued: number; running: number }) {
+    collectDefaultMetrics({ register: this.registry });
+    const registers = [this.registry];
+    this.deliveries = new Counter({
+      name: 'ci_service_deliveries_total',
+      help: 'Webhook deliveries by outcome (queued, coalesced, redelivery, ignored, unauthorized, bad_request, queue_full, shutting_down).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.builds = new Counter({
+      name: 'ci_service_builds_total',
+      help: 'Finished builds by outcome, and the stage a failed one stopped at.',
+      labelNames: ['outcome', 'stage'],
+      registers,
+    });
+    this.buildSeconds = new Histogram({
+      name: 'ci_service_build_duration_seconds',
+      help: 'From the start of a build to its end: fetch, build and push.',
+      labelNames: ['outcome'],
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800],
+      registers,
+    });
+    this.pushSeconds = new Histogram({
+      name: 'ci_service_push_duration_seconds',
+      help: 'Pushing one tag to the registry.',
+      buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+      registers,
+    });
+    new Gauge({
+      name: 'ci_service_queue_depth',
+      help: 'Builds waiting (queued) and building (running) now.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = queue();
+        this.set({ state: 'queued' }, counts.queued);
+        this.set({ state: 'running' }, counts.running);
+      },
+    });
+  }
+
+  delivery(outcome: string): void {
+    this.deliveries.inc({ outcome });
+  }
+
+  finished(build: BuildRecord): void {
+    const outcome = build.status;
+    this.builds.inc({ outcome, stage: build.failedStage ?? '' });
+    if (build.startedAt && build.finishedAt) {
+      this.buildSeconds.observe({ outcome }, (build.finishedAt.getTime() - build.startedAt.getTime()) / 1000);
+    }
+  }
+
+  /** The pusher, timed. */
+  timedPusher(pusher: ImagePusher): ImagePusher {
+    return {
+      push: async (...args) => {
+        const end = this.pushSeconds.startTimer();
+        try {
+          return await pusher.push(...args);
+        } finally {
+          end();
+        }
+      },
+    };
+  }
+}

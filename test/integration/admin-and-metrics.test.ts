@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { createDeliveryVerifier } from '../../src/github/verify-delivery.js';
+import { createApp } from '../../src/http/app.js';
+import { createLogger } from '../../src/logger.js';
+import { Metrics } from '../../src/metrics.js';
+import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
+import { examplePayloads, examplePullRequest, sendDelivery } from '../support/deliveries.js';
+
+const SECRET = 'metrics-secret';
+const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
+
+describe('ADMIN_TOKEN and /metrics', () => {
+  let server: Server;
+  let url: string;
+  let metrics: Metrics;
+
+  before(async () => {
+    const store = new SqliteBuildStore(':memory:');
+    metrics = new Metrics(() => ({ queued: 3, running: 1 }));
+    const app = createApp({
+      webhook: {
+        verifyDelivery: createDeliveryVerifier(SECRET),
+        policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head' },
+        store,
+        submit: () => {},
+        isAccepting: () => true,
+        maxQueuedBuilds: 10,
+        onOutcome: (outcome) => metrics.delivery(outcome),
+        logger: createLogger('silent'),
+        now: () => new Date(),
+      },
+      health: { docker: async () => {}, registry: async () => {}, queue: () => ({ queued: 0, running: 0 }) },
+      store,
+      metrics: metrics.registry,
+      adminToken: ADMIN_TOKEN,
+      logger: createLogger('silent'),
+      now: () => new Date(),
+    });
+    server = await new Promise((resolve) => { const s = app.listen(0, '127.0.0.1', () => resolve(s)); });
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('asks for the token on the page, the builds API and /metrics, and a browser is offered basic auth', async () => {
+    for (const route of ['/', '/builds', '/builds/x', '/builds/x/log', '/metrics']) {
+      const response = await fetch(`${url}${route}`);
+      assert.equal(response.status, 401, route);
+      assert.match(response.headers.get('www-authenticate') ?? '', /^Basic realm="ci_service"/);
+    }
+    assert.equal((await fetch(`${url}/builds`, { headers: { authorization: 'Bearer wrong-token-0000000000' } })).status, 401);
+  });
+
+  it('accepts the token as a bearer token or as the basic-auth password', async () => {
+    assert.equal((await fetch(`${url}/builds`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).status, 200);
+    const basic = Buffer.from(`anyone:${ADMIN_TOKEN}`).toString('base64');
+    assert.equal((await fetch(`${url}/`, { headers: { authorization: `Basic ${basic}` } })).status, 200);
+  });
+
+  it('keeps the webhook and /healthz open', async () => {
+    assert.equal((await fetch(`${url}/healthz`)).status, 200);
+    const response = await sendDelivery(url, examplePayloads('ping')[0], { secret: SECRET, event: 'ping' });
+    assert.equal(response.status, 200);
+  });
+
+  it('counts deliveries by outcome and exposes queue depth, build and push metrics in Prometheus text', async () => {
+    await sendDelivery(url, examplePullRequest('opened'), { secret: SECRET });
+    await sendDelivery(url, examplePullRequest('opened'), { secret: 'wrong' });
+    metrics.finished({
+      id: 'b', seq: 1, request: {} as never, status: 'failed', failedStage: 'push', tags: [], resumed: false,
+      createdAt: new Date(0), startedAt: new Date(1000), finishedAt: new Date(13_000),
+    });
+    const response = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    assert.match(response.headers.get('content-type') ?? '', /text\/plain/);
+    const text = await response.text();
+    assert.match(text, /ci_service_deliveries_total\{outcome="ignored"\} 2/);
+    assert.match(text, /ci_service_deliveries_total\{outcome="unauthorized"\} 1/);
+    assert.match(text, /ci_service_queue_depth\{state="queued"\} 3/);
+    assert.match(text, /ci_service_queue_depth\{state="running"\} 1/);
+    assert.match(text, /ci_service_builds_total\{outcome="failed",stage="push"\} 1/);
+    assert.match(text, /ci_service_build_duration_seconds_bucket\{le="15",outcome="failed"\} 1/);
+    assert.match(text, /# TYPE ci_service_push_duration_seconds histogram/);
+    assert.match(text, /process_resident_memory_bytes/);
+  });
+});

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { formatAge, formatDuration, renderBuildList, renderBuildPage } from '../../src/http/pages.js';
+import type { BuildRecord } from '../../src/queue/build-store.js';
+
+const now = new Date('2026-11-25T12:00:00Z');
+const hostile = '<script>alert(1)</script>';
+
+function build(overrides: Partial<BuildRecord> = {}): BuildRecord {
+  return {
+    id: 'b1',
+    seq: 1,
+    request: {
+      deliveryId: 'd1',
+      repository: { owner: 'octo', name: 'app', fullName: 'octo/app', htmlUrl: 'https://github.com/octo/app', private: false },
+      sha: 'a'.repeat(40),
+      prNumber: 7,
+      baseRef: `feature/${hostile}`,
+    },
+    status: 'failed',
+    tags: [],
+    error: `docker build failed: ${hostile}`,
+    failedStage: 'build',
+    resumed: false,
+    createdAt: new Date('2026-11-25T11:55:00Z'),
+    startedAt: new Date('2026-11-25T11:55:00Z'),
+    finishedAt: new Date('2026-11-25T11:56:30Z'),
+    ...overrides,
+  };
+}
+
+describe('builds pages', () => {
+  it('escapes everything that comes from a payload or a log', () => {
+    const page = renderBuildPage(build(), `Step 1/1 : RUN echo "${hostile}"`, now);
+    assert.ok(!page.includes('<script>alert'), 'no live script from a branch name, an error or a log');
+    assert.match(page, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+    assert.ok(!renderBuildList([build()], now).includes('<script>alert'));
+  });
+
+  it('shows status with a symbol and a word, not by colour alone', () => {
+    const list = renderBuildList([build(), build({ id: 'b2', status: 'succeeded', error: undefined }), build({ id: 'b3', status: 'running', finishedAt: undefined })], now);
+    for (const label of ['✗ failed', '✓ succeeded', '◐ running']) assert.ok(list.includes(label), label);
+    assert.match(list, /<th scope="col">Status<\/th>/);
+    assert.match(list, /<caption>/);
+    assert.match(list, /<meta http-equiv="refresh" content="5">/, 'refreshes while a build runs');
+  });
+
+  it('follows a running build with the script, and stops for a finished one', () => {
+    assert.match(renderBuildPage(build({ status: 'running', finishedAt: undefined }), '', now), /follow-build\.js/);
+    assert.doesNotMatch(renderBuildPage(build(), '', now), /follow-build\.js/);
+    assert.match(renderBuildPage(build(), '', now), /role="status" aria-live="polite"/);
+  });
+
+  it('formats durations and ages for people', () => {
+    assert.equal(formatDuration(90_000), '1m 30s');
+    assert.equal(formatDuration(4_000), '4s');
+    assert.equal(formatDuration(7_260_000), '2h 1m');
+    assert.equal(formatAge(new Date('2026-11-25T11:55:00Z'), now), '5 min ago');
+    assert.equal(formatAge(new Date('2026-11-25T11:59:40Z'), now), 'just now');
+  });
+});

@@ -15,15 +15,22 @@ export interface Daemon {
 }
 
 /** The daemon as `npm start` runs it: its own process, configured only by the environment. */
-export async function startDaemon(env: Record<string, string>, options: { waitUntilUp?: boolean } = {}): Promise<Daemon> {
+export async function startDaemon(
+  env: Record<string, string>,
+  options: { waitUntilUp?: boolean; compiled?: boolean; quiet?: boolean } = {},
+): Promise<Daemon> {
   const port = env.PORT ?? String(await freePort());
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')], {
+  // compiled: dist/main.js exactly as `npm start` runs it (benchmarks); otherwise the sources through tsx.
+  const entry = options.compiled ? [path.join(ROOT, 'dist', 'main.js')] : ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')];
+  const child = spawn(process.execPath, entry, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env, PORT: port },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    if (!options.quiet) output += chunk.toString();
+  });
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;

@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +14,8 @@ export interface StandInRepository extends Repository {
   /** A real git commit of the fixture's files: what GitHub would hold. */
   sha: string;
   gitDir: string;
+  /** A tarball made ahead of time (prepareTarball), served as a file. */
+  preparedTarball?: string;
 }
 
 export interface StoredHook {
@@ -77,7 +80,7 @@ export class GitHubStandIn {
   async addRepository(
     fullName: string,
     files: string,
-    options: { private?: boolean; extraFiles?: Record<string, string> } = {},
+    options: { private?: boolean; extraFiles?: Record<string, string>; prepareTarball?: boolean } = {},
   ): Promise<StandInRepository> {
     const [owner, name] = fullName.split('/') as [string, string];
     const gitDir = path.join(this.workDir, `${owner}-${name}-${this.repositories.size}`);
@@ -88,6 +91,12 @@ export class GitHubStandIn {
     await git('add', '-A');
     await git('-c', 'user.name=fixture', '-c', 'user.email=fixture@example.com', 'commit', '-q', '-m', `fixture ${fullName}`);
     const sha = (await git('rev-parse', 'HEAD')).stdout.trim();
+    let preparedTarball: string | undefined;
+    if (options.prepareTarball) {
+      // As GitHub's codeload has it ready: the download is then not held up by compressing on the fly.
+      preparedTarball = `${gitDir}.tar.gz`;
+      await run('git', ['-C', gitDir, 'archive', '--format=tar.gz', `--prefix=${owner}-${name}-${sha.slice(0, 7)}/`, '-o', preparedTarball, sha]);
+    }
     const repository: StandInRepository = {
       owner,
       name,
@@ -96,6 +105,7 @@ export class GitHubStandIn {
       private: options.private ?? false,
       sha,
       gitDir,
+      ...(preparedTarball ? { preparedTarball } : {}),
     };
     this.repositories.set(`${fullName}@${sha}`, repository);
     return repository;
@@ -196,8 +206,12 @@ export class GitHubStandIn {
     const repository = this.repositories.get(`${owner}/${name}@${sha}`);
     if (!repository || (repository.private && token !== this.token)) return sendJson(res, 404, { message: 'Not Found' });
     const prefix = `${owner}-${name}-${sha.slice(0, 7)}/`;
-    const archive = spawn('git', ['-C', repository.gitDir, 'archive', '--format=tar.gz', `--prefix=${prefix}`, sha]);
     res.writeHead(200, { 'content-type': 'application/x-gzip', 'content-disposition': `attachment; filename=${prefix.slice(0, -1)}.tar.gz` });
+    if (repository.preparedTarball) {
+      createReadStream(repository.preparedTarball).pipe(res);
+      return;
+    }
+    const archive = spawn('git', ['-C', repository.gitDir, 'archive', '--format=tar.gz', `--prefix=${prefix}`, sha]);
     archive.stdout.pipe(res);
     res.on('close', () => archive.kill());
   }

@@ -1,0 +1,283 @@
+/**
+ * ci_service benchmarks, side by side with the physical limit on the same machine.
+ *   npm run bench                      # everything (about 15 minutes)
+ *   npm run bench -- ack throughput    # some: ack, throughput, e2e, memory
+ * Real Docker engine, real registry (Debian's docker-registry), the GitHub stand-in, and the daemon
+ * as `npm start` runs it. Figures and method: bench/README.md.
+ */
+import autocannon from 'autocannon';
+import { execFile } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { BuildView } from '../src/http/build-view.js';
+import { startDaemon, type Daemon } from '../test/support/daemon.js';
+import { examplePullRequest, mergedPullRequest, sendDelivery, signature256 } from '../test/support/deliveries.js';
+import { GitHubStandIn, type StandInRepository } from '../test/support/github-stand-in.js';
+import { LocalRegistry, waitFor } from '../test/support/registry.js';
+
+const run = promisify(execFile);
+const SECRET = 'bench-secret';
+const MB = 1024 * 1024;
+const PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
+const sections = process.argv.slice(2).length ? process.argv.slice(2) : ['ack', 'throughput', 'e2e', 'memory'];
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+const spread = (values: number[], digits = 1) =>
+  `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`;
+
+let workDir = '';
+let github: GitHubStandIn;
+let registry: LocalRegistry;
+
+/** A folder of incompressible files adding up to `bytes`, plus a Dockerfile that copies them. */
+async function makeContext(name: string, bytes: number): Promise<string> {
+  const dir = path.join(workDir, name);
+  await mkdir(path.join(dir, 'data'), { recursive: true });
+  const fileSize = Math.min(bytes, 4 * MB);
+  for (let written = 0, n = 0; written < bytes; written += fileSize, n += 1) {
+    const out = createWriteStream(path.join(dir, 'data', `blob-${n}.bin`));
+    for (let chunk = 0; chunk < fileSize; chunk += MB) out.write(randomBytes(Math.min(MB, fileSize - chunk)));
+    await new Promise((resolve) => out.end(resolve));
+  }
+  await writeFile(path.join(dir, 'Dockerfile'), 'FROM scratch\nCOPY . /app\n');
+  return dir;
+}
+
+/** A unique commit of `base` (a nonce file, its own version), so no build cache helps. */
+async function uniqueCopy(base: string, service: string, version: string): Promise<string> {
+  const dir = path.join(workDir, `copy-${randomUUID()}`);
+  await run('cp', ['-al', base, dir]); // hard links: fast, and the build still reads every byte
+  await writeFile(path.join(dir, 'nonce.txt'), randomUUID());
+  await writeFile(path.join(dir, 'dockerInfo.json'), JSON.stringify({ service_name: service, version }));
+  return dir;
+}
+
+async function daemon(extra: Record<string, string> = {}): Promise<Daemon> {
+  return startDaemon(
+    {
+      WEBHOOK_SECRET: SECRET,
+      GITHUB_API_URL: github.url,
+      REGISTRY: registry.address,
+      DATA_DIR: await mkdtemp(path.join(workDir, 'data-')),
+      MAX_QUEUED_BUILDS: '1000000',
+      ...extra,
+    },
+    { compiled: true, quiet: true },
+  );
+}
+
+async function waitForBuild(target: Daemon, id: string): Promise<BuildView> {
+  return target.waitForBuild(id, (build) => build.status === 'succeeded' || build.status === 'failed', 30 * 60_000);
+}
+
+// ---------------------------------------------------------------------------------------------- ack
+
+interface Signed {
+  body: string;
+  signature: string;
+}
+
+function signed(payload: unknown): Signed {
+  const body = JSON.stringify(payload);
+  return { body, signature: signature256(SECRET, body) };
+}
+
+/** Many signed deliveries, each with its own delivery id; `bodies` are used in turn. */
+async function load(url: string, bodies: Signed[], options: { connections: number; amount?: number; duration?: number }) {
+  let next = 0;
+  const result = await autocannon({
+    url: `${url}/webhook`,
+    method: 'POST',
+    connections: options.connections,
+    ...(options.amount ? { amount: options.amount } : { duration: options.duration ?? 10 }),
+    requests: [
+      {
+        setupRequest: (request) => {
+          const delivery = bodies[next++ % bodies.length]!;
+          return {
+            ...request,
+            body: delivery.body,
+            headers: {
+              'content-type': 'application/json',
+              'x-github-event': 'pull_request',
+              'x-github-delivery': randomUUID(),
+              'x-hub-signature-256': delivery.signature,
+            },
+          };
+        },
+      },
+    ],
+  });
+  return { p50: result.latency.p50, p99: result.latency.p99, rps: result.requests.average, errors: result.errors + result.timeouts, non2xx: result.non2xx };
+}
+
+async function benchAck(lines: string[]): Promise<void> {
+  const target = await daemon({ BUILD_CONCURRENCY: '2' });
+  const notMerged = [signed(examplePullRequest('opened'))];
+  // Merged deliveries of commits the stand-in does not know: each is stored and queued, then fails fast at fetch.
+  const nowhere = { owner: 'bench', name: 'unknown', fullName: 'bench/unknown', htmlUrl: 'https://github.com/bench/unknown', private: false };
+  const merged = Array.from({ length: 2000 }, () => signed(mergedPullRequest(nowhere, randomBytes(20).toString('hex'))));
+  const big = await makeContext('ack-200mb', 200 * MB);
+
+  lines.push('| state | delivery | concurrency | p50 ms | p99 ms | errors |', '| --- | --- | --- | --- | --- | --- |');
+  for (const state of ['idle', 'during a 200 MB build']) {
+    let buildId: string | undefined;
+    if (state !== 'idle') {
+      const repository = await github.addRepository('bench/big', await uniqueCopy(big, 'bench/ack-big', 'v1'), { prepareTarball: true });
+      const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
+      buildId = ((await response.json()) as { build: BuildView }).build.id;
+      await target.waitForBuild(buildId, (build) => build.status === 'running');
+    }
+    for (const [kind, bodies] of [['not merged', notMerged], ['merged', merged]] as const) {
+      for (const connections of [1, 8]) {
+        const runs = [];
+        for (let attempt = 0; attempt < 3; attempt += 1) runs.push(await load(target.url, bodies, { connections, amount: 1000 }));
+        const errors = runs.reduce((sum, r) => sum + r.errors + r.non2xx, 0);
+        lines.push(`| ${state} | ${kind} | ${connections} | ${spread(runs.map((r) => r.p50))} | ${spread(runs.map((r) => r.p99))} | ${errors} |`);
+      }
+    }
+    if (buildId) {
+      const build = await target.waitForBuild(buildId, () => true);
+      lines.push(`| | (the 200 MB build was ${build.status} when the measurements ended) | | | | |`);
+      await waitForBuild(target, buildId);
+    }
+  }
+  target.child.kill('SIGKILL');
+}
+
+// --------------------------------------------------------------------------------------- throughput
+
+async function benchThroughput(lines: string[]): Promise<void> {
+  const target = await daemon();
+  const bodies = [signed(examplePullRequest('opened'))];
+  await load(target.url, bodies, { connections: 8, duration: 2 }); // warm-up
+  lines.push('| run | deliveries/s | p99 ms | errors and non-2xx |', '| --- | --- | --- | --- |');
+  const rates = [];
+  for (let attempt = 1; attempt <= 3; attempt += 1) {
+    const result = await load(target.url, bodies, { connections: 64, duration: 10 });
+    rates.push(result.rps);
+    lines.push(`| ${attempt} | ${result.rps.toFixed(0)} | ${result.p99} | ${result.errors + result.non2xx} |`);
+  }
+  lines.push(`| median (min–max) | ${spread(rates, 0)} | | |`);
+  target.child.kill('SIGKILL');
+}
+
+// ------------------------------------------------------------------------------------ end to end
+
+async function tagVisible(name: string, tag: string): Promise<void> {
+  await waitFor(async () => (await fetch(`${registry.url}/v2/${name}/manifests/${tag}`, { method: 'HEAD', headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json' } })).ok, 30 * 60_000, `${name}:${tag}`);
+}
+
+async function throughCiService(target: Daemon, base: string, label: string, n: number): Promise<number> {
+  const version = `run-${n}`;
+  const repository: StandInRepository = await github.addRepository(`bench/${label}`, await uniqueCopy(base, `bench/ci-${label}`, version), { prepareTarball: true });
+  const started = performance.now();
+  const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
+  if (response.status !== 202) throw new Error(`delivery answered ${response.status}`);
+  await tagVisible(`bench/ci-${label}`, version);
+  const elapsed = performance.now() - started;
+  const { build } = (await response.json()) as { build: BuildView };
+  const done = await waitForBuild(target, build.id);
+  if (done.status !== 'succeeded') throw new Error(`build failed: ${done.error}`);
+  return elapsed / 1000;
+}
+
+async function throughDockerCli(base: string, label: string, n: number): Promise<number> {
+  const dir = await uniqueCopy(base, `bench/cli-${label}`, `run-${n}`);
+  const reference = `${registry.address}/bench/cli-${label}:run-${n}`;
+  // The same OCI labels ci_service sets, so both sides build the same image.
+  const labels = ['revision=0', 'source=https://github.com/bench/x', `created=${new Date().toISOString()}`, `version=run-${n}`].flatMap((l) => ['--label', `org.opencontainers.image.${l}`]);
+  const started = performance.now();
+  await run('docker', ['build', '-q', '-t', reference, ...labels, dir], { maxBuffer: 64 * MB });
+  await run('docker', ['push', '-q', reference], { maxBuffer: 64 * MB });
+  return (performance.now() - started) / 1000;
+}
+
+async function benchEndToEnd(lines: string[]): Promise<void> {
+  const target = await daemon({ BUILD_CONCURRENCY: '1' });
+  lines.push('| context | pairs | ci_service s | docker build && push s | ratio of medians | pair ratios |', '| --- | --- | --- | --- | --- | --- |');
+  for (const [label, bytes] of [['small', 64 * 1024], ['200mb', 200 * MB]] as const) {
+    const base = await makeContext(`e2e-${label}`, bytes);
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    for (let n = 0; n < PAIRS; n += 1) {
+      // Alternate who goes first, so neither side always meets a warmer machine.
+      if (n % 2 === 0) {
+        ours.push(await throughCiService(target, base, label, n));
+        theirs.push(await throughDockerCli(base, label, n));
+      } else {
+        theirs.push(await throughDockerCli(base, label, n));
+        ours.push(await throughCiService(target, base, label, n));
+      }
+    }
+    const ratios = ours.map((value, i) => value / theirs[i]!);
+    lines.push(`| ${label} | ${PAIRS} | ${spread(ours, 2)} | ${spread(theirs, 2)} | ${(median(ours) / median(theirs)).toFixed(3)} | ${ratios.map((r) => r.toFixed(2)).join(', ')} |`);
+  }
+  target.child.kill('SIGKILL');
+}
+
+// ---------------------------------------------------------------------------------------- memory
+
+/** Peak resident set of a process since it started (VmHWM). */
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
+}
+
+async function benchMemory(lines: string[]): Promise<void> {
+  lines.push('| context | daemon peak RSS MB | build |', '| --- | --- | --- |');
+  for (const [label, bytes] of [['small (64 KB)', 64 * 1024], ['1 GB', 1024 * MB]] as const) {
+    const base = await makeContext(`memory-${bytes}`, bytes);
+    const repository = await github.addRepository('bench/memory', await uniqueCopy(base, 'bench/memory', `m-${bytes}`), { prepareTarball: true });
+    const target = await daemon({ BUILD_CONCURRENCY: '1' });
+    const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
+    const { build } = (await response.json()) as { build: BuildView };
+    const done = await waitForBuild(target, build.id);
+    lines.push(`| ${label} | ${(await peakRssMb(target.child.pid!)).toFixed(1)} | ${done.status} |`);
+    target.child.kill('SIGKILL');
+  }
+}
+
+// ------------------------------------------------------------------------------------------ main
+
+async function main(): Promise<void> {
+  workDir = await mkdtemp(path.join(tmpdir(), 'ci-bench-'));
+  github = await new GitHubStandIn().start();
+  registry = await new LocalRegistry().start();
+  const engine = (await run('docker', ['version', '--format', '{{.Server.Version}}'])).stdout.trim();
+  const report = [
+    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Node ${process.version}, Docker engine ${engine}, ${new Date().toISOString().slice(0, 10)}`,
+  ];
+  const benches: Record<string, [string, (lines: string[]) => Promise<void>]> = {
+    ack: ['Ack latency (1,000 signed deliveries a run, 3 runs: median (min–max))', benchAck],
+    throughput: ['Throughput (64 connections, 10 s a run)', benchThroughput],
+    e2e: [`End to end: merged delivery → tag in the registry, against docker build && docker push (seconds)`, benchEndToEnd],
+    memory: ['Memory: peak RSS of the daemon over one build', benchMemory],
+  };
+  try {
+    for (const section of sections) {
+      const bench = benches[section];
+      if (!bench) throw new Error(`unknown section "${section}" (ack, throughput, e2e, memory)`);
+      const lines: string[] = [];
+      console.error(`running ${section} ...`);
+      await bench[1](lines);
+      report.push('', `### ${bench[0]}`, '', ...lines);
+      console.log(report.slice(-lines.length - 3).join('\n'));
+    }
+  } finally {
+    await github.close();
+    await registry.remove();
+    await rm(workDir, { recursive: true, force: true });
+  }
+  console.log(`\n---- all figures ----\n${report.join('\n')}`);
+}
+
+await main();

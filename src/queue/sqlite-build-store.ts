@@ -72,6 +72,9 @@ const COLUMNS: Record<keyof BuildChanges, string> = {
  */
 export class SqliteBuildStore implements BuildStore {
   private readonly db: Database.Database;
+  /** Compiled once: preparing a statement costs more than running it, and a delivery's ack waits for it. */
+  private readonly sql;
+  private readonly updates = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
@@ -81,6 +84,20 @@ export class SqliteBuildStore implements BuildStore {
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrate();
+    this.sql = {
+      byDelivery: this.db.prepare<[string], BuildRow>('SELECT b.* FROM deliveries d JOIN builds b ON b.id = d.build_id WHERE d.delivery_id = ?'),
+      unfinishedOfCommit: this.db.prepare<[string, string], BuildRow>(
+        "SELECT * FROM builds WHERE repository = ? AND sha = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
+      ),
+      queuedCount: this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'"),
+      insertBuild: this.db.prepare('INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertDelivery: this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)'),
+      byId: this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?'),
+      newest: this.db.prepare<[number], BuildRow>('SELECT * FROM builds ORDER BY seq DESC LIMIT ?'),
+      unfinished: this.db.prepare<[], BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq"),
+      appendLog: this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)'),
+      logLines: this.db.prepare<[string], { line: string }>('SELECT line FROM build_logs WHERE build_id = ? ORDER BY seq'),
+    };
   }
 
   static inDataDir(dataDir: string): SqliteBuildStore {
@@ -90,44 +107,36 @@ export class SqliteBuildStore implements BuildStore {
   async add(request: BuildRequest, createdAt: Date, maxQueued: number): Promise<AddOutcome> {
     // One transaction: concurrent copies of a delivery see each other's row, never a half of it.
     return this.db.transaction((): AddOutcome => {
-      const seen = this.db
-        .prepare<[string], BuildRow>('SELECT b.* FROM deliveries d JOIN builds b ON b.id = d.build_id WHERE d.delivery_id = ?')
-        .get(request.deliveryId);
+      const seen = this.sql.byDelivery.get(request.deliveryId);
       if (seen) return { kind: 'redelivery', build: toRecord(seen) };
 
-      const sameCommit = this.db
-        .prepare<[string, string], BuildRow>(
-          "SELECT * FROM builds WHERE repository = ? AND sha = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
-        )
-        .get(request.repository.fullName, request.sha);
+      const sameCommit = this.sql.unfinishedOfCommit.get(request.repository.fullName, request.sha);
       if (sameCommit) {
-        this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)').run(request.deliveryId, sameCommit.id);
+        this.sql.insertDelivery.run(request.deliveryId, sameCommit.id);
         return { kind: 'coalesced', build: toRecord(sameCommit) };
       }
 
-      const { queued } = this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'").get()!;
+      const { queued } = this.sql.queuedCount.get()!;
       if (queued >= maxQueued) return { kind: 'queue_full', queued };
 
       const id = randomUUID();
-      this.db
-        .prepare('INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(id, request.repository.fullName, request.sha, JSON.stringify(request), 'queued', createdAt.toISOString());
-      this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)').run(request.deliveryId, id);
+      this.sql.insertBuild.run(id, request.repository.fullName, request.sha, JSON.stringify(request), 'queued', createdAt.toISOString());
+      this.sql.insertDelivery.run(request.deliveryId, id);
       return { kind: 'created', build: this.mustGet(id) };
     }).immediate();
   }
 
   async get(id: string): Promise<BuildRecord | undefined> {
-    const row = this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?').get(id);
+    const row = this.sql.byId.get(id);
     return row && toRecord(row);
   }
 
   async list(limit: number): Promise<BuildRecord[]> {
-    return this.db.prepare<[number], BuildRow>('SELECT * FROM builds ORDER BY seq DESC LIMIT ?').all(limit).map(toRecord);
+    return this.sql.newest.all(limit).map(toRecord);
   }
 
   async unfinished(): Promise<BuildRecord[]> {
-    return this.db.prepare<[], BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq").all().map(toRecord);
+    return this.sql.unfinished.all().map(toRecord);
   }
 
   async update(id: string, changes: BuildChanges): Promise<BuildRecord> {
@@ -135,18 +144,23 @@ export class SqliteBuildStore implements BuildStore {
     if (entries.length > 0) {
       const assignments = entries.map(([key]) => `${COLUMNS[key]} = @${key}`).join(', ');
       const values = Object.fromEntries(entries.map(([key, value]) => [key, toColumn(value)]));
-      this.db.prepare(`UPDATE builds SET ${assignments} WHERE id = @id`).run({ ...values, id });
+      let statement = this.updates.get(assignments);
+      if (!statement) {
+        statement = this.db.prepare(`UPDATE builds SET ${assignments} WHERE id = @id`);
+        this.updates.set(assignments, statement);
+      }
+      statement.run({ ...values, id });
     }
     return this.mustGet(id);
   }
 
   async appendLog(id: string, text: string): Promise<void> {
-    this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)').run(id, text);
+    this.sql.appendLog.run(id, text);
   }
 
   async readLog(id: string): Promise<string | undefined> {
     if (!(await this.get(id))) return undefined;
-    const lines = this.db.prepare<[string], { line: string }>('SELECT line FROM build_logs WHERE build_id = ? ORDER BY seq').all(id);
+    const lines = this.sql.logLines.all(id);
     return lines.map(({ line }) => `${line}\n`).join('');
   }
 
@@ -155,7 +169,7 @@ export class SqliteBuildStore implements BuildStore {
   }
 
   private mustGet(id: string): BuildRecord {
-    const row = this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?').get(id);
+    const row = this.sql.byId.get(id);
     if (!row) throw new Error(`no build ${id}`);
     return toRecord(row);
   }

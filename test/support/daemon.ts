@@ -25,12 +25,11 @@ export async function startDaemon(
   const child = spawn(process.execPath, entry, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env, PORT: port },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // quiet: the log goes to /dev/null, so a busy parent never blocks the daemon's synchronous writes.
+    stdio: ['ignore', options.quiet ? 'ignore' : 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
-    if (!options.quiet) output += chunk.toString();
-  });
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = `http://127.0.0.1:${port}`;

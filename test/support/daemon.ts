@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BuildView } from '../../src/http/build-view.js';
 import { freePort, waitFor } from './registry.js';
@@ -14,6 +15,14 @@ export interface Daemon {
   waitForBuild(id: string, done: (build: BuildView) => boolean, timeoutMs?: number): Promise<BuildView>;
 }
 
+/** The node arguments of package.json's `start` script ("node <flags> dist/main.js"). */
+function npmStartArguments(): string[] {
+  const start = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const [command, ...args] = start.split(/\s+/);
+  if (command !== 'node') throw new Error(`package.json's start script should run node, not "${start}"`);
+  return args;
+}
+
 /** The daemon as `npm start` runs it: its own process, configured only by the environment. */
 export async function startDaemon(
   env: Record<string, string>,
@@ -21,7 +30,7 @@ export async function startDaemon(
 ): Promise<Daemon> {
   const port = env.PORT ?? String(await freePort());
   // compiled: dist/main.js exactly as `npm start` runs it (benchmarks); otherwise the sources through tsx.
-  const entry = options.compiled ? [path.join(ROOT, 'dist', 'main.js')] : ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')];
+  const entry = options.compiled ? npmStartArguments() : ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')];
   const child = spawn(process.execPath, entry, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env, PORT: port },

@@ -41,6 +41,7 @@ export class GitHubStandIn {
   readonly requests: RecordedRequest[] = [];
   private readonly repositories = new Map<string, StandInRepository>();
   private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
+  private readonly hangs: RegExp[] = [];
   /** Webhooks by owner/name, as GitHub stores them (the secret unmasked, for assertions). */
   readonly hooks = new Map<string, StoredHook[]>();
   /** Commit statuses posted, by commit SHA, in order. */
@@ -116,9 +117,15 @@ export class GitHubStandIn {
     this.failures.push({ pattern, status, remaining: count });
   }
 
+  /** Requests whose path matches get no answer until the stand-in closes: a GitHub that hangs. */
+  hang(pattern: RegExp): void {
+    this.hangs.push(pattern);
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.url);
     this.requests.push({ method: req.method ?? 'GET', path: url.pathname + url.search, authorization: req.headers.authorization });
+    if (this.hangs.some((pattern) => pattern.test(url.pathname))) return;
     const failure = this.failures.find((candidate) => candidate.remaining > 0 && candidate.pattern.test(url.pathname));
     if (failure) {
       failure.remaining -= 1;
@@ -208,7 +215,8 @@ export class GitHubStandIn {
     const prefix = `${owner}-${name}-${sha.slice(0, 7)}/`;
     res.writeHead(200, { 'content-type': 'application/x-gzip', 'content-disposition': `attachment; filename=${prefix.slice(0, -1)}.tar.gz` });
     if (repository.preparedTarball) {
-      createReadStream(repository.preparedTarball).pipe(res);
+      // Large reads: this stand-in shares the machine with the daemon and the engine, unlike GitHub.
+      createReadStream(repository.preparedTarball, { highWaterMark: 1024 * 1024 }).pipe(res);
       return;
     }
     const archive = spawn('git', ['-C', repository.gitDir, 'archive', '--format=tar.gz', `--prefix=${prefix}`, sha]);

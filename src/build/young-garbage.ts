@@ -22,7 +22,7 @@ const collect: CollectGarbage | undefined = (() => {
  * Why: every socket read and every inflated chunk of a context is a fresh Buffer that dies at once,
  * but V8 schedules collections by its small JS objects, not by the bytes behind them, and lets tens
  * of MB of dead buffers pile up first. Collected in step with the bytes, the daemon's memory stays
- * flat whatever the context's size (bench/README.md, "Memory").
+ * flat whatever the context's size (bench/README.md, "What moved the figures").
  */
 export function collectYoungGarbageEvery(everyBytes: number): (bytes: number) => void {
   let sinceLast = 0;

@@ -33,7 +33,7 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       deps.onOutcome?.(outcome);
       logger[level]({ outcome, ...fields }, message);
     };
-    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+    const body = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
 
     if (!deps.isAccepting()) {
       record('shutting_down', 'warn', {}, 'delivery refused');
@@ -78,9 +78,8 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
 }
 
 /** GitHub sends JSON, or `payload=<json>` when the webhook's content type is form-encoded. */
-function parseBody(req: Request, body: Buffer): unknown {
-  let text = body.toString('utf8');
-  if (req.is('application/x-www-form-urlencoded')) text = new URLSearchParams(text).get('payload') ?? '';
+function parseBody(req: Request, body: string): unknown {
+  const text = req.is('application/x-www-form-urlencoded') ? (new URLSearchParams(body).get('payload') ?? '') : body;
   try {
     return JSON.parse(text);
   } catch {

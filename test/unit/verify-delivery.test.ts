@@ -6,7 +6,7 @@ import { examplePullRequest, signature256 } from '../support/deliveries.js';
 
 const SECRET = "It's a Secret to Everybody";
 const verify = createDeliveryVerifier(SECRET);
-const body = Buffer.from(JSON.stringify(examplePullRequest('opened')));
+const body = JSON.stringify(examplePullRequest('opened'));
 
 describe('verifyDelivery', () => {
   it('accepts the signature GitHub computes over the raw body', async () => {
@@ -16,7 +16,7 @@ describe('verifyDelivery', () => {
   it("matches GitHub's documented test vector", async () => {
     // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries#testing-the-webhook-payload-validation
     const verdict = await verify(
-      Buffer.from('Hello, World!'),
+      'Hello, World!',
       'sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17',
     );
     assert.deepEqual(verdict, { ok: true });
@@ -40,12 +40,12 @@ describe('verifyDelivery', () => {
 
   it('refuses a body altered after signing, by a single byte', async () => {
     const signature = signature256(SECRET, body);
-    const altered = Buffer.from(body);
-    altered[10] = altered[10]! ^ 1;
-    assert.equal((await verify(altered, signature)).ok, false);
+    const bytes = Buffer.from(body);
+    bytes[10] = bytes[10]! ^ 1;
+    assert.equal((await verify(bytes.toString('utf8'), signature)).ok, false);
   });
 
   it('refuses an empty body', async () => {
-    assert.equal((await verify(Buffer.alloc(0), signature256(SECRET, ''))).ok, false);
+    assert.equal((await verify('', signature256(SECRET, ''))).ok, false);
   });
 });

@@ -150,6 +150,7 @@ async function benchAck(lines: string[]): Promise<void> {
       const build = await target.waitForBuild(buildId, () => true);
       lines.push(`| | (the 200 MB build was ${build.status} when the measurements ended) | | | | |`);
       await waitForBuild(target, buildId);
+      await removeImage(`${registry.address}/bench/ack-big:v1`);
     }
   }
   target.child.kill('SIGKILL');
@@ -179,6 +180,11 @@ async function tagVisible(name: string, tag: string): Promise<boolean> {
   return (await fetch(`${registry.url}/v2/${name}/manifests/${tag}`, { method: 'HEAD', headers })).ok;
 }
 
+/** Each run builds hundreds of MB: without this, a few runs of the benchmark fill the engine's disk. */
+async function removeImage(reference: string): Promise<void> {
+  await run('docker', ['image', 'rm', reference]).catch(() => {}); // not there: nothing to remove
+}
+
 /**
  * Writes out what preparing a run left in the page cache (the stand-in's git commit and tarball are
  * hundreds of MB), so that neither side's timing pays for the other's preparation.
@@ -203,6 +209,7 @@ async function throughCiService(target: Daemon, base: string, label: string, n: 
   const done = await waitForBuild(target, build.id);
   if (done.status !== 'succeeded') throw new Error(`build failed: ${done.error}`);
   if (!(await tagVisible(`bench/ci-${label}`, version))) throw new Error(`bench/ci-${label}:${version} is not in the registry`);
+  await removeImage(`${registry.address}/bench/ci-${label}:${version}`);
   return (Date.parse(done.finishedAt!) - started) / 1000;
 }
 
@@ -215,7 +222,9 @@ async function throughDockerCli(base: string, label: string, n: number): Promise
   const started = performance.now();
   await run('docker', ['build', '-q', '-t', reference, ...labels, dir], { maxBuffer: 64 * MB });
   await run('docker', ['push', '-q', reference], { maxBuffer: 64 * MB });
-  return (performance.now() - started) / 1000;
+  const seconds = (performance.now() - started) / 1000;
+  await removeImage(reference);
+  return seconds;
 }
 
 async function benchEndToEnd(lines: string[]): Promise<void> {
@@ -260,6 +269,7 @@ async function benchMemory(lines: string[]): Promise<void> {
     const done = await waitForBuild(target, build.id);
     lines.push(`| ${label} | ${(await peakRssMb(target.child.pid!)).toFixed(1)} | ${done.status} |`);
     target.child.kill('SIGKILL');
+    await removeImage(`${registry.address}/bench/memory:m-${bytes}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar, { type Header, type Pack } from 'tar-stream';
 import { ContextError } from '../errors.js';
@@ -31,11 +31,8 @@ export interface BuildContext {
 
 const KEPT_TYPES = new Set<Header['type']>(['file', 'directory', 'symlink', 'link']);
 
-/**
- * Each write to zlib is a round trip to libuv's thread pool: the socket's 64 KB reads go in as 256 KB
- * pieces, and come out in chunks as large, not zlib's default 16 KB (bench/README.md).
- */
-const INFLATE_PIECE_BYTES = 256 * 1024;
+/** zlib's default 16 KB output chunks make inflating twice as slow (bench/README.md). */
+const INFLATED_CHUNK_BYTES = 256 * 1024;
 /** Measured with bench/run.ts memory: the 1 GB context's peak stays within a few MB of a small one's. */
 const GARBAGE_PACE = { youngEveryBytes: 1024 * 1024, fullEveryBytes: 128 * 1024 * 1024 };
 
@@ -45,13 +42,13 @@ const GARBAGE_PACE = { youngEveryBytes: 1024 * 1024, fullEveryBytes: 128 * 1024 
  * Entry by entry with backpressure: nothing is held whole in memory or written to disk.
  */
 export function createBuildContext(tarball: Readable, options: ContextOptions): BuildContext {
-  const gunzip = createGunzip({ chunkSize: INFLATE_PIECE_BYTES });
+  const gunzip = createGunzip({ chunkSize: INFLATED_CHUNK_BYTES });
   const extract = tar.extract();
   const pack = tar.pack();
   const fail = (error: Error) => extract.destroy(error);
   tarball.on('error', fail);
   gunzip.on('error', (error) => fail(new ContextError(`the repository tarball is not a valid gzip file: ${error.message}`)));
-  tarball.pipe(inPiecesOf(INFLATE_PIECE_BYTES)).pipe(gunzip).pipe(extract);
+  tarball.pipe(gunzip).pipe(extract);
   const inflated = collectGarbageAsBytesPass(GARBAGE_PACE);
   gunzip.on('data', (chunk: Buffer) => inflated(chunk.length));
 
@@ -75,29 +72,6 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
   finished.catch(() => {});
   // tar-stream's pack is a streamx Readable: it pipes like a Node Readable, which is all its consumers do.
   return { stream: pack as unknown as Readable, finished, outcome: () => outcome };
-}
-
-/** Joins small chunks into pieces of at least `bytes` (the last one may be shorter). */
-export function inPiecesOf(bytes: number): Transform {
-  let parts: Buffer[] = [];
-  let held = 0;
-  const release = (stream: Transform) => {
-    stream.push(parts.length === 1 ? parts[0] : Buffer.concat(parts, held));
-    parts = [];
-    held = 0;
-  };
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      parts.push(chunk);
-      held += chunk.length;
-      if (held >= bytes) release(this);
-      done();
-    },
-    flush(done) {
-      if (held > 0) release(this);
-      done();
-    },
-  });
 }
 
 async function rerootEntries(extract: tar.Extract, pack: Pack, options: ContextOptions): Promise<ContextSummary> {

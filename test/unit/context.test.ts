@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
-import { contextPath, createBuildContext, inPiecesOf } from '../../src/build/context.js';
+import { contextPath, createBuildContext } from '../../src/build/context.js';
 import { ContextError } from '../../src/errors.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; content?: string; linkname?: string };
@@ -159,27 +158,5 @@ describe('contextPath', () => {
     assert.equal(contextPath('top/a', 'a'), '');
     assert.equal(contextPath('top/ab/c', 'a'), undefined);
     assert.equal(contextPath('top/', 'a'), undefined);
-  });
-});
-
-describe('inPiecesOf', () => {
-  async function piecesOf(chunkSizes: number[], bytes: number): Promise<{ sizes: number[] }> {
-    let next = 0;
-    const chunks = chunkSizes.map((size) => Buffer.from(Array.from({ length: size }, () => next++ % 251)));
-    const pieces: Buffer[] = [];
-    // 'data' events, one per piece: async iteration would join whatever is buffered.
-    const stream = Readable.from(chunks).pipe(inPiecesOf(bytes));
-    stream.on('data', (piece: Buffer) => pieces.push(piece));
-    await finished(stream);
-    assert.deepEqual(Buffer.concat(pieces), Buffer.concat(chunks), 'the bytes, in order');
-    return { sizes: pieces.map((piece) => piece.length) };
-  }
-
-  it('joins small chunks into pieces of at least the given size, and ends with what is left', async () => {
-    assert.deepEqual((await piecesOf([40, 40, 40, 40, 40, 40, 10], 100)).sizes, [120, 120, 10]);
-  });
-
-  it('passes a chunk that is already large enough as it is', async () => {
-    assert.deepEqual((await piecesOf([300, 20, 90, 5], 100)).sizes, [300, 110, 5]);
   });
 });

@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { BuildRecord, BuildStore } from './build-store.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createRetry, type RetryPolicy } from './retry.js';
+import { WaitingBuilds } from './waiting-builds.js';
 
 export type RunBuild = (request: BuildRequest, session: BuildSession) => Promise<BuildResult>;
 
@@ -29,7 +30,7 @@ export interface WorkerOptions {
  * build and push one at a time, so an older commit never overwrites the tag a newer one pushed.
  */
 export class BuildWorker {
-  private readonly waiting: BuildRecord[] = [];
+  private readonly waiting = new WaitingBuilds();
   private readonly running = new Map<string, string>(); // build id → repository
   private idleWaiters: (() => void)[] = [];
   private paused = false;
@@ -46,8 +47,7 @@ export class BuildWorker {
 
   submit(build: BuildRecord): void {
     this.notify('queued', build);
-    const at = this.waiting.findIndex((other) => other.seq > build.seq);
-    this.waiting.splice(at === -1 ? this.waiting.length : at, 0, build);
+    this.waiting.add(build);
     this.pump();
   }
 
@@ -78,7 +78,7 @@ export class BuildWorker {
   }
 
   counts(): { queued: number; running: number } {
-    return { queued: this.waiting.length, running: this.running.size };
+    return { queued: this.waiting.size, running: this.running.size };
   }
 
   private notify(event: keyof BuildObserver, build: BuildRecord): void {
@@ -90,7 +90,7 @@ export class BuildWorker {
   }
 
   private isIdle(): boolean {
-    return this.running.size === 0 && (this.paused || this.waiting.length === 0);
+    return this.running.size === 0 && (this.paused || this.waiting.size === 0);
   }
 
   private settleIdle(): void {
@@ -102,10 +102,8 @@ export class BuildWorker {
 
   private pump(): void {
     while (!this.paused && this.running.size < this.options.concurrency) {
-      const busy = new Set(this.running.values());
-      const next = this.waiting.findIndex((build) => !busy.has(build.request.repository.fullName));
-      if (next === -1) break;
-      const [build] = this.waiting.splice(next, 1) as [BuildRecord];
+      const build = this.waiting.takeNext(new Set(this.running.values()));
+      if (!build) break;
       this.running.set(build.id, build.request.repository.fullName);
       this.execute(build)
         .catch((error: unknown) => {

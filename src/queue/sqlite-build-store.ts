@@ -89,7 +89,8 @@ export class SqliteBuildStore implements BuildStore {
       unfinishedOfCommit: this.db.prepare<[string, string], BuildRow>(
         "SELECT * FROM builds WHERE repository = ? AND sha = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
       ),
-      queuedCount: this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'"),
+      // Counts no further than the limit: a full count would cost every delivery as much as the queue is long.
+      queuedUpTo: this.db.prepare<[number], { queued: number }>("SELECT count(*) AS queued FROM (SELECT 1 FROM builds WHERE status = 'queued' LIMIT ?)"),
       insertBuild: this.db.prepare('INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
       insertDelivery: this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)'),
       byId: this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?'),
@@ -116,7 +117,7 @@ export class SqliteBuildStore implements BuildStore {
         return { kind: 'coalesced', build: toRecord(sameCommit) };
       }
 
-      const { queued } = this.sql.queuedCount.get()!;
+      const { queued } = this.sql.queuedUpTo.get(maxQueued)!;
       if (queued >= maxQueued) return { kind: 'queue_full', queued };
 
       const id = randomUUID();

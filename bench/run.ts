@@ -120,40 +120,53 @@ async function load(url: string, bodies: Signed[], options: { connections: numbe
 }
 
 async function benchAck(lines: string[]): Promise<void> {
-  const target = await daemon({ BUILD_CONCURRENCY: '2' });
   const notMerged = [signed(examplePullRequest('opened'))];
-  // Merged deliveries of one repository whose GitHub never answers: each is stored and queued behind
-  // the first, which waits on GitHub, so what is timed is the ack itself, not thousands of builds.
+  // Merged deliveries of one repository whose GitHub never answers: each is a new commit, so each is a
+  // new build, stored and queued behind the first, which waits on GitHub; what is timed is the ack
+  // itself, not thousands of builds.
   const waiting = { owner: 'bench', name: 'waiting', fullName: 'bench/waiting', htmlUrl: 'https://github.com/bench/waiting', private: false };
   github.hang(/^\/repos\/bench\/waiting\//);
-  const merged = Array.from({ length: 2000 }, () => signed(mergedPullRequest(waiting, randomBytes(20).toString('hex'))));
+  const newCommits = (count: number) => Array.from({ length: count }, () => signed(mergedPullRequest(waiting, randomBytes(20).toString('hex'))));
   const big = await makeContext('ack-200mb', 200 * MB);
 
-  lines.push('| state | delivery | concurrency | p50 ms | p99 ms | errors |', '| --- | --- | --- | --- | --- | --- |');
+  lines.push('| state | delivery | concurrency | p50 ms | p99 ms | errors | queued builds after |', '| --- | --- | --- | --- | --- | --- | --- |');
   for (const state of ['idle', 'during a 200 MB build']) {
-    let buildId: string | undefined;
-    if (state !== 'idle') {
-      const repository = await github.addRepository('bench/big', await uniqueCopy(big, 'bench/ack-big', 'v1'), { prepareTarball: true });
-      const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
-      buildId = ((await response.json()) as { build: BuildView }).build.id;
-      await target.waitForBuild(buildId, (build) => build.status === 'running');
-    }
-    for (const [kind, bodies] of [['not merged', notMerged], ['merged', merged]] as const) {
+    for (const kind of ['not merged', 'merged'] as const) {
       for (const connections of [1, 8]) {
+        // A fresh daemon for each line: every line starts with an empty queue (and a build of its own).
+        const target = await daemon({ BUILD_CONCURRENCY: '2' });
+        // Warmed up as a running daemon is (its code compiled by V8), with a first 500 builds queued.
+        await load(target.url, notMerged, { connections: 8, amount: 2000 });
+        await load(target.url, newCommits(500), { connections: 8, amount: 500 });
+        const build = state === 'idle' ? undefined : await startBigBuild(target, big);
         const runs = [];
-        for (let attempt = 0; attempt < 3; attempt += 1) runs.push(await load(target.url, bodies, { connections, amount: 1000 }));
+        for (let attempt = 0; attempt < 3; attempt += 1) {
+          runs.push(await load(target.url, kind === 'merged' ? newCommits(1000) : notMerged, { connections, amount: 1000 }));
+        }
         const errors = runs.reduce((sum, r) => sum + r.errors + r.non2xx, 0);
-        lines.push(`| ${state} | ${kind} | ${connections} | ${spread(runs.map((r) => r.p50))} | ${spread(runs.map((r) => r.p99))} | ${errors} |`);
+        const { queue } = (await (await fetch(`${target.url}/healthz`)).json()) as { queue: { queued: number } };
+        let cell = `| ${state} | ${kind} | ${connections} | ${spread(runs.map((r) => r.p50))} | ${spread(runs.map((r) => r.p99))} | ${errors} | ${queue.queued} |`;
+        if (build) {
+          const status = (await target.waitForBuild(build, () => true)).status;
+          if (status !== 'running') cell += ` (the build had ${status} before the last run ended)`;
+          await waitForBuild(target, build);
+          await removeImage(`${registry.address}/bench/ack-big:v1`);
+        }
+        lines.push(cell);
+        target.child.kill('SIGKILL');
       }
     }
-    if (buildId) {
-      const build = await target.waitForBuild(buildId, () => true);
-      lines.push(`| | (the 200 MB build was ${build.status} when the measurements ended) | | | | |`);
-      await waitForBuild(target, buildId);
-      await removeImage(`${registry.address}/bench/ack-big:v1`);
-    }
   }
-  target.child.kill('SIGKILL');
+}
+
+/** Sends a merged delivery of a new 200 MB commit and returns its build once it runs. */
+async function startBigBuild(target: Daemon, context: string): Promise<string> {
+  const repository = await github.addRepository('bench/big', await uniqueCopy(context, 'bench/ack-big', 'v1'), { prepareTarball: true });
+  await settleDisk();
+  const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
+  const id = ((await response.json()) as { build: BuildView }).build.id;
+  await target.waitForBuild(id, (build) => build.status === 'running');
+  return id;
 }
 
 // --------------------------------------------------------------------------------------- throughput

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -33,6 +33,27 @@ describe('SQLite build store', () => {
       assert.equal(await reopened.readLog(id), 'line one\nline two\n');
       await reopened.close();
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('checkpoints its WAL on its own once a second, so the WAL does not grow while deliveries commit', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'store-'));
+    const store = SqliteBuildStore.inDataDir(dir);
+    const wal = () => statSync(path.join(dir, 'ci_service.sqlite-wal')).size;
+    let n = 0;
+    const addBuilds = async (count: number) => {
+      for (let i = 0; i < count; i += 1, n += 1) await store.add(request(`d${n}`, n.toString(16).padStart(40, '0')), new Date(), 1_000_000);
+    };
+    try {
+      await addBuilds(1500); // over 1,000 pages: SQLite's own checkpoint would have run inside a commit
+      const grown = wal();
+      await new Promise((resolve) => setTimeout(resolve, 1300));
+      await addBuilds(1500); // written from the start of the checkpointed WAL again
+      assert.ok(wal() <= grown * 1.1, `WAL ${wal()} bytes after a checkpoint, ${grown} before`);
+      assert.equal((await store.list(5000)).length, 3000);
+    } finally {
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -60,6 +60,18 @@ async function uniqueCopy(base: string, service: string, version: string): Promi
   return dir;
 }
 
+/** A new commit of `base` on the stand-in, its tarball made ahead (as GitHub's codeload has one). */
+async function newCommit(fullName: string, base: string, service: string, version: string): Promise<StandInRepository> {
+  return github.addRepository(fullName, await uniqueCopy(base, service, version), { prepareTarball: true });
+}
+
+/** Sends the merge of `repository`'s commit and returns the build it queued. */
+async function sendMerge(target: Daemon, repository: StandInRepository): Promise<string> {
+  const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
+  if (response.status !== 202) throw new Error(`delivery answered ${response.status}`);
+  return ((await response.json()) as { build: BuildView }).build.id;
+}
+
 async function daemon(extra: Record<string, string> = {}): Promise<Daemon> {
   return startDaemon(
     {
@@ -161,10 +173,9 @@ async function benchAck(lines: string[]): Promise<void> {
 
 /** Sends a merged delivery of a new 200 MB commit and returns its build once it runs. */
 async function startBigBuild(target: Daemon, context: string): Promise<string> {
-  const repository = await github.addRepository('bench/big', await uniqueCopy(context, 'bench/ack-big', 'v1'), { prepareTarball: true });
+  const repository = await newCommit('bench/big', context, 'bench/ack-big', 'v1');
   await settleDisk();
-  const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
-  const id = ((await response.json()) as { build: BuildView }).build.id;
+  const id = await sendMerge(target, repository);
   await target.waitForBuild(id, (build) => build.status === 'running');
   return id;
 }
@@ -214,13 +225,10 @@ async function settleDisk(): Promise<void> {
  */
 async function throughCiService(target: Daemon, base: string, label: string, n: number): Promise<number> {
   const version = `run-${n}`;
-  const repository: StandInRepository = await github.addRepository(`bench/${label}`, await uniqueCopy(base, `bench/ci-${label}`, version), { prepareTarball: true });
+  const repository = await newCommit(`bench/${label}`, base, `bench/ci-${label}`, version);
   await settleDisk();
   const started = Date.now();
-  const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
-  if (response.status !== 202) throw new Error(`delivery answered ${response.status}`);
-  const { build } = (await response.json()) as { build: BuildView };
-  const done = await waitForBuild(target, build.id);
+  const done = await waitForBuild(target, await sendMerge(target, repository));
   if (done.status !== 'succeeded') throw new Error(`build failed: ${done.error}`);
   if (!(await tagVisible(`bench/ci-${label}`, version))) throw new Error(`bench/ci-${label}:${version} is not in the registry`);
   await removeImage(`${registry.address}/bench/ci-${label}:${version}`);
@@ -276,11 +284,9 @@ async function benchMemory(lines: string[]): Promise<void> {
   lines.push('| context | daemon peak RSS MB | build |', '| --- | --- | --- |');
   for (const [label, bytes] of [['small (64 KB)', 64 * 1024], ['1 GB', 1024 * MB]] as const) {
     const base = await makeContext(`memory-${bytes}`, bytes);
-    const repository = await github.addRepository('bench/memory', await uniqueCopy(base, 'bench/memory', `m-${bytes}`), { prepareTarball: true });
+    const repository = await newCommit('bench/memory', base, 'bench/memory', `m-${bytes}`);
     const target = await daemon({ BUILD_CONCURRENCY: '1' });
-    const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
-    const { build } = (await response.json()) as { build: BuildView };
-    const done = await waitForBuild(target, build.id);
+    const done = await waitForBuild(target, await sendMerge(target, repository));
     lines.push(`| ${label} | ${(await peakRssMb(target.child.pid!)).toFixed(1)} | ${done.status} |`);
     target.child.kill('SIGKILL');
     await removeImage(`${registry.address}/bench/memory:m-${bytes}`);

@@ -7,10 +7,11 @@ import type { BuildRecord } from './build-store.js';
  */
 export class WaitingBuilds {
   private readonly byRepository = new Map<string, BuildRecord[]>();
-  private count = 0;
 
   get size(): number {
-    return this.count;
+    let size = 0;
+    for (const queue of this.byRepository.values()) size += queue.length;
+    return size;
   }
 
   add(build: BuildRecord): void {
@@ -21,7 +22,6 @@ export class WaitingBuilds {
     // Nearly always the newest; a build taken up after a restart may be older than some.
     if (!last || last.seq < build.seq) queue.push(build);
     else queue.splice(queue.findIndex((other) => other.seq > build.seq), 0, build);
-    this.count += 1;
   }
 
   /** Removes and returns the oldest build whose repository is not `busy`, if any. */
@@ -34,7 +34,6 @@ export class WaitingBuilds {
     if (!oldest) return undefined;
     const build = oldest.queue.shift()!;
     if (oldest.queue.length === 0) this.byRepository.delete(oldest.repository);
-    this.count -= 1;
     return build;
   }
 }

@@ -78,6 +78,11 @@ export class SqliteBuildStore implements BuildStore {
   private readonly sql;
   private readonly updates = new Map<string, Database.Statement>();
   private readonly checkpoints: NodeJS.Timeout;
+  /**
+   * Builds with status 'queued', counted once at open and then kept by `add` and `update`: counting rows
+   * on every delivery cost it as much as the queue was long (bench/README.md).
+   */
+  private queued: number;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
@@ -96,8 +101,8 @@ export class SqliteBuildStore implements BuildStore {
       unfinishedOfCommit: this.db.prepare<[string, string], BuildRow>(
         "SELECT * FROM builds WHERE repository = ? AND sha = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
       ),
-      // Counts no further than the limit: a full count would cost every delivery as much as the queue is long.
-      queuedUpTo: this.db.prepare<[number], { queued: number }>("SELECT count(*) AS queued FROM (SELECT 1 FROM builds WHERE status = 'queued' LIMIT ?)"),
+      countQueued: this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'"),
+      statusOf: this.db.prepare<[string], { status: BuildStatus }>('SELECT status FROM builds WHERE id = ?'),
       insertBuild: this.db.prepare('INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
       insertDelivery: this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)'),
       byId: this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?'),
@@ -106,6 +111,7 @@ export class SqliteBuildStore implements BuildStore {
       appendLog: this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)'),
       logLines: this.db.prepare<[string], { line: string }>('SELECT line FROM build_logs WHERE build_id = ? ORDER BY seq'),
     };
+    this.queued = this.sql.countQueued.get()!.queued;
   }
 
   static inDataDir(dataDir: string): SqliteBuildStore {
@@ -114,7 +120,7 @@ export class SqliteBuildStore implements BuildStore {
 
   async add(request: BuildRequest, createdAt: Date, maxQueued: number): Promise<AddOutcome> {
     // One transaction: concurrent copies of a delivery see each other's row, never a half of it.
-    return this.db.transaction((): AddOutcome => {
+    const outcome = this.db.transaction((): AddOutcome => {
       const seen = this.sql.byDelivery.get(request.deliveryId);
       if (seen) return { kind: 'redelivery', build: toRecord(seen) };
 
@@ -124,14 +130,15 @@ export class SqliteBuildStore implements BuildStore {
         return { kind: 'coalesced', build: toRecord(sameCommit) };
       }
 
-      const { queued } = this.sql.queuedUpTo.get(maxQueued)!;
-      if (queued >= maxQueued) return { kind: 'queue_full', queued };
+      if (this.queued >= maxQueued) return { kind: 'queue_full', queued: this.queued };
 
       const id = randomUUID();
       this.sql.insertBuild.run(id, request.repository.fullName, request.sha, JSON.stringify(request), 'queued', createdAt.toISOString());
       this.sql.insertDelivery.run(request.deliveryId, id);
       return { kind: 'created', build: this.mustGet(id) };
     }).immediate();
+    if (outcome.kind === 'created') this.queued += 1; // once committed
+    return outcome;
   }
 
   async get(id: string): Promise<BuildRecord | undefined> {
@@ -157,7 +164,9 @@ export class SqliteBuildStore implements BuildStore {
         statement = this.db.prepare(`UPDATE builds SET ${assignments} WHERE id = @id`);
         this.updates.set(assignments, statement);
       }
+      const before = changes.status && this.sql.statusOf.get(id)?.status;
       statement.run({ ...values, id });
+      if (before) this.queued += Number(changes.status === 'queued') - Number(before === 'queued');
     }
     return this.mustGet(id);
   }

@@ -86,6 +86,32 @@ describe('SQLite build store', () => {
     assert.equal((await store.list(10)).length, 2);
   });
 
+  it('counts what waits as builds start, finish, are queued again and the file is reopened', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'store-'));
+    try {
+      const store = SqliteBuildStore.inDataDir(dir);
+      const first = (await store.add(request('d1', '1'.repeat(40)), new Date(), 2)) as any;
+      await store.add(request('d2', '2'.repeat(40)), new Date(), 2);
+      await store.update(first.build.id, { status: 'running' }); // no longer waiting: room for one
+      const third = (await store.add(request('d3', '3'.repeat(40)), new Date(), 2)) as any;
+      assert.equal(third.kind, 'created');
+      assert.equal((await store.add(request('d4', '4'.repeat(40)), new Date(), 2)).kind, 'queue_full');
+      await store.update(third.build.id, { error: 'a change that is not of status' });
+      assert.equal((await store.add(request('d4', '4'.repeat(40)), new Date(), 2)).kind, 'queue_full');
+      await store.update(first.build.id, { status: 'queued', resumed: true }); // as after a restart: 3 waiting
+      await store.update(third.build.id, { status: 'failed' });
+      assert.equal((await store.add(request('d4', '4'.repeat(40)), new Date(), 2)).kind, 'queue_full');
+      await store.close();
+
+      const reopened = SqliteBuildStore.inDataDir(dir);
+      assert.deepEqual(await reopened.add(request('d5', '5'.repeat(40)), new Date(), 2), { kind: 'queue_full', queued: 2 });
+      assert.equal((await reopened.add(request('d5', '5'.repeat(40)), new Date(), 3)).kind, 'created');
+      await reopened.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('lists newest first and the unfinished oldest first', async () => {
     const store = new SqliteBuildStore(':memory:');
     const ids: string[] = [];

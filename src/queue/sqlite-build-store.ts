@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { FailureStage } from '../errors.js';
 import type { BuildRequest } from '../github/decide-build.js';
 import type { AddOutcome, BuildChanges, BuildRecord, BuildStatus, BuildStore } from './build-store.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 
 const CHECKPOINT_EVERY_MS = 1000;
 
@@ -77,7 +78,7 @@ export class SqliteBuildStore implements BuildStore {
   /** Compiled once: preparing a statement costs more than running it, and a delivery's ack waits for it. */
   private readonly sql;
   private readonly updates = new Map<string, Database.Statement>();
-  private readonly checkpoints: NodeJS.Timeout;
+  private readonly checkpointer: WalCheckpointer | undefined;
   /**
    * Builds with status 'queued', counted once at open and then kept by `add` and `update`: counting rows
    * on every delivery cost it as much as the queue was long (bench/README.md).
@@ -91,11 +92,13 @@ export class SqliteBuildStore implements BuildStore {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
-    // SQLite would checkpoint inside whichever commit fills 1,000 pages of WAL: a few ms, with two fsyncs,
-    // charged to the delivery being acknowledged. Once a second instead (bench/README.md).
-    this.db.pragma('wal_autocheckpoint = 0');
-    this.checkpoints = setInterval(() => this.checkpoint(), CHECKPOINT_EVERY_MS).unref();
     this.migrate();
+    // Checkpoints run on a thread of their own, not inside whichever commit fills 1,000 pages of WAL
+    // (a delivery's ack waits for its commit). Should that thread fail, SQLite's own checkpoints take over.
+    if (file !== ':memory:') {
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = new WalCheckpointer(file, CHECKPOINT_EVERY_MS, () => this.db.open && this.db.pragma('wal_autocheckpoint = 1000'));
+    }
     this.sql = {
       byDelivery: this.db.prepare<[string], BuildRow>('SELECT b.* FROM deliveries d JOIN builds b ON b.id = d.build_id WHERE d.delivery_id = ?'),
       unfinishedOfCommit: this.db.prepare<[string, string], BuildRow>(
@@ -182,16 +185,8 @@ export class SqliteBuildStore implements BuildStore {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.checkpoints);
+    await this.checkpointer?.stop();
     if (this.db.open) this.db.close();
-  }
-
-  private checkpoint(): void {
-    try {
-      this.db.pragma('wal_checkpoint(PASSIVE)');
-    } catch {
-      // A failing disk also fails the next write, which reports it; the next tick tries again.
-    }
   }
 
   private mustGet(id: string): BuildRecord {

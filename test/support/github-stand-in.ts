@@ -46,6 +46,12 @@ export class GitHubStandIn {
   readonly hooks = new Map<string, StoredHook[]>();
   /** Commit statuses posted, by commit SHA, in order. */
   readonly statuses = new Map<string, Record<string, string>[]>();
+  /**
+   * A static file server (the benchmark's busybox httpd) with the work directory as its root: prepared
+   * tarballs of public repositories are then downloaded from it, as codeload serves them, and not
+   * through this process.
+   */
+  preparedTarballServer: string | undefined;
   private nextHookId = 1;
   private workDir = '';
   private server: http.Server | undefined;
@@ -204,6 +210,11 @@ export class GitHubStandIn {
   private redirectToCodeload(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {
     const repository = this.visible(req, owner, name, sha);
     if (!repository) return sendJson(res, 404, { message: 'Not Found' });
+    if (repository.preparedTarball && this.preparedTarballServer && !repository.private) {
+      res.writeHead(302, { location: `${this.preparedTarballServer}/${path.basename(repository.preparedTarball)}` });
+      res.end();
+      return;
+    }
     const token = repository.private ? `?token=${this.token}` : '';
     res.writeHead(302, { location: `${this.url}/codeload/${owner}/${name}/legacy.tar.gz/${sha}${token}` });
     res.end();

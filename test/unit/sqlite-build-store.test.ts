@@ -41,20 +41,25 @@ describe('SQLite build store', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'store-'));
     const store = SqliteBuildStore.inDataDir(dir);
     const size = (suffix: string) => statSync(path.join(dir, `ci_service.sqlite${suffix}`)).size;
-    const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    /** Resolves once the thread has copied pages back to the database file (it ticks once a second). */
+    const checkpointed = async () => {
+      const before = size('');
+      for (let waited = 0; size('') === before; waited += 50) {
+        assert.ok(waited < 5000, 'no checkpoint reached the database file within 5 s');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
     let n = 0;
     const addBuilds = async (count: number) => {
       for (let i = 0; i < count; i += 1, n += 1) await store.add(request(`d${n}`, n.toString(16).padStart(40, '0')), new Date(), 1_000_000);
     };
     try {
       await addBuilds(50); // a few hundred pages, all in the WAL: SQLite itself would not checkpoint yet
-      const database = size('');
-      await wait(1300);
-      assert.ok(size('') > database, 'the pages reached the database file while nothing committed');
+      await checkpointed(); // while nothing commits: the thread's doing
 
       await addBuilds(1500); // over 1,000 pages: SQLite's own checkpoint would have run inside a commit
       const grown = size('-wal');
-      await wait(1300);
+      await checkpointed();
       await addBuilds(1500); // written from the start of the checkpointed WAL again
       assert.ok(size('-wal') <= grown * 1.1, `WAL ${size('-wal')} bytes after a checkpoint, ${grown} before`);
       assert.equal((await store.list(5000)).length, 3050);

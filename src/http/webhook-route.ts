@@ -1,4 +1,4 @@
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { PayloadError } from '../errors.js';
 import { decideBuild, type TriggerPolicy } from '../github/decide-build.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
@@ -27,23 +27,22 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
   return async (req, res) => {
     const deliveryId = req.get('x-github-delivery') ?? '';
     const event = req.get('x-github-event') ?? '';
-    const logger = deps.logger.child({ deliveryId: deliveryId || undefined, event: event || undefined });
     /** Every answer is logged with its outcome, and counted. */
     const record = (outcome: string, level: 'info' | 'warn', fields: Record<string, unknown>, message: string) => {
       deps.onOutcome?.(outcome);
-      logger[level]({ outcome, ...fields }, message);
+      deps.logger[level]({ deliveryId: deliveryId || undefined, event: event || undefined, outcome, ...fields }, message);
     };
     const body = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
 
     if (!deps.isAccepting()) {
       record('shutting_down', 'warn', {}, 'delivery refused');
-      res.status(503).set('Retry-After', '30').json({ error: 'ci_service is shutting down: redeliver this delivery from GitHub once it is back' });
+      answer(res, 503, { error: 'ci_service is shutting down: redeliver this delivery from GitHub once it is back' }, { 'Retry-After': '30' });
       return;
     }
     const verdict = await deps.verifyDelivery(body, req.get('x-hub-signature-256'));
     if (!verdict.ok) {
       record('unauthorized', 'warn', { reason: verdict.reason }, 'delivery refused');
-      res.status(401).json({ error: verdict.reason });
+      answer(res, 401, { error: verdict.reason });
       return;
     }
     try {
@@ -52,29 +51,34 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       const decision = decideBuild(event, deliveryId, parseBody(req, body), deps.policy);
       if ('ignored' in decision) {
         record('ignored', 'info', { reason: decision.ignored }, 'delivery ignored');
-        res.status(200).json({ ignored: decision.ignored });
+        answer(res, 200, { ignored: decision.ignored });
         return;
       }
       const outcome = await deps.store.add(decision.build, deps.now(), deps.maxQueuedBuilds);
       if (outcome.kind === 'queue_full') {
         record('queue_full', 'warn', { queued: outcome.queued }, 'delivery refused');
-        res.status(503).set('Retry-After', '60').json({
-          error: `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): redeliver later`,
-        });
+        const error = `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): redeliver later`;
+        answer(res, 503, { error }, { 'Retry-After': '60' });
         return;
       }
       if (outcome.kind === 'created') deps.submit(outcome.build);
       record(outcome.kind === 'created' ? 'queued' : outcome.kind, 'info', { buildId: outcome.build.id }, 'delivery accepted');
-      res
-        .status(STATUS[outcome.kind])
-        .location(`/builds/${outcome.build.id}`)
-        .json({ build: buildView(outcome.build), ...(outcome.kind === 'created' ? {} : { [outcome.kind]: true }) });
+      const flag = outcome.kind === 'created' ? {} : { [outcome.kind]: true };
+      answer(res, STATUS[outcome.kind], { build: buildView(outcome.build), ...flag }, { Location: `/builds/${outcome.build.id}` });
     } catch (error) {
       if (!(error instanceof PayloadError)) throw error;
       record('bad_request', 'warn', { reason: error.message }, 'delivery refused');
-      res.status(400).json({ error: error.message });
+      answer(res, 400, { error: error.message });
     }
   };
+}
+
+/**
+ * Answers with Node's own response API: express's `res.json` (an ETag, a freshness check) made every delivery
+ * pay for an answer no one caches; without it, 12 % more deliveries a second (bench/README.md).
+ */
+function answer(res: Response, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', ...headers }).end(JSON.stringify(body));
 }
 
 /** GitHub sends JSON, or `payload=<json>` when the webhook's content type is form-encoded. */

@@ -8,6 +8,7 @@ import type { AddOutcome, BuildChanges, BuildRecord, BuildStatus, BuildStore } f
 import { WalCheckpointer } from './wal-checkpointer.js';
 
 const CHECKPOINT_EVERY_MS = 1000;
+const BACKSTOP_CHECKPOINT_PAGES = 50_000;
 
 /** Schema versions, applied in order; `PRAGMA user_version` records how many ran. */
 const MIGRATIONS = [
@@ -95,8 +96,10 @@ export class SqliteBuildStore implements BuildStore {
     this.migrate();
     // Checkpoints run on a thread of their own, not inside whichever commit fills 1,000 pages of WAL
     // (a delivery's ack waits for its commit). Should that thread fail, SQLite's own checkpoints take over.
+    // They also stay as a backstop at 50,000 pages (200 MB): the WAL starts over only after a checkpoint no
+    // write overlapped, and under writes without a pause for long enough it would otherwise keep growing.
     if (file !== ':memory:') {
-      this.db.pragma('wal_autocheckpoint = 0');
+      this.db.pragma(`wal_autocheckpoint = ${BACKSTOP_CHECKPOINT_PAGES}`);
       this.checkpointer = new WalCheckpointer(file, CHECKPOINT_EVERY_MS, () => this.db.open && this.db.pragma('wal_autocheckpoint = 1000'));
     }
     this.sql = {

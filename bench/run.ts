@@ -142,11 +142,21 @@ async function benchAck(lines: string[]): Promise<void> {
   const big = await makeContext('ack-200mb', 200 * MB);
 
   lines.push('| state | delivery | concurrency | p50 ms | p99 ms | errors | queued builds after |', '| --- | --- | --- | --- | --- | --- | --- |');
-  // The floor: what the load generator and the kernel alone cost, against a server that does nothing.
+  // The floor: what the load generator and the kernel alone cost, against a server that does nothing;
+  // during a build, a daemon that takes no deliveries builds the same 200 MB commit on the same cores.
   const bare = await bareServer();
-  for (const connections of [1, 8]) {
-    await load(bare.url, newCommits(500), { connections: 8, amount: 2500 });
-    lines.push(`| floor: a bare node:http server answering 202 | merged | ${connections} | ${await threeRuns(bare.url, () => newCommits(1000), connections)} | – |`);
+  for (const state of ['idle', 'during a 200 MB build'] as const) {
+    for (const connections of [1, 8]) {
+      await load(bare.url, newCommits(500), { connections: 8, amount: 2500 });
+      const line = async () => `| floor: a bare node:http server answering 202, ${state} | merged | ${connections} | ${await threeRuns(bare.url, () => newCommits(1000), connections)} | – |`;
+      if (state === 'idle') {
+        lines.push(await line());
+        continue;
+      }
+      const builder = await daemon({ BUILD_CONCURRENCY: '1' });
+      lines.push(await whileBuilding(builder, big, line));
+      builder.child.kill('SIGKILL');
+    }
   }
   bare.kill();
   for (const state of ['idle', 'during a 200 MB build']) {
@@ -157,17 +167,12 @@ async function benchAck(lines: string[]): Promise<void> {
         // Warmed up as a running daemon is (its code compiled by V8), with a first 500 builds queued.
         await load(target.url, notMerged, { connections: 8, amount: 2000 });
         await load(target.url, newCommits(500), { connections: 8, amount: 500 });
-        const build = state === 'idle' ? undefined : await startBigBuild(target, big);
-        const timed = await threeRuns(target.url, () => (kind === 'merged' ? newCommits(1000) : notMerged), connections);
-        const { queue } = (await (await fetch(`${target.url}/healthz`)).json()) as { queue: { queued: number } };
-        let cell = `| ${state} | ${kind} | ${connections} | ${timed} | ${queue.queued} |`;
-        if (build) {
-          const status = (await target.waitForBuild(build, () => true)).status;
-          if (status !== 'running') cell += ` (the build had ${status} before the last run ended)`;
-          await waitForBuild(target, build);
-          await removeImage(`${registry.address}/bench/ack-big:v1`);
-        }
-        lines.push(cell);
+        const line = async () => {
+          const timed = await threeRuns(target.url, () => (kind === 'merged' ? newCommits(1000) : notMerged), connections);
+          const { queue } = (await (await fetch(`${target.url}/healthz`)).json()) as { queue: { queued: number } };
+          return `| ${state} | ${kind} | ${connections} | ${timed} | ${queue.queued} |`;
+        };
+        lines.push(state === 'idle' ? await line() : await whileBuilding(target, big, line));
         target.child.kill('SIGKILL');
       }
     }
@@ -192,13 +197,21 @@ async function bareServer(): Promise<{ url: string; kill: () => void }> {
   return { url, kill: () => child.kill() };
 }
 
-/** Sends a merged delivery of a new 200 MB commit and returns its build once it runs. */
-async function startBigBuild(target: Daemon, context: string): Promise<string> {
+/**
+ * Measures a line while `target` builds a new commit of `context` (sent, and running, before the first run);
+ * the line says so when the build ended before its last run did.
+ */
+async function whileBuilding(target: Daemon, context: string, measure: () => Promise<string>): Promise<string> {
   const repository = await newCommit('bench/big', context, 'bench/ack-big', 'v1');
   await settleDisk();
   const id = await sendMerge(target, repository);
   await target.waitForBuild(id, (build) => build.status === 'running');
-  return id;
+  let line = await measure();
+  const status = (await target.waitForBuild(id, () => true)).status;
+  if (status !== 'running') line += ` (the build had ${status} before the last run ended)`;
+  await waitForBuild(target, id);
+  await removeImage(`${registry.address}/bench/ack-big:v1`);
+  return line;
 }
 
 // --------------------------------------------------------------------------------------- throughput

@@ -149,13 +149,9 @@ async function benchAck(lines: string[]): Promise<void> {
     for (const connections of [1, 8]) {
       await load(bare.url, newCommits(500), { connections: 8, amount: 2500 });
       const line = async () => `| floor: a bare node:http server answering 202, ${state} | merged | ${connections} | ${await threeRuns(bare.url, () => newCommits(1000), connections)} | – |`;
-      if (state === 'idle') {
-        lines.push(await line());
-        continue;
-      }
-      const builder = await daemon({ BUILD_CONCURRENCY: '1' });
-      lines.push(await whileBuilding(builder, big, line));
-      builder.child.kill('SIGKILL');
+      const builder = state === 'idle' ? undefined : await daemon({ BUILD_CONCURRENCY: '1' });
+      lines.push(builder ? await whileBuilding(builder, big, line) : await line());
+      builder?.child.kill('SIGKILL');
     }
   }
   bare.kill();

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar, { type Header, type Pack } from 'tar-stream';
-import { ContextError } from '../errors.js';
+import { ContextError, describeError, SourceError } from '../errors.js';
 import { collectGarbageAsBytesPass } from './stream-garbage.js';
 
 export interface ContextOptions {
@@ -27,6 +27,8 @@ export interface BuildContext {
   finished: Promise<ContextSummary>;
   /** The same outcome, readable at once: undefined while entries are still streaming. */
   outcome(): { summary: ContextSummary } | { error: Error } | undefined;
+  /** Stops reading the tarball (the engine gave up on the context): the download is closed, `finished` rejects. */
+  destroy(reason: Error): void;
 }
 
 const KEPT_TYPES = new Set<Header['type']>(['file', 'directory', 'symlink', 'link']);
@@ -46,8 +48,11 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
   const extract = tar.extract();
   const pack = tar.pack();
   const fail = (error: Error) => extract.destroy(error);
-  tarball.on('error', fail);
-  gunzip.on('error', (error) => fail(new ContextError(`the repository tarball is not a valid gzip file: ${error.message}`)));
+  tarball.on('error', (error) => fail(isAbort(error) ? error : downloadBrokeOff(error)));
+  gunzip.on('error', (error: NodeJS.ErrnoException) =>
+    // zlib says Z_BUF_ERROR when the input ends inside the stream: the download stopped early, not a bad file.
+    fail(error.code === 'Z_BUF_ERROR' ? downloadBrokeOff(error) : new ContextError(`the repository tarball is not a valid gzip file: ${error.message}`)),
+  );
   tarball.pipe(gunzip).pipe(extract);
   const inflated = collectGarbageAsBytesPass(GARBAGE_PACE);
   gunzip.on('data', (chunk: Buffer) => inflated(chunk.length));
@@ -71,7 +76,16 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
   // The caller may only look at `finished` after the build; an early failure must not be "unhandled".
   finished.catch(() => {});
   // tar-stream's pack is a streamx Readable: it pipes like a Node Readable, which is all its consumers do.
-  return { stream: pack as unknown as Readable, finished, outcome: () => outcome };
+  return { stream: pack as unknown as Readable, finished, outcome: () => outcome, destroy: fail };
+}
+
+/** A download that breaks off is the network's fault, so it is retried like any other network failure. */
+function downloadBrokeOff(error: Error): SourceError {
+  return new SourceError(`the repository tarball download broke off before its end (${describeError(error)})`, true);
+}
+
+function isAbort(error: Error): boolean {
+  return error.name === 'AbortError' || error.name === 'CanceledError';
 }
 
 async function rerootEntries(extract: tar.Extract, pack: Pack, options: ContextOptions): Promise<ContextSummary> {
@@ -150,7 +164,10 @@ function hardLinkTarget(header: Header, context: string): string {
 function copyEntry(entry: Readable, pack: Pack, header: Header): Promise<void> {
   return new Promise((resolve, reject) => {
     const sink = pack.entry(header, (error) => (error ? reject(error) : resolve()));
+    // Both ends can fail while a file is half copied (a download that breaks off, a pack destroyed):
+    // without a listener on each, that error would end the process instead of this build.
     entry.on('error', reject);
+    sink.on('error', reject);
     entry.pipe(sink);
   });
 }

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { ContextError, SpecError } from '../errors.js';
+import { ContextError, SourceError, SpecError } from '../errors.js';
 import type { BuildRequest, Repository } from '../github/decide-build.js';
 import { createBuildContext, type BuildContext } from './context.js';
 import { imageRepository, parseBuildSpec, SPEC_FILE, type BuildSpec } from './spec.js';
@@ -114,7 +114,10 @@ async function buildImage(request: BuildRequest, spec: BuildSpec, references: st
     try {
       await ports.builder.build(context.stream, buildOptions, reporter.log, signal);
     } catch (error) {
-      throw explainFromContext(context, spec) ?? error;
+      const explained = explainFromContext(context, spec);
+      // The engine may stop reading before the end (a failed step, a closed request): close the download too.
+      context.destroy(error instanceof Error ? error : new Error(String(error)));
+      throw explained ?? error;
     }
     const summary = await context.finished;
     reporter.log(`context: ${summary.entries} entries, ${summary.bytes} bytes`);
@@ -139,7 +142,8 @@ async function pushTags(repositoryRef: string, tags: string[], ports: BuildPorts
 function explainFromContext(context: BuildContext, spec: BuildSpec): Error | undefined {
   const outcome = context.outcome();
   if (outcome === undefined) return undefined;
-  if ('error' in outcome) return outcome.error instanceof ContextError ? outcome.error : undefined;
+  // A context that failed (a broken download, a crafted archive) is why the engine saw a broken stream.
+  if ('error' in outcome) return outcome.error instanceof ContextError || outcome.error instanceof SourceError ? outcome.error : undefined;
   if (outcome.summary.hasDockerfile) return undefined;
   const where = spec.context === '' ? 'the repository root' : `the context folder "${spec.context}"`;
   return new SpecError(

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { connect, createServer, type Server } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
 import { startDaemon } from '../support/daemon.js';
 import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
 import { dockerUnavailable, ensureBusyboxImage } from '../support/docker-environment.js';
-import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
-import { LocalRegistry, waitFor } from '../support/registry.js';
+import { GitHubStandIn, type StandInRepository, type TarballBreak } from '../support/github-stand-in.js';
+import { freePort, LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
@@ -89,6 +90,80 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
     } finally {
       second.child.kill('SIGKILL');
     }
+  });
+
+  describe('a tarball download that breaks off inside a file fails that build, never the daemon', () => {
+    /** 4 MB of incompressible text: the cut at half the gzip's bytes lands inside this file. */
+    function largeRepository(name: string): Promise<StandInRepository> {
+      return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'hello'), { extraFiles: { 'large.txt': randomBytes(2 * 1024 * 1024).toString('hex') } });
+    }
+
+    async function brokenBuild(daemon: Awaited<ReturnType<typeof startDaemon>>, how: TarballBreak): Promise<BuildView> {
+      const repository = await largeRepository(`broken-${how}`);
+      github.breakTarball(repository.sha, how);
+      const id = await accept(daemon.url, repository);
+      return daemon.waitForBuild(id, (build) => build.status === 'failed' || build.status === 'succeeded', 60_000);
+    }
+
+    it('truncated, reset or stalled past BUILD_TIMEOUT_S: each build fails with its reason, the daemon goes on building', async () => {
+      const env = { ...daemonEnv(path.join(github.workDirectory, 'broken-downloads')), BUILD_TIMEOUT_S: '5', BUILD_RETRIES: '1', BUILD_RETRY_DELAY_MS: '100' };
+      const daemon = await startDaemon(env);
+      try {
+        const truncated = await brokenBuild(daemon, 'truncate');
+        assert.equal(truncated.failedStage, 'fetch', truncated.error);
+        assert.match(truncated.error!, /tarball download broke off before its end \(unexpected end of file\)/);
+        assert.match(await (await fetch(`${daemon.url}/builds/${truncated.id}/log`)).text(), /retry 1 of 1/, 'a broken download is retried');
+
+        const reset = await brokenBuild(daemon, 'reset');
+        assert.equal(reset.failedStage, 'fetch', reset.error);
+        assert.match(reset.error!, /tarball download broke off before its end/);
+
+        const stalled = await brokenBuild(daemon, 'stall');
+        assert.equal(stalled.failedStage, 'timeout', stalled.error);
+        assert.match(stalled.error!, /BUILD_TIMEOUT_S=5/);
+
+        assert.equal(daemon.child.exitCode, null, daemon.output());
+        const healthy = await daemon.waitForBuild(await accept(daemon.url, await largeRepository('after-broken')), (b) => b.status !== 'queued' && b.status !== 'running');
+        assert.equal(healthy.status, 'succeeded', healthy.error);
+        assert.equal(daemon.child.exitCode, null);
+      } finally {
+        daemon.child.kill('SIGKILL');
+      }
+    });
+
+    it('the engine closes the build request early: the build fails at the build stage, the daemon goes on', async () => {
+      // A TCP hop to the engine that cuts any connection once it carried 512 KB towards the engine.
+      const proxy: Server = createServer((client) => {
+        const engine = connect('/var/run/docker.sock');
+        let sent = 0;
+        client.on('data', (chunk: Buffer) => {
+          sent += chunk.length;
+          if (sent > 512 * 1024) {
+            client.destroy();
+            engine.destroy();
+          } else engine.write(chunk);
+        });
+        engine.pipe(client);
+        client.on('error', () => engine.destroy());
+        engine.on('error', () => client.destroy());
+      });
+      const port = await freePort();
+      await new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
+      const env = { ...daemonEnv(path.join(github.workDirectory, 'engine-closes')), DOCKER_HOST: `tcp://127.0.0.1:${port}`, BUILD_RETRIES: '1', BUILD_RETRY_DELAY_MS: '100' };
+      const daemon = await startDaemon(env);
+      try {
+        const id = await accept(daemon.url, await largeRepository('engine-closes'));
+        const build = await daemon.waitForBuild(id, (b) => b.status === 'failed' || b.status === 'succeeded');
+        assert.equal(build.status, 'failed');
+        assert.equal(build.failedStage, 'build', build.error);
+        assert.equal(daemon.child.exitCode, null, daemon.output());
+        const small = await accept(daemon.url, await github.addRepository('octo-org/after-engine-closes', path.join(FIXTURES, 'hello')));
+        assert.equal((await daemon.waitForBuild(small, (b) => b.status !== 'queued' && b.status !== 'running')).status, 'succeeded');
+      } finally {
+        daemon.child.kill('SIGKILL');
+        proxy.close();
+      }
+    });
   });
 
   describe('with the daemon in this process', () => {

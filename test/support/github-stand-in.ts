@@ -42,6 +42,7 @@ export class GitHubStandIn {
   private readonly repositories = new Map<string, StandInRepository>();
   private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
   private readonly hangs: RegExp[] = [];
+  private readonly brokenTarballs = new Map<string, TarballBreak>();
   /** Webhooks by owner/name, as GitHub stores them (the secret unmasked, for assertions). */
   readonly hooks = new Map<string, StoredHook[]>();
   /** Commit statuses posted, by commit SHA, in order. */
@@ -121,6 +122,14 @@ export class GitHubStandIn {
   /** The next `count` requests whose path matches answer `status` instead. */
   failNext(pattern: RegExp, status: number, count: number): void {
     this.failures.push({ pattern, status, remaining: count });
+  }
+
+  /**
+   * Every download of this commit's tarball breaks off halfway through its bytes: `truncate` ends the
+   * response cleanly, `reset` destroys the socket, `stall` sends nothing more until the client gives up.
+   */
+  breakTarball(sha: string, how: TarballBreak): void {
+    this.brokenTarballs.set(sha, how);
   }
 
   /** Requests whose path matches get no answer until the stand-in closes: a GitHub that hangs. */
@@ -224,6 +233,8 @@ export class GitHubStandIn {
     const repository = this.repositories.get(`${owner}/${name}@${sha}`);
     if (!repository || (repository.private && token !== this.token)) return sendJson(res, 404, { message: 'Not Found' });
     const prefix = `${owner}-${name}-${sha.slice(0, 7)}/`;
+    const broken = this.brokenTarballs.get(sha);
+    if (broken) return this.serveBrokenTarball(res, repository, prefix, broken);
     res.writeHead(200, { 'content-type': 'application/x-gzip', 'content-disposition': `attachment; filename=${prefix.slice(0, -1)}.tar.gz` });
     if (repository.preparedTarball) {
       // Large reads: this stand-in shares the machine with the daemon and the engine, unlike GitHub.
@@ -234,7 +245,17 @@ export class GitHubStandIn {
     archive.stdout.pipe(res);
     res.on('close', () => archive.kill());
   }
+
+  private async serveBrokenTarball(res: ServerResponse, repository: StandInRepository, prefix: string, how: TarballBreak) {
+    const archive = (await run('git', ['-C', repository.gitDir, 'archive', '--format=tar.gz', `--prefix=${prefix}`, repository.sha], { encoding: 'buffer', maxBuffer: 1 << 30 })).stdout;
+    res.writeHead(200, { 'content-type': 'application/x-gzip' });
+    res.write(archive.subarray(0, Math.floor(archive.length / 2)));
+    if (how === 'truncate') res.end();
+    else if (how === 'reset') setTimeout(() => res.socket?.resetAndDestroy(), 50);
+  }
 }
+
+export type TarballBreak = 'truncate' | 'reset' | 'stall';
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { contextPath, createBuildContext } from '../../src/build/context.js';
-import { ContextError } from '../../src/errors.js';
+import { ContextError, SourceError } from '../../src/errors.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; content?: string; linkname?: string };
 
@@ -147,6 +147,62 @@ describe('build context from a GitHub tarball', () => {
     context.stream.on('error', () => {});
     context.stream.resume();
     await assert.rejects(context.finished, /not a valid gzip file/);
+  });
+});
+
+/** The first `bytes` of a gzipped tarball whose second file is 2 MB: a cut there lands inside that file. */
+async function startOfLargeTarball(bytes: number): Promise<Buffer> {
+  const pack = tar.pack();
+  pack.entry({ name: `${ROOT}Dockerfile` }, 'FROM scratch\n');
+  pack.entry({ name: `${ROOT}large.bin` }, Buffer.alloc(2 * 1024 * 1024, 7));
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  return gzipSync(Buffer.concat(chunks), { level: 0 }).subarray(0, bytes);
+}
+
+/**
+ * A download that breaks off inside a file must fail this one context (and so this one build), never the process:
+ * node's test runner fails a test on any uncaught exception, which is what each of these used to raise.
+ */
+describe('a tarball download that breaks off inside a file', () => {
+  async function brokenDownload(breakOff: (download: PassThrough) => void) {
+    const download = new PassThrough();
+    const context = createBuildContext(download, { context: '', dockerfile: 'Dockerfile', maxBytes: 10 * LIMIT });
+    const engineSide = context.stream.on('error', () => {}).resume();
+    download.write(await startOfLargeTarball(1024 * 1024));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    breakOff(download);
+    return { context, download, engineSide };
+  }
+
+  it('truncated gzip (the server closes early): a retryable fetch failure saying the download broke off', async () => {
+    const { context } = await brokenDownload((download) => download.end());
+    await assert.rejects(context.finished, (error: unknown) => {
+      assert.ok(error instanceof SourceError, String(error));
+      assert.equal(error.retryable, true);
+      assert.match(error.message, /tarball download broke off before its end \(unexpected end of file\)/);
+      return true;
+    });
+  });
+
+  it('connection reset halfway: a retryable fetch failure with the network reason', async () => {
+    const { context } = await brokenDownload((download) => download.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
+    await assert.rejects(context.finished, (error: unknown) => error instanceof SourceError && error.retryable && /broke off.*\(aborted\)/.test(error.message));
+  });
+
+  it('BUILD_TIMEOUT_S fires during a slow download: the abort itself comes through, so the build fails as timed out', async () => {
+    const abort = Object.assign(new Error('canceled'), { name: 'CanceledError' });
+    const { context } = await brokenDownload((download) => download.destroy(abort));
+    await assert.rejects(context.finished, (error: unknown) => error === abort);
+  });
+
+  it('the engine closes the build request early: the download is closed and the context fails with that reason', async () => {
+    const { context, download } = await brokenDownload((download) => download.pause());
+    const closed = new Error('socket hang up');
+    context.destroy(closed);
+    await assert.rejects(context.finished, (error: unknown) => error === closed);
+    assert.equal(download.destroyed, true);
   });
 });
 

@@ -6,6 +6,8 @@ export type ProgressEvent =
   | { kind: 'log'; text: string }
   | { kind: 'error'; message: string }
   | { kind: 'aux'; aux: Record<string, unknown> }
+  /** BuildKit's progress: a base64 protobuf StatusResponse (see buildkit-trace.ts). */
+  | { kind: 'trace'; data: string }
   | { kind: 'progress' };
 
 interface RawProgress {
@@ -30,6 +32,7 @@ export function parseProgressLine(line: string): ProgressEvent | undefined {
   if (typeof raw !== 'object' || raw === null) return { kind: 'log', text: line };
   const errorMessage = raw.errorDetail?.message ?? raw.error;
   if (errorMessage !== undefined) return { kind: 'error', message: String(errorMessage).trim() };
+  if (raw.id === 'moby.buildkit.trace' && typeof raw.aux === 'string') return { kind: 'trace', data: raw.aux };
   if (raw.aux && typeof raw.aux === 'object') return { kind: 'aux', aux: raw.aux as Record<string, unknown> };
   if (typeof raw.stream === 'string') {
     const text = raw.stream.replace(/\n+$/, '');
@@ -54,7 +57,11 @@ export interface ProgressOutcome {
  * Reads a progress stream to its end. Docker reports failures inside a 200 response,
  * so a stream that ends "successfully" may still carry an error line: the caller checks `error`.
  */
-export async function readProgress(stream: Readable, onLog: (text: string) => void): Promise<ProgressOutcome> {
+export async function readProgress(
+  stream: Readable,
+  onLog: (text: string) => void,
+  onTrace: (data: string) => void = () => {},
+): Promise<ProgressOutcome> {
   const outcome: ProgressOutcome = { aux: [], error: undefined };
   const lines = createInterface({ input: stream, crlfDelay: Infinity });
   for await (const line of lines) {
@@ -62,6 +69,7 @@ export async function readProgress(stream: Readable, onLog: (text: string) => vo
     if (!event) continue;
     if (event.kind === 'log') onLog(event.text);
     else if (event.kind === 'aux') outcome.aux.push(event.aux);
+    else if (event.kind === 'trace') onTrace(event.data);
     else if (event.kind === 'error') {
       onLog(`ERROR: ${event.message}`);
       outcome.error ??= event.message;

@@ -1,0 +1,81 @@
+import type { FailedStep } from '../errors.js';
+
+/**
+ * Pure: the engine's words for a failed build, made into a sentence that says where and what to change.
+ * The sentence becomes the build's `error` and its commit status, so what matters most comes first.
+ */
+
+
+const LONGEST_INSTRUCTION = 80;
+const LONGEST_OUTPUT = 200;
+
+/** `Dockerfile line 6: RUN make (exit code: 3); last output: missing header foo.h`. */
+export function explainFailedStep(step: FailedStep, engineError: string, dockerfile: { path: string; text: string | undefined }): string {
+  const instruction = step.name.replace(/^\[[^\]]*\]\s*/, '');
+  const line = dockerfile.text === undefined ? undefined : instructionLine(dockerfile.text, instruction);
+  const where = line === undefined ? `${dockerfile.path}: ` : `${dockerfile.path} line ${line}: `;
+  const output = step.lastOutput.join(' | ');
+  const lastOutput = output ? `; last output: ${shorten(output, LONGEST_OUTPUT, 'end')}` : '';
+  const secret = /secret (\S+) not found/.exec(engineError);
+  const fix = secret ? `: ${undeclaredSecret(secret[1]!)}` : '';
+  return `${where}${shorten(instruction, LONGEST_INSTRUCTION, 'start')} failed (${shortReason(engineError)})${lastOutput}${fix}`;
+}
+
+function undeclaredSecret(id: string): string {
+  return `the Dockerfile mounts secret "${id}", which dockerInfo.json does not declare: add "secrets": {"${id}": "<VARIABLE>"} to dockerInfo.json, with <VARIABLE> listed in BUILD_SECRET_VARIABLES on ci_service`;
+}
+
+/** The engine's sentence for a failure outside a step (a parse error, a missing target), with how to fix it. */
+export function explainEngineError(engineError: string): string {
+  const message = engineError.replace(/^failed to solve with frontend dockerfile\.v0: (failed to create LLB definition: )?/, '');
+  const flag = /dockerfile parse error line (\d+): Unknown flag: (\S+)/i.exec(message);
+  if (flag) {
+    return `Dockerfile line ${flag[1]}: this engine's built-in Dockerfile frontend does not know --${flag[2]}: add "# syntax=docker/dockerfile:1" as the Dockerfile's first line (the engine then pulls a current frontend), or build on Docker 23 or newer`;
+  }
+  const target = /target stage (\S+) could not be found/.exec(message);
+  if (target) {
+    return `"target" "${target[1]}" in dockerInfo.json is not a stage of the Dockerfile: name one of its "FROM … AS <stage>" stages`;
+  }
+  const secret = /secret (\S+) not found/.exec(message);
+  if (secret) return undeclaredSecret(secret[1]!);
+  if (/requires BuildKit|buildkit is required/i.test(message)) {
+    return `${message}: this Dockerfile needs BuildKit; set BUILDER=buildkit (the default) on ci_service`;
+  }
+  if (/buildkit not supported|BuildKit is not supported|unsupported builder version/i.test(message)) {
+    return `this Docker engine cannot build with BuildKit (${message}): set BUILDER=legacy on ci_service, or upgrade the engine`;
+  }
+  return message.replace(/^dockerfile parse error/, 'Dockerfile parse error');
+}
+
+/** The 1-based line of the Dockerfile where `instruction` starts, matching BuildKit's name for the step. */
+export function instructionLine(dockerfileText: string, instruction: string): number | undefined {
+  const wanted = normalise(instruction);
+  const lines = dockerfileText.split(/\r?\n/);
+  for (let start = 0; start < lines.length; start += 1) {
+    // An instruction continues over lines that end in a backslash; BuildKit names it by the joined text.
+    let text = lines[start]!;
+    for (let next = start + 1; /\\\s*$/.test(text) && next < lines.length; next += 1) {
+      text = text.replace(/\\\s*$/, ' ') + lines[next]!;
+    }
+    if (normalise(text) === wanted) return start + 1;
+  }
+  return undefined;
+}
+
+function normalise(text: string): string {
+  const collapsed = text.trim().replace(/\s+/g, ' ');
+  const space = collapsed.indexOf(' ');
+  // Instructions are case-insensitive; BuildKit names them in upper case.
+  return space === -1 ? collapsed.toUpperCase() : collapsed.slice(0, space).toUpperCase() + collapsed.slice(space);
+}
+
+/** `executor failed running [/bin/sh -c make]: exit code: 2` says the command twice: keep what follows it. */
+function shortReason(engineError: string): string {
+  const executor = /^executor failed running \[.*\]: (.+)$/s.exec(engineError) ?? /^process ".*" did not complete successfully: (.+)$/s.exec(engineError);
+  return executor ? executor[1]! : engineError;
+}
+
+function shorten(text: string, limit: number, keep: 'start' | 'end'): string {
+  if (text.length <= limit) return text;
+  return keep === 'start' ? `${text.slice(0, limit - 1)}…` : `…${text.slice(text.length - limit + 1)}`;
+}

@@ -81,6 +81,8 @@ const environmentSchema = z.object({
   WEBHOOK_SYNC_INTERVAL_S: integer(30, 5, 86400),
   ADMIN_TOKEN: optionalText.pipe(z.string().min(16, 'must be at least 16 characters (make one with `openssl rand -hex 32`)').optional()),
   BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
+  BUILDER: z.enum(['buildkit', 'legacy'], { error: 'must be "buildkit" (the default) or "legacy" (for engines without BuildKit)' }).default('buildkit'),
+  BUILD_SECRET_VARIABLES: commaList,
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
@@ -112,8 +114,17 @@ export interface Config {
   webhookSyncIntervalMs: number;
   adminToken: string | undefined;
   buildRef: 'head' | 'merge';
+  builder: 'buildkit' | 'legacy';
+  /**
+   * The environment variables dockerInfo.json's "secrets" may hand to builds (BUILD_SECRET_VARIABLES),
+   * with their values; undefined where one is listed but not set.
+   */
+  buildSecretVariables: Record<string, string | undefined>;
   logLevel: (typeof LOG_LEVELS)[number];
 }
+
+/** What ci_service itself holds; a merged Dockerfile must never be able to read them. */
+const OWN_SECRETS = ['WEBHOOK_SECRET', 'GITHUB_TOKEN', 'REGISTRY_PASSWORD', 'ADMIN_TOKEN'];
 
 const HOW_TO_FIX: Record<string, string> = {
   WEBHOOK_SECRET:
@@ -146,6 +157,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const badRepository = values.WEBHOOK_REPOSITORIES.find((name) => !/^[^/\s]+\/[^/\s]+$/.test(name));
   if (badRepository) throw new ConfigError(`invalid configuration: WEBHOOK_REPOSITORIES entry "${badRepository}" must be owner/name`);
+  const badVariable = values.BUILD_SECRET_VARIABLES.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
+  if (badVariable) throw new ConfigError(`invalid configuration: BUILD_SECRET_VARIABLES entry "${badVariable}" must be an environment variable name such as NPM_TOKEN`);
+  const ownSecret = values.BUILD_SECRET_VARIABLES.find((name) => OWN_SECRETS.includes(name));
+  if (ownSecret) {
+    throw new ConfigError(`invalid configuration: BUILD_SECRET_VARIABLES must not hand ci_service's own ${ownSecret} to builds: give builds a variable of their own`);
+  }
   if (Boolean(values.REGISTRY_USERNAME) !== Boolean(values.REGISTRY_PASSWORD)) {
     throw new ConfigError(
       'invalid configuration: REGISTRY_USERNAME and REGISTRY_PASSWORD go together: set both, or neither for a registry without login',
@@ -179,6 +196,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     webhookSyncIntervalMs: values.WEBHOOK_SYNC_INTERVAL_S * 1000,
     adminToken: values.ADMIN_TOKEN,
     buildRef: values.BUILD_REF,
+    builder: values.BUILDER,
+    buildSecretVariables: Object.fromEntries(values.BUILD_SECRET_VARIABLES.map((name) => [name, given[name]])),
     logLevel: values.LOG_LEVEL,
   };
 }

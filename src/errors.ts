@@ -33,9 +33,25 @@ export class ContextError extends BuildFailure {
   readonly stage = 'context';
 }
 
+/** A Dockerfile step that failed, as BuildKit reported it. */
+export interface FailedStep {
+  /** As BuildKit names it: `[stage-0 2/3] RUN npm ci`. */
+  name: string;
+  /** The step's last lines of output. */
+  lastOutput: string[];
+}
+
 /** The Docker engine refused or failed the build (Dockerfile errors arrive here). */
 export class ImageBuildError extends BuildFailure {
   readonly stage = 'build';
+  constructor(
+    message: string,
+    retryable = false,
+    /** The step that failed, when BuildKit said which: the pipeline adds its Dockerfile line. */
+    readonly failedStep?: FailedStep,
+  ) {
+    super(message, retryable);
+  }
 }
 
 /** Pushing a tag to the registry failed. */

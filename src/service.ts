@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { DockerEngine } from './build/docker-engine.js';
 import { runBuild, type BuildPorts } from './build/run-build.js';
 import type { Config } from './config.js';
+import { describeError } from './errors.js';
 import { CommitStatusReporter } from './github/commit-status.js';
 import { createGitHubClient } from './github/github-client.js';
 import { GitHubSource } from './github/github-source.js';
@@ -37,6 +38,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const engine = new DockerEngine(
     new Dockerode(config.docker),
     config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
+    config.builder,
   );
   const metrics = new Metrics(() => worker.counts());
   const ports: BuildPorts = {
@@ -45,6 +47,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     pusher: metrics.timedPusher(engine),
     registry: config.registry,
     maxContextBytes: config.maxContextBytes,
+    secretVariables: config.buildSecretVariables,
+    lastPushedImage: (repositoryRef) => store.lastPushedImage(repositoryRef),
     now,
   };
   const store = SqliteBuildStore.inDataDir(config.dataDir);
@@ -72,7 +76,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       logger,
       now,
     },
-    health: { docker: () => engine.ping(), registry: createRegistryCheck(config.registryUrl), queue: () => worker.counts() },
+    health: { docker: () => engine.ping(), builder: config.builder, registry: createRegistryCheck(config.registryUrl), queue: () => worker.counts() },
     store,
     metrics: metrics.registry,
     adminToken: config.adminToken,
@@ -90,6 +94,15 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         logger,
       })
     : undefined;
+
+  await engine.describe().then(
+    (described) => {
+      const fields = { builder: config.builder, engine: described.version, api: described.apiVersion, engineHasBuildKit: described.buildKit };
+      if (config.builder === 'buildkit' && !described.buildKit) logger.warn(fields, 'this Docker engine cannot build with BuildKit: set BUILDER=legacy');
+      else logger.info(fields, `building with ${config.builder === 'buildkit' ? 'BuildKit' : "the engine's legacy builder"}`);
+    },
+    (error: unknown) => logger.warn({ error: describeError(error) }, 'the Docker engine does not answer yet; builds wait for it'),
+  );
 
   const resumed = await worker.resumeUnfinished();
   if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');

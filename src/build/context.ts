@@ -20,6 +20,9 @@ export interface ContextSummary {
   hasDockerfile: boolean;
 }
 
+/** A Dockerfile is text of a few KB; one larger than this is not kept to explain a failed step. */
+const DOCKERFILE_KEPT_BYTES = 256 * 1024;
+
 export interface BuildContext {
   /** Uncompressed tar, rooted at the chosen context: what the Docker engine's /build takes. */
   stream: Readable;
@@ -27,6 +30,8 @@ export interface BuildContext {
   finished: Promise<ContextSummary>;
   /** The same outcome, readable at once: undefined while entries are still streaming. */
   outcome(): { summary: ContextSummary } | { error: Error } | undefined;
+  /** The Dockerfile's text once its entry has passed (undefined before, or when it is larger than 256 KB). */
+  dockerfileText(): string | undefined;
   /** Stops reading the tarball (the engine gave up on the context): the download is closed, `finished` rejects. */
   destroy(reason: Error): void;
 }
@@ -60,7 +65,9 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
   // A failure is reported through `finished`; without this listener it would also crash the process.
   pack.on('error', () => {});
   let outcome: { summary: ContextSummary } | { error: Error } | undefined;
-  const finished = rerootEntries(extract, pack, options).then(
+  let dockerfileText: string | undefined;
+  const keepDockerfile = (text: string) => (dockerfileText = text);
+  const finished = rerootEntries(extract, pack, options, keepDockerfile).then(
     (summary) => {
       outcome = { summary };
       pack.finalize();
@@ -76,7 +83,7 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
   // The caller may only look at `finished` after the build; an early failure must not be "unhandled".
   finished.catch(() => {});
   // tar-stream's pack is a streamx Readable: it pipes like a Node Readable, which is all its consumers do.
-  return { stream: pack as unknown as Readable, finished, outcome: () => outcome, destroy: fail };
+  return { stream: pack as unknown as Readable, finished, outcome: () => outcome, dockerfileText: () => dockerfileText, destroy: fail };
 }
 
 /** A download that breaks off is the network's fault, so it is retried like any other network failure. */
@@ -88,7 +95,12 @@ function isAbort(error: Error): boolean {
   return error.name === 'AbortError' || error.name === 'CanceledError';
 }
 
-async function rerootEntries(extract: tar.Extract, pack: Pack, options: ContextOptions): Promise<ContextSummary> {
+async function rerootEntries(
+  extract: tar.Extract,
+  pack: Pack,
+  options: ContextOptions,
+  keepDockerfile: (text: string) => void,
+): Promise<ContextSummary> {
   const summary: ContextSummary = { entries: 0, bytes: 0, hasDockerfile: false };
   let sawContextFolder = options.context === '';
   for await (const entry of extract) {
@@ -110,6 +122,8 @@ async function rerootEntries(extract: tar.Extract, pack: Pack, options: ContextO
       );
     }
     const linkname = header.type === 'link' ? hardLinkTarget(header, options.context) : header.linkname;
+    const isDockerfile = name === options.dockerfile && header.type === 'file';
+    if (isDockerfile && (header.size ?? 0) <= DOCKERFILE_KEPT_BYTES) collectText(entry as unknown as Readable, keepDockerfile);
     await copyEntry(entry as unknown as Readable, pack, {
       name,
       type: header.type,
@@ -159,6 +173,13 @@ function hardLinkTarget(header: Header, context: string): string {
     throw new ContextError(`hard link "${header.name}" points outside the "context" folder; make it a regular file or a symlink`);
   }
   return target;
+}
+
+/** Listens alongside the copy: the entry's bytes go to the pack as before, and to `done` as text. */
+function collectText(entry: Readable, done: (text: string) => void): void {
+  const chunks: Buffer[] = [];
+  entry.on('data', (chunk: Buffer) => chunks.push(chunk));
+  entry.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
 }
 
 function copyEntry(entry: Readable, pack: Pack, header: Header): Promise<void> {

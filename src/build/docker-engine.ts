@@ -1,6 +1,9 @@
 import type Dockerode from 'dockerode';
 import type { Readable } from 'node:stream';
 import { describeError, ImageBuildError, PushError } from '../errors.js';
+import { openBuildKitSession, type HijackingModem } from './buildkit-session.js';
+import { BuildKitTrace } from './buildkit-trace.js';
+import { explainEngineError } from './explain-build-failure.js';
 import { readProgress } from './progress.js';
 import type { ImageBuilder, ImageBuildOptions, ImagePusher } from './run-build.js';
 
@@ -14,28 +17,95 @@ export interface RegistryAuth {
 const TRANSIENT =
   /ECONNREFUSED|ECONNRESET|ENOENT|EPIPE|ETIMEDOUT|EAI_AGAIN|connection refused|connection reset|i\/o timeout|no such host|timeout|\b5\d\d\b|internal server error|bad gateway|too many requests|unavailable|blob unknown/i;
 
+export type Builder = 'buildkit' | 'legacy';
+
+/** What the engine offers, for /healthz and the start-up log. */
+export interface EngineDescription {
+  version: string;
+  apiVersion: string;
+  /** Whether this engine can build with BuildKit (API 1.39 or newer, Linux). */
+  buildKit: boolean;
+}
+
 /** The Docker engine behind the ImageBuilder and ImagePusher ports, through dockerode. */
 export class DockerEngine implements ImageBuilder, ImagePusher {
   constructor(
     private readonly docker: Dockerode,
     private readonly auth: RegistryAuth | undefined,
+    private readonly builder: Builder = 'buildkit',
   ) {}
 
+  /** Answers when the engine does, and can build with the configured builder. */
   async ping(): Promise<void> {
+    let engine: EngineDescription;
     try {
       await this.docker.ping();
+      engine = await this.describe();
     } catch (error) {
       throw engineFailure(error, 'build');
     }
+    if (this.builder === 'buildkit' && !engine.buildKit) {
+      throw new ImageBuildError(`Docker ${engine.version} (API ${engine.apiVersion}) cannot build with BuildKit: set BUILDER=legacy on ci_service, or upgrade the engine`);
+    }
   }
 
-  async build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void> {
+  async describe(): Promise<EngineDescription> {
+    const version = await this.docker.version();
+    const [major = 0, minor = 0] = version.ApiVersion.split('.').map(Number);
+    return { version: version.Version, apiVersion: version.ApiVersion, buildKit: version.Os === 'linux' && (major > 1 || minor >= 39) };
+  }
+
+  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void> {
+    return this.builder === 'buildkit' ? this.buildWithBuildKit(context, options, onLog, signal) : this.buildLegacy(context, options, onLog, signal);
+  }
+
+  /**
+   * BuildKit through the engine's /build (version=2), with a session of our own for registry credentials
+   * and secrets. Every image carries its layer cache inline, so any host can reuse it from the registry.
+   */
+  private async buildWithBuildKit(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal) {
+    const session = await openBuildKitSession(this.docker.modem as HijackingModem, {
+      credentials: this.auth && { host: this.auth.serveraddress, username: this.auth.username, password: this.auth.password },
+      secrets: options.secrets,
+    }).catch((error: unknown) => {
+      throw engineFailure(error, 'build');
+    });
+    const trace = new BuildKitTrace(onLog);
+    try {
+      const query = {
+        version: '2',
+        session: session.id,
+        t: options.tags,
+        dockerfile: options.dockerfile,
+        ...(options.target ? { target: options.target } : {}),
+        buildargs: { ...options.buildArgs, BUILDKIT_INLINE_CACHE: '1' },
+        labels: options.labels,
+        ...(options.cacheFrom.length > 0 ? { cachefrom: JSON.stringify(options.cacheFrom) } : {}),
+      };
+      const stream = await dialBuild(this.docker, context, signal, query);
+      const outcome = await readProgress(stream, onLog, (data) => trace.feed(data));
+      if (outcome.error === undefined) return;
+      const step = trace.stepThatFailed(outcome.error);
+      // A command of the Dockerfile that fails is the repository's to fix; pulling a base image may pass later.
+      const command = step !== undefined && /\]\s*(RUN|COPY|ADD)\b/.test(step.name);
+      throw new ImageBuildError(step ? outcome.error : explainEngineError(outcome.error), isTransient(outcome.error) && !command, step);
+    } catch (error) {
+      if (error instanceof ImageBuildError) throw error;
+      throw engineFailure(error, 'build');
+    } finally {
+      session.close();
+    }
+  }
+
+  /** The engine's old builder, for engines without BuildKit (BUILDER=legacy). */
+  private async buildLegacy(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal) {
     let stream: NodeJS.ReadableStream;
     try {
       // The engine takes `t` once per tag and dockerode repeats arrays in the query; @types/dockerode says string.
       stream = await this.docker.buildImage(context, {
         t: options.tags as unknown as string,
         dockerfile: options.dockerfile,
+        ...(options.target ? { target: options.target } : {}),
         buildargs: options.buildArgs,
         labels: options.labels,
         rm: true,
@@ -48,7 +118,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     const outcome = await readProgress(stream as Readable, onLog).catch((error: unknown) => {
       throw engineFailure(error, 'build');
     });
-    if (outcome.error !== undefined) throw new ImageBuildError(`docker build failed: ${outcome.error}`);
+    if (outcome.error !== undefined) throw new ImageBuildError(`docker build failed: ${explainEngineError(outcome.error)}`);
   }
 
   async push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string> {
@@ -66,13 +136,34 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     if (outcome.error !== undefined) {
       throw new PushError(
         `pushing ${reference} failed: ${outcome.error} (is the registry running, and reachable from the Docker engine at that address?)`,
-        TRANSIENT.test(outcome.error),
+        isTransient(outcome.error),
       );
     }
     const digest = outcome.aux.map((aux) => aux.Digest).find((value) => typeof value === 'string');
     if (typeof digest !== 'string') throw new PushError(`pushing ${reference} ended without a digest from the registry`, true);
     return digest;
   }
+}
+
+function isTransient(message: string): boolean {
+  return TRANSIENT.test(message);
+}
+
+/**
+ * POST /build with the body streamed from `context`: dockerode's buildImage, without the session it would
+ * open itself for version=2 (ours serves secrets too).
+ */
+function dialBuild(docker: Dockerode, context: Readable, signal: AbortSignal, query: Record<string, unknown>): Promise<Readable> {
+  return new Promise((resolve, reject) => {
+    (docker.modem as unknown as DialingModem).dial(
+      { path: '/build?', method: 'POST', file: context, options: query, isStream: true, abortSignal: signal, statusCodes: { 200: true, 400: 'bad parameter', 500: 'server error' } },
+      (error, stream) => (error || !stream ? reject(error ?? new Error('no answer from the engine')) : resolve(stream)),
+    );
+  });
+}
+
+interface DialingModem {
+  dial(options: object, callback: (error: Error | null, stream?: Readable) => void): void;
 }
 
 function engineFailure(error: unknown, stage: 'build' | 'push', reference?: string): Error {
@@ -87,7 +178,7 @@ function engineFailure(error: unknown, stage: 'build' | 'push', reference?: stri
     : stage === 'build'
       ? `docker build failed: ${detail}`
       : `pushing ${reference} failed: ${detail}`;
-  const retryable = unreachable || TRANSIENT.test(detail);
+  const retryable = unreachable || isTransient(detail);
   return stage === 'build' ? new ImageBuildError(message, retryable) : new PushError(message, retryable);
 }
 

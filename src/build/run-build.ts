@@ -1,8 +1,9 @@
 import type { Readable } from 'node:stream';
-import { ContextError, SourceError, SpecError } from '../errors.js';
+import { ContextError, ImageBuildError, SourceError, SpecError } from '../errors.js';
 import type { BuildRequest, Repository } from '../github/decide-build.js';
 import { createBuildContext, type BuildContext } from './context.js';
-import { imageRepository, parseBuildSpec, SPEC_FILE, type BuildSpec } from './spec.js';
+import { explainFailedStep } from './explain-build-failure.js';
+import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, type BuildSpec } from './spec.js';
 
 /** Reads a repository at a commit. */
 export interface SourceFetcher {
@@ -18,6 +19,12 @@ export interface ImageBuildOptions {
   dockerfile: string;
   buildArgs: Record<string, string>;
   labels: Record<string, string>;
+  /** The stage to build; undefined for the last one. */
+  target: string | undefined;
+  /** Secret id → value, for `RUN --mount=type=secret`: never in the image, the log or the store. */
+  secrets: Record<string, string>;
+  /** Images whose layer cache the build may reuse (BuildKit's inline cache); ones not pushed yet are skipped. */
+  cacheFrom: string[];
 }
 
 export interface ImageBuilder {
@@ -37,6 +44,10 @@ export interface BuildPorts {
   registry: string;
   /** Largest build context (uncompressed) a build may send to the engine. */
   maxContextBytes: number;
+  /** The variables of BUILD_SECRET_VARIABLES and their values (undefined when not set). */
+  secretVariables: Record<string, string | undefined>;
+  /** The newest image of this name (registry/name) a build pushed, whose layers the next build may reuse. */
+  lastPushedImage(repositoryRef: string): Promise<string | undefined>;
   now: () => Date;
 }
 
@@ -81,6 +92,7 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   }
   const spec = parseBuildSpec(specText);
   if (spec.unknownKeys.length > 0) reporter.log(`warning: ${SPEC_FILE} keys ignored (unknown): ${spec.unknownKeys.join(', ')}`);
+  const secrets = resolveSecrets(spec.secrets, ports.secretVariables);
 
   const repositoryRef = imageRepository(ports.registry, spec);
   const references = spec.tags.map((tag) => `${repositoryRef}:${tag}`);
@@ -90,31 +102,50 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   // Two builds tagging one name on one engine would push each other's image: one at a time.
   return session.exclusive(repositoryRef, async () => {
     if (session.signal.aborted) throw session.signal.reason;
-    await buildImage(request, spec, references, ports, session);
+    const cacheFrom = await cacheSources(spec, repositoryRef, references, ports);
+    const mask = secretMask(secrets);
+    await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
     const digest = await pushTags(repositoryRef, spec.tags, ports, session);
     return { image, tags: references, digest };
   });
 }
 
-async function buildImage(request: BuildRequest, spec: BuildSpec, references: string[], ports: BuildPorts, session: BuildSession) {
+/** The image's last pushed tag and its own tags (a rebuild of one version), unless dockerInfo.json says otherwise. */
+async function cacheSources(spec: BuildSpec, repositoryRef: string, references: string[], ports: BuildPorts): Promise<string[]> {
+  if (spec.cacheFrom !== 'default') return spec.cacheFrom;
+  const last = await ports.lastPushedImage(repositoryRef);
+  return [...new Set([...(last ? [last] : []), ...references])];
+}
+
+async function buildImage(
+  request: BuildRequest,
+  spec: BuildSpec,
+  image: Pick<ImageBuildOptions, 'tags' | 'secrets' | 'cacheFrom'>,
+  ports: BuildPorts,
+  session: BuildSession,
+  mask: (text: string) => string,
+) {
   const { repository, sha } = request;
   const { reporter, signal, retry } = session;
-  const buildOptions = {
-    tags: references,
+  const references = image.tags;
+  const buildOptions: ImageBuildOptions = {
+    ...image,
     dockerfile: spec.dockerfile,
     buildArgs: spec.buildArgs,
     labels: ociLabels(request, spec, ports.now()),
+    target: spec.target,
   };
   // The tarball streams into the build, so the two are one step: a retry downloads again.
   await retry('downloading and building', async () => {
     reporter.log(`downloading ${repository.fullName} at ${sha}`);
     const tarball = await ports.source.tarball(repository, sha, signal);
     const context = createBuildContext(tarball, { context: spec.context, dockerfile: spec.dockerfile, maxBytes: ports.maxContextBytes });
-    reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context})`);
+    reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
+    if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
     try {
       await ports.builder.build(context.stream, buildOptions, reporter.log, signal);
     } catch (error) {
-      const explained = explainFromContext(context, spec);
+      const explained = explainFromContext(context, spec) ?? explainFailedStepOf(error, spec, context, mask);
       // The engine may stop reading before the end (a failed step, a closed request): close the download too.
       context.destroy(error instanceof Error ? error : new Error(String(error)));
       throw explained ?? error;
@@ -149,6 +180,23 @@ function explainFromContext(context: BuildContext, spec: BuildSpec): Error | und
   return new SpecError(
     `Dockerfile "${spec.dockerfile}" is not in ${where}: add it, or set "dockerfile" (a path inside the context) in ${SPEC_FILE}`,
   );
+}
+
+/** A failed Dockerfile step, named with its line in the Dockerfile the context carried. */
+function explainFailedStepOf(error: unknown, spec: BuildSpec, context: BuildContext, mask: (text: string) => string): ImageBuildError | undefined {
+  if (!(error instanceof ImageBuildError) || !error.failedStep) return undefined;
+  const dockerfile = { path: spec.dockerfile, text: context.dockerfileText() };
+  return new ImageBuildError(mask(explainFailedStep(error.failedStep, error.message, dockerfile)), error.retryable);
+}
+
+/** Replaces each secret's value with ***: a step that prints one (`RUN cat /run/secrets/x`) does not leak it. */
+function secretMask(secrets: Record<string, string>): (text: string) => string {
+  const values = Object.values(secrets).filter((value) => value.length > 0);
+  return (text) => values.reduce((masked, value) => masked.split(value).join('***'), text);
+}
+
+function maskedReporter(reporter: BuildReporter, mask: (text: string) => string): BuildReporter {
+  return { log: (text) => reporter.log(mask(text)), imageResolved: (image, tags) => reporter.imageResolved(image, tags) };
 }
 
 export function ociLabels(request: BuildRequest, spec: BuildSpec, created: Date): Record<string, string> {

@@ -15,6 +15,12 @@ export interface BuildSpec {
   buildArgs: Record<string, string>;
   /** version first, then the extra tags, without repeats. */
   tags: string[];
+  /** The stage of a multi-stage Dockerfile to build; undefined builds the last one. */
+  target: string | undefined;
+  /** Secret id (as `RUN --mount=type=secret,id=…` names it) → the ci_service environment variable that holds it. */
+  secrets: Record<string, string>;
+  /** Images whose layer cache the build may reuse: 'default' (the image's own tags), or none, or these. */
+  cacheFrom: 'default' | string[];
   /** Keys we do not know; the build goes on, the log says they were ignored. */
   unknownKeys: string[];
 }
@@ -25,7 +31,15 @@ const PATH_RULE = 'a relative path inside the repository (no "..", not absolute)
 
 const NAME_PATTERN = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
 const TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const KNOWN_KEYS = ['service_name', 'version', 'dockerfile', 'context', 'build_args', 'tags'];
+const KNOWN_KEYS = ['service_name', 'version', 'dockerfile', 'context', 'build_args', 'tags', 'target', 'secrets', 'cache_from'];
+
+const STAGE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const SECRET_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
+const VARIABLE_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+/** An image reference as the engine takes it: [host[:port]/]path[:tag][@digest]. */
+const REFERENCE_PATTERN = /^[a-zA-Z0-9.-]+(:[0-9]{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+const MAX_SECRETS = 32;
+const MAX_CACHE_FROM = 10;
 
 const insideRepository = (value: string) => normaliseRelativePath(value) !== undefined;
 
@@ -48,6 +62,34 @@ const specSchema = z.object({
   tags: z
     .array(z.string({ error: 'must be a string' }).regex(TAG_PATTERN, `must be ${TAG_RULE}`), { error: 'must be a list of tags' })
     .default([]),
+  target: z
+    .string({ error: 'must be a string' })
+    .regex(STAGE_PATTERN, 'must be the name of a stage ("FROM … AS <name>"): letters, digits, _ . -')
+    .optional(),
+  secrets: z
+    .record(
+      z.string().regex(SECRET_ID_PATTERN, 'must be a secret id: letters, digits, _ . - (as in RUN --mount=type=secret,id=<id>)'),
+      z.string({ error: 'must be the name of an environment variable of ci_service' }).regex(VARIABLE_PATTERN, 'must be an environment variable name such as NPM_TOKEN'),
+      {
+        error: (issue) =>
+          issue.code === 'invalid_key'
+            ? 'must be a secret id: letters, digits, _ . - (as in RUN --mount=type=secret,id=<id>)'
+            : 'must be an object of secret id → environment variable, e.g. {"npm_token": "NPM_TOKEN"}',
+      },
+    )
+    .refine((secrets) => Object.keys(secrets).length <= MAX_SECRETS, `must name at most ${MAX_SECRETS} secrets`)
+    .default({}),
+  cache_from: z
+    .union(
+      [
+        z.literal(false),
+        z
+          .array(z.string({ error: 'must be a string' }).regex(REFERENCE_PATTERN, 'must be an image reference such as registry.example.com/app:latest'))
+          .max(MAX_CACHE_FROM, `must name at most ${MAX_CACHE_FROM} images`),
+      ],
+      { error: 'must be false (no cache from the registry) or a list of image references' },
+    )
+    .optional(),
 });
 
 /** Pure: the text of dockerInfo.json to a BuildSpec, or a SpecError naming the key, the value and the rule. */
@@ -65,7 +107,8 @@ export function parseBuildSpec(text: string): BuildSpec {
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const key = issue.path.map(String).join('.');
-      const value = valueAt(json, issue.path);
+      // For a bad key, the value under it is not what is wrong.
+      const value = issue.code === 'invalid_key' ? undefined : valueAt(json, issue.path);
       const shown = value === undefined ? '' : ` = ${JSON.stringify(value)}`;
       return `"${key}"${shown} ${issue.message}`;
     });
@@ -79,8 +122,32 @@ export function parseBuildSpec(text: string): BuildSpec {
     context: normaliseRelativePath(spec.context) ?? '',
     buildArgs: spec.build_args,
     tags: [...new Set([spec.version, ...spec.tags])],
+    target: spec.target,
+    secrets: spec.secrets,
+    cacheFrom: spec.cache_from === undefined ? 'default' : spec.cache_from === false ? [] : spec.cache_from,
     unknownKeys: Object.keys(json).filter((key) => !KNOWN_KEYS.includes(key)),
   };
+}
+
+/**
+ * Pure: each secret's value from the variables ci_service may hand to builds (BUILD_SECRET_VARIABLES),
+ * or a SpecError naming the variable to allow or to set.
+ */
+export function resolveSecrets(secrets: Record<string, string>, available: Record<string, string | undefined>): Record<string, string> {
+  const resolved: Record<string, string> = {};
+  for (const [id, variable] of Object.entries(secrets)) {
+    if (!Object.hasOwn(available, variable)) {
+      throw new SpecError(
+        `${SPEC_FILE}: secret "${id}" names ${variable}, which ci_service does not hand to builds: add ${variable} to BUILD_SECRET_VARIABLES on ci_service and set it`,
+      );
+    }
+    const value = available[variable];
+    if (value === undefined || value === '') {
+      throw new SpecError(`${SPEC_FILE}: secret "${id}" needs the environment variable ${variable} on ci_service, which is not set: set it and restart ci_service`);
+    }
+    resolved[id] = value;
+  }
+  return resolved;
 }
 
 /** `<registry>/<service_name>` — the repository part of every tag we push. */

@@ -5,6 +5,8 @@ export type HealthCheck = () => Promise<void>;
 
 export interface HealthDependencies {
   docker: HealthCheck;
+  /** The builder ci_service uses ("buildkit" or "legacy"), as /healthz shows it. */
+  builder: string;
   registry: HealthCheck;
   queue: () => { queued: number; running: number };
   timeoutMs?: number;
@@ -16,7 +18,7 @@ export function healthRoute(deps: HealthDependencies): RequestHandler {
   return async (_req, res) => {
     const [docker, registry] = await Promise.all([probe(deps.docker, timeoutMs), probe(deps.registry, timeoutMs)]);
     const healthy = docker === 'ok' && registry === 'ok';
-    res.status(healthy ? 200 : 503).json({ status: healthy ? 'ok' : 'unavailable', docker, registry, queue: deps.queue() });
+    res.status(healthy ? 200 : 503).json({ status: healthy ? 'ok' : 'unavailable', docker, builder: deps.builder, registry, queue: deps.queue() });
   };
 }
 

@@ -41,6 +41,8 @@ export interface BuildStore {
   get(id: string): Promise<BuildRecord | undefined>;
   /** Newest first. */
   list(limit: number): Promise<BuildRecord[]>;
+  /** The image (registry/name:version) of the newest succeeded build of `repositoryRef` (registry/name). */
+  lastPushedImage(repositoryRef: string): Promise<string | undefined>;
   /** Queued and running builds, oldest first: what a start takes up. */
   unfinished(): Promise<BuildRecord[]>;
   update(id: string, changes: BuildChanges): Promise<BuildRecord>;

@@ -113,6 +113,9 @@ export class SqliteBuildStore implements BuildStore {
       insertDelivery: this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)'),
       byId: this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?'),
       newest: this.db.prepare<[number], BuildRow>('SELECT * FROM builds ORDER BY seq DESC LIMIT ?'),
+      lastPushed: this.db.prepare<[number, string], { image: string }>(
+        "SELECT image FROM builds WHERE status = 'succeeded' AND substr(image, 1, ?) = ? ORDER BY seq DESC LIMIT 1",
+      ),
       unfinished: this.db.prepare<[], BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq"),
       appendLog: this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)'),
       logLines: this.db.prepare<[string], { line: string }>('SELECT line FROM build_logs WHERE build_id = ? ORDER BY seq'),
@@ -154,6 +157,11 @@ export class SqliteBuildStore implements BuildStore {
 
   async list(limit: number): Promise<BuildRecord[]> {
     return this.sql.newest.all(limit).map(toRecord);
+  }
+
+  async lastPushedImage(repositoryRef: string): Promise<string | undefined> {
+    const prefix = `${repositoryRef}:`;
+    return this.sql.lastPushed.get(prefix.length, prefix)?.image;
   }
 
   async unfinished(): Promise<BuildRecord[]> {

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import tar from 'tar-stream';
 import type { BuildView } from '../../src/http/build-view.js';
 import { mergedPullRequest, examplePullRequest, sendDelivery } from '../support/deliveries.js';
-import { docker, dockerUnavailable, ensureBusyboxImage } from '../support/docker-environment.js';
+import { docker, dockerUnavailable, ensureBusyboxImage, fileInImage } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { freePort, LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
@@ -49,23 +48,6 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     return target.getBuild(build.id);
   }
 
-  async function fileInImage(image: string, filePath: string): Promise<{ type: string; content: string; linkname: string }> {
-    const container = await docker.createContainer({ Image: image, Cmd: ['/none'] });
-    try {
-      const archive = await container.getArchive({ path: filePath });
-      const extract = tar.extract();
-      archive.pipe(extract as unknown as NodeJS.WritableStream);
-      for await (const entry of extract) {
-        const chunks: Buffer[] = [];
-        for await (const chunk of entry) chunks.push(chunk as Buffer);
-        return { type: entry.header.type, content: Buffer.concat(chunks).toString('utf8'), linkname: entry.header.linkname ?? '' };
-      }
-      throw new Error(`${filePath} not in ${image}`);
-    } finally {
-      await container.remove();
-    }
-  }
-
   it('a signed merged delivery ends with the tags in the registry and a succeeded build with its digest', async () => {
     const repository = await github.addRepository('octo-org/hello', path.join(FIXTURES, 'hello'));
     const build = await mergeAndWait(ci, repository);
@@ -79,7 +61,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     assert.ok(build.startedAt && build.finishedAt);
 
     const log = await ci.getLog(build.id);
-    assert.match(log, /Step 2\/\d+ : COPY message.txt \/message.txt/);
+    assert.match(log, /^#\d+ \[2\/3\] COPY message.txt \/message.txt$/m, 'BuildKit\'s steps, as docker build prints them');
     assert.match(log, /pushed .*ci-test\/hello:latest sha256:/);
     const tarballRequest = github.requests.find((request) => request.path.includes(`/tarball/${repository.sha}`));
     assert.equal(tarballRequest?.authorization, `Bearer ${GITHUB_TOKEN}`);
@@ -141,19 +123,23 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     assert.deepEqual(await registry.tags('ci-test/subdir'), ['2.0.0']);
   });
 
-  it('a COPY of a file that is not there fails the build with Docker\'s reason', async () => {
+  it('a COPY of a file that is not there fails the build naming the Dockerfile line and Docker\'s reason', async () => {
     const build = await mergeAndWait(ci, await github.addRepository('octo-org/failing-copy', path.join(FIXTURES, 'failing-copy')));
     assert.equal(build.status, 'failed');
     assert.equal(build.failedStage, 'build');
-    assert.match(build.error!, /docker build failed: .*does-not-exist\.txt/);
+    assert.equal(build.error, 'Dockerfile line 2: COPY does-not-exist.txt / failed (failed to compute cache key: "/does-not-exist.txt" not found: not found)');
     assert.deepEqual(await registry.tags('ci-test/failing-copy'), []);
   });
 
-  it('a RUN that exits non-zero fails the build with its exit code', async () => {
-    const build = await mergeAndWait(ci, await github.addRepository('octo-org/failing-run', path.join(FIXTURES, 'failing-run')));
+  it('a RUN that exits non-zero fails with one sentence: the instruction, its Dockerfile line, the exit code, the last output', async () => {
+    const repository = await github.addRepository('octo-org/failing-run', path.join(FIXTURES, 'failing-run'));
+    const build = await mergeAndWait(ci, repository);
     assert.equal(build.status, 'failed');
-    assert.match(build.error!, /returned a non-zero code: 3/);
-    assert.match(await ci.getLog(build.id), /about to fail/);
+    const sentence = 'Dockerfile line 2: RUN echo about to fail && exit 3 failed (exit code: 3); last output: about to fail';
+    assert.equal(build.error, sentence);
+    assert.match(await ci.getLog(build.id), /^#\d+ [0-9.]+ about to fail$/m, 'the step\'s output, live, as docker build prints it');
+    await waitFor(async () => (github.statuses.get(repository.sha) ?? []).length >= 2, 5_000, 'the failure status');
+    assert.equal(github.statuses.get(repository.sha)!.at(-1)!.description, sentence, 'the commit status says the same');
   });
 
   it('a bad dockerInfo.json fails naming the key, the value and the rule, before any download', async () => {

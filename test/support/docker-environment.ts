@@ -44,3 +44,40 @@ export async function ensureBusyboxImage(image = BUSYBOX_IMAGE): Promise<boolean
   await new Promise((resolve, reject) => docker.modem.followProgress(stream, (error) => (error ? reject(error) : resolve(undefined))));
   return true;
 }
+
+/** One file of an image, read through a container that is created (never started) and removed. */
+export async function fileInImage(image: string, filePath: string): Promise<{ type: string; mode: number; content: string; linkname: string }> {
+  const container = await docker.createContainer({ Image: image, Cmd: ['/none'] });
+  try {
+    const archive = await container.getArchive({ path: filePath });
+    const extract = tar.extract();
+    archive.pipe(extract as unknown as NodeJS.WritableStream);
+    for await (const entry of extract) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of entry) chunks.push(chunk as Buffer);
+      const { type, mode = 0, linkname } = entry.header;
+      return { type, mode, content: Buffer.concat(chunks).toString('utf8'), linkname: linkname ?? '' };
+    }
+    throw new Error(`${filePath} not in ${image}`);
+  } finally {
+    await container.remove();
+  }
+}
+
+/**
+ * A second engine on this machine (a build host that never built anything), started by `.ci/second-engine`;
+ * SECOND_DOCKER_HOST names its socket. In CI its absence is a failure, never a skip.
+ */
+export async function secondEngine(): Promise<{ host: string; docker: Dockerode } | { unavailable: string }> {
+  const host = process.env.SECOND_DOCKER_HOST ?? 'unix:///run/ci-docker2.sock';
+  const second = new Dockerode({ socketPath: host.replace(/^unix:\/\//, '') });
+  try {
+    await second.ping();
+    return { host, docker: second };
+  } catch (error) {
+    const reason = `needs a second Docker engine at ${host} (start one with .ci/second-engine start): ${(error as Error).message}`;
+    if (process.env.CI) throw new Error(`CI must run the second-engine tests, but: ${reason}`);
+    console.warn(`\n!!! SKIPPING second-engine tests: ${reason}\n`);
+    return { unavailable: reason };
+  }
+}

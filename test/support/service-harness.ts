@@ -12,6 +12,8 @@ export const TEST_SECRET = 'test-webhook-secret-5f1c';
 export interface TestService {
   service: RunningService;
   url: string;
+  /** Its DATA_DIR (the SQLite file lives there). */
+  dataDir: string;
   /** Every line the daemon logged. */
   logLines: string[];
   stop(): Promise<void>;
@@ -34,6 +36,7 @@ export async function startTestService(env: Record<string, string>): Promise<Tes
   return {
     service,
     url: service.url,
+    dataDir,
     logLines,
     async stop() {
       await service.stop();

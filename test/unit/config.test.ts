@@ -30,6 +30,8 @@ describe('configuration', () => {
     assert.deepEqual(config.allowedRepositories, []);
     assert.deepEqual(config.baseBranches, []);
     assert.equal(config.buildRef, 'head');
+    assert.equal(config.builder, 'buildkit');
+    assert.deepEqual(config.buildSecretVariables, {});
     assert.equal(config.logLevel, 'info');
   });
 
@@ -49,8 +51,13 @@ describe('configuration', () => {
       ALLOWED_REPOSITORIES: 'octo/a, octo/b,',
       BASE_BRANCHES: 'main',
       BUILD_REF: 'merge',
+      BUILDER: 'legacy',
+      BUILD_SECRET_VARIABLES: 'NPM_TOKEN, PIP_INDEX_TOKEN',
+      NPM_TOKEN: 'npm-value',
       LOG_LEVEL: 'debug',
     });
+    assert.equal(config.builder, 'legacy');
+    assert.deepEqual(config.buildSecretVariables, { NPM_TOKEN: 'npm-value', PIP_INDEX_TOKEN: undefined });
     assert.equal(config.port, 9000);
     assert.equal(config.githubApiUrl, 'https://github.example.com/api/v3');
     assert.equal(config.registryUrl, 'https://registry.example.com:5000');
@@ -82,6 +89,14 @@ describe('configuration', () => {
     assert.deepEqual(config.webhookRepositories, ['octo/app']);
     assert.equal(config.ngrokApiUrl, 'http://ngrok_service:4040');
     assert.equal(config.webhookSyncIntervalMs, 30_000);
+  });
+
+  it('refuses a builder it does not know, and never hands its own secrets to builds', () => {
+    assert.throws(() => loadConfig({ ...base, BUILDER: 'kaniko' }), /BUILDER must be "buildkit" \(the default\) or "legacy"/);
+    assert.throws(() => loadConfig({ ...base, BUILD_SECRET_VARIABLES: 'NPM-TOKEN' }), /BUILD_SECRET_VARIABLES entry "NPM-TOKEN" must be an environment variable name/);
+    for (const own of ['GITHUB_TOKEN', 'WEBHOOK_SECRET', 'REGISTRY_PASSWORD', 'ADMIN_TOKEN']) {
+      assert.throws(() => loadConfig({ ...base, BUILD_SECRET_VARIABLES: `NPM_TOKEN,${own}` }), new RegExp(`must not hand ci_service's own ${own} to builds`));
+    }
   });
 
   it('wants the registry user and password together', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { imageRepository, normaliseRelativePath, parseBuildSpec } from '../../src/build/spec.js';
+import { imageRepository, normaliseRelativePath, parseBuildSpec, resolveSecrets } from '../../src/build/spec.js';
 import { SpecError } from '../../src/errors.js';
 
 const spec = (value: unknown) => parseBuildSpec(JSON.stringify(value));
@@ -23,8 +23,30 @@ describe('dockerInfo.json rules', () => {
       context: '',
       buildArgs: {},
       tags: ['1.0.0'],
+      target: undefined,
+      secrets: {},
+      cacheFrom: 'default',
       unknownKeys: [],
     });
+  });
+
+  it('reads "target", "secrets" and "cache_from"', () => {
+    const parsed = spec({ ...minimal, target: 'runtime', secrets: { npm_token: 'NPM_TOKEN' }, cache_from: ['registry.example.com:5000/team/app:latest'] });
+    assert.equal(parsed.target, 'runtime');
+    assert.deepEqual(parsed.secrets, { npm_token: 'NPM_TOKEN' });
+    assert.deepEqual(parsed.cacheFrom, ['registry.example.com:5000/team/app:latest']);
+    assert.deepEqual(spec({ ...minimal, cache_from: false }).cacheFrom, []);
+  });
+
+  it('refuses a bad "target", "secrets" or "cache_from", naming the key', () => {
+    rejects({ ...minimal, target: 'has space' }, /"target" = "has space" must be the name of a stage/);
+    rejects({ ...minimal, target: 3 }, /"target" = 3 must be a string/);
+    rejects({ ...minimal, secrets: ['NPM_TOKEN'] }, /"secrets" .*must be an object of secret id → environment variable/);
+    rejects({ ...minimal, secrets: { npm_token: 'npm-token' } }, /"secrets.npm_token" = "npm-token" must be an environment variable name/);
+    rejects({ ...minimal, secrets: { 'bad id': 'NPM_TOKEN' } }, /"secrets.bad id" must be a secret id/);
+    rejects({ ...minimal, secrets: Object.fromEntries(Array.from({ length: 33 }, (_, n) => [`s${n}`, 'X'])) }, /"secrets" .*at most 32 secrets/);
+    rejects({ ...minimal, cache_from: true }, /"cache_from" = true must be false \(no cache from the registry\) or a list of image references/);
+    rejects({ ...minimal, cache_from: ['not a ref'] }, /"cache_from.0" = "not a ref" must be an image reference/);
   });
 
   it('reads every optional key, normalising paths and dropping repeated tags', () => {
@@ -90,6 +112,19 @@ describe('dockerInfo.json rules', () => {
 
   it('names every broken rule at once', () => {
     rejects({ service_name: 'A', version: '-' }, /"service_name" = "A".*; "version" = "-"/);
+  });
+});
+
+describe('build secrets', () => {
+  it('takes each secret from an allowed variable', () => {
+    assert.deepEqual(resolveSecrets({ npm_token: 'NPM_TOKEN' }, { NPM_TOKEN: 'v', OTHER: 'w' }), { npm_token: 'v' });
+    assert.deepEqual(resolveSecrets({}, {}), {});
+  });
+
+  it('names the variable to allow, or to set', () => {
+    assert.throws(() => resolveSecrets({ t: 'GITHUB_TOKEN' }, { NPM_TOKEN: 'v' }), /secret "t" names GITHUB_TOKEN, which ci_service does not hand to builds: add GITHUB_TOKEN to BUILD_SECRET_VARIABLES/);
+    assert.throws(() => resolveSecrets({ t: 'NPM_TOKEN' }, { NPM_TOKEN: undefined }), /secret "t" needs the environment variable NPM_TOKEN on ci_service, which is not set/);
+    assert.throws(() => resolveSecrets({ t: 'toString' }, {}), /names toString, which ci_service does not hand to builds/);
   });
 });
 

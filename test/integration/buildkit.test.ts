@@ -1,0 +1,277 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { BuildView } from '../../src/http/build-view.js';
+import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
+import { BUSYBOX_IMAGE, docker, dockerUnavailable, ensureBusyboxImage, fileInImage, secondEngine } from '../support/docker-environment.js';
+import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
+import { LocalRegistry } from '../support/registry.js';
+import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
+
+const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
+const NPM_TOKEN = `npm-token-${randomUUID()}`;
+
+const skip = await dockerUnavailable();
+
+/** Builds with BuildKit on the real engine: what `docker build` builds today, ci_service builds too. */
+describe('BuildKit builds (real engine and registry)', { skip }, () => {
+  let github: GitHubStandIn;
+  let registry: LocalRegistry;
+  let ci: TestService;
+
+  before(async () => {
+    await ensureBusyboxImage();
+    github = await new GitHubStandIn().start();
+    registry = await new LocalRegistry().start();
+    ci = await startTestService({
+      GITHUB_API_URL: github.url,
+      REGISTRY: registry.address,
+      BUILD_SECRET_VARIABLES: 'CI_TEST_NPM_TOKEN,CI_TEST_UNSET',
+      CI_TEST_NPM_TOKEN: NPM_TOKEN,
+    });
+  });
+
+  after(async () => {
+    await ci?.stop();
+    await github?.close();
+    await registry?.remove();
+  });
+
+  function buildkitRepository(name: string, extraFiles: Record<string, string> = {}): Promise<StandInRepository> {
+    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'buildkit'), { extraFiles: { 'nonce.txt': randomUUID(), ...extraFiles } });
+  }
+
+  async function built(target: TestService, repository: StandInRepository): Promise<BuildView> {
+    const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET });
+    assert.equal(response.status, 202, await response.clone().text());
+    const { build } = (await response.json()) as { build: BuildView };
+    await target.service.worker.onIdle();
+    return target.getBuild(build.id);
+  }
+
+  /** The `#N` BuildKit gave the step whose name ends with `instruction`. */
+  function stepNumber(log: string, instruction: string): string {
+    const line = log.split('\n').find((candidate) => /^#\d+ \[/.test(candidate) && candidate.endsWith(instruction));
+    assert.ok(line, `no step "${instruction}" in\n${log}`);
+    return line.split(' ')[0]!;
+  }
+
+  it('a cache mount, COPY --chmod and a "target" stage: built, pushed, and the cache mount kept between builds', async () => {
+    const first = await built(ci, await buildkitRepository('features-1'));
+    assert.equal(first.status, 'succeeded', first.error);
+    // Read now: the next build moves the tag.
+    const runsBefore = Number((await fileInImage(first.image!, '/cache-runs-seen')).content);
+    const second = await built(ci, await buildkitRepository('features-2'));
+    assert.equal(second.status, 'succeeded', second.error);
+
+    const runScript = await fileInImage(second.image!, '/run.sh');
+    assert.equal(runScript.mode & 0o777, 0o755, 'COPY --chmod=755 of a 644 file');
+    const runsAfter = Number((await fileInImage(second.image!, '/cache-runs-seen')).content);
+    assert.equal(runsAfter, runsBefore + 1, 'the second build found the line the first left in the cache mount');
+    assert.equal((await fileInImage(second.image!, '/left')).content, 'left\n');
+    await assert.rejects(fileInImage(second.image!, '/debug'), /No such container:path|Could not find the file/, 'target "final" stops before the debug stage');
+    assert.deepEqual(await registry.tags('ci-test/buildkit'), ['1.0.0']);
+  });
+
+  it('independent stages build in parallel: each stage starts before the other is done', async () => {
+    const build = await built(ci, await buildkitRepository('parallel'));
+    assert.equal(build.status, 'succeeded', build.error);
+    const lines = (await ci.getLog(build.id)).split('\n');
+    const log = lines.join('\n');
+    const left = stepNumber(log, 'RUN sleep 1 && echo left > /left');
+    const right = stepNumber(log, 'RUN sleep 1 && echo right > /right');
+    const at = (text: string) => lines.findIndex((line) => line.startsWith(text));
+    assert.ok(at(`${left} DONE`) > 0 && at(`${right} DONE`) > 0, `both stages ran (the nonce is new):\n${log}`);
+    assert.ok(at(`${left} [`) < at(`${right} DONE`) && at(`${right} [`) < at(`${left} DONE`), `each started before the other was done:\n${log}`);
+    assert.ok(lines.some((line) => /^#\d+ \[final 3\/6\] RUN --mount=type=cache/.test(line)), `steps named as docker build names them:\n${log}`);
+  });
+
+  it('a secret from BUILD_SECRET_VARIABLES is usable in RUN, and absent from the image, its history, the log and the store', async () => {
+    const repository = await buildkitRepository('secret', {
+      Dockerfile: [
+        'FROM ci-test-busybox:latest',
+        'RUN --mount=type=secret,id=npm_token,required=true test "$(cat /run/secrets/npm_token)" = "$EXPECTED" && echo usable > /proof && cat /run/secrets/npm_token',
+        '',
+      ].join('\n').replace('$EXPECTED', NPM_TOKEN),
+      'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/secret', version: '1.0.0', secrets: { npm_token: 'CI_TEST_NPM_TOKEN' } }),
+    });
+    // The Dockerfile itself names the value to compare with; the image must not: it is the Dockerfile's text, not a layer.
+    const build = await built(ci, repository);
+    assert.equal(build.status, 'succeeded', build.error);
+    assert.equal((await fileInImage(build.image!, '/proof')).content, 'usable\n');
+
+    const saved: Buffer[] = [];
+    for await (const chunk of await docker.getImage(build.image!).get()) saved.push(chunk as Buffer);
+    const layersAndConfig = Buffer.concat(saved);
+    assert.ok(layersAndConfig.length > 1000);
+    // The RUN line (with the expected value in its text) is in the history; the secret file's content is in no layer.
+    assert.equal(layersAndConfig.includes(`${NPM_TOKEN}\n`), false, 'the secret file is in no layer');
+    const history = JSON.stringify(await docker.getImage(build.image!).history());
+    assert.equal(history.split(NPM_TOKEN).length - 1, 1, 'only the Dockerfile\'s own RUN text names it, once');
+
+    const log = await ci.getLog(build.id);
+    assert.match(log, /^#\d+ ([0-9.]+ )?\*\*\*$/m, 'what the step printed of the secret is masked');
+    assert.equal(log.includes(NPM_TOKEN), false, 'the secret is not in the build log');
+    assert.equal(ci.logLines.join('\n').includes(NPM_TOKEN), false, 'nor in the daemon log');
+    const database = await readFile(path.join(ci.dataDir, 'ci_service.sqlite'));
+    const wal = await readFile(path.join(ci.dataDir, 'ci_service.sqlite-wal')).catch(() => Buffer.alloc(0));
+    assert.equal(database.includes(NPM_TOKEN) || wal.includes(NPM_TOKEN), false, 'nor in the database');
+  });
+
+  it('a secret whose variable is not allowed, or not set, fails before any download, naming the variable', async () => {
+    const notAllowed = await built(
+      ci,
+      await buildkitRepository('secret-not-allowed', {
+        'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/secret-x', version: '1.0.0', secrets: { token: 'GITHUB_TOKEN' } }),
+      }),
+    );
+    assert.equal(notAllowed.failedStage, 'spec');
+    assert.equal(
+      notAllowed.error,
+      'dockerInfo.json: secret "token" names GITHUB_TOKEN, which ci_service does not hand to builds: add GITHUB_TOKEN to BUILD_SECRET_VARIABLES on ci_service and set it',
+    );
+    const unset = await built(
+      ci,
+      await buildkitRepository('secret-unset', {
+        'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/secret-y', version: '1.0.0', secrets: { token: 'CI_TEST_UNSET' } }),
+      }),
+    );
+    assert.equal(unset.error, 'dockerInfo.json: secret "token" needs the environment variable CI_TEST_UNSET on ci_service, which is not set: set it and restart ci_service');
+    assert.equal(github.requests.filter((request) => request.path.includes('/tarball/')).filter((request) => request.path.includes('secret-')).length, 0);
+  });
+
+  const noTarget = JSON.stringify({ service_name: 'ci-test/bad', version: '1.0.0' });
+  const badDockerfiles: [string, Record<string, string>, string][] = [
+    [
+      'an unknown --mount type',
+      { Dockerfile: 'FROM ci-test-busybox:latest\nRUN true\nRUN --mount=type=bogus,target=/x true\n', 'dockerInfo.json': noTarget },
+      'Dockerfile parse error line 3: unsupported mount type "bogus"',
+    ],
+    ['a syntax error', { Dockerfile: 'FROM ci-test-busybox:latest\nRUN true\nFOOBAR baz\n', 'dockerInfo.json': noTarget }, 'Dockerfile parse error line 3: unknown instruction: FOOBAR'],
+    [
+      'a "target" the Dockerfile lacks',
+      { 'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/no-target', version: '1.0.0', target: 'nope' }) },
+      '"target" "nope" in dockerInfo.json is not a stage of the Dockerfile: name one of its "FROM … AS <stage>" stages',
+    ],
+    [
+      'a secret mount dockerInfo.json does not declare',
+      { Dockerfile: 'FROM ci-test-busybox:latest\nRUN --mount=type=secret,id=undeclared,required=true true\n', 'dockerInfo.json': noTarget },
+      'Dockerfile line 2: RUN --mount=type=secret,id=undeclared,required=true true failed (secret undeclared not found: not found): the Dockerfile mounts secret "undeclared", which dockerInfo.json does not declare: add "secrets": {"undeclared": "<VARIABLE>"} to dockerInfo.json, with <VARIABLE> listed in BUILD_SECRET_VARIABLES on ci_service',
+    ],
+  ];
+  for (const [what, files, error] of badDockerfiles) {
+    it(`${what} fails the build saying what to fix`, async () => {
+      const build = await built(ci, await buildkitRepository(`bad-${randomUUID().slice(0, 8)}`, files));
+      assert.equal(build.status, 'failed');
+      assert.equal(build.failedStage, 'build');
+      assert.equal(build.error, error);
+    });
+  }
+
+  it('the OCI labels are set without steps of their own', async () => {
+    const build = await built(ci, await buildkitRepository('labels'));
+    const inspected = await docker.getImage(build.image!).inspect();
+    assert.equal(inspected.Config.Labels['org.opencontainers.image.version'], '1.0.0');
+    assert.ok(inspected.Config.Labels['org.opencontainers.image.revision']);
+    assert.doesNotMatch(await ci.getLog(build.id), /LABEL/);
+  });
+
+  it('/healthz names the builder', async () => {
+    const health = (await (await fetch(`${ci.url}/healthz`)).json()) as { builder: string; docker: string };
+    assert.equal(health.builder, 'buildkit');
+    assert.equal(health.docker, 'ok');
+  });
+
+  describe('BUILDER=legacy, for engines without BuildKit', () => {
+    let legacy: TestService;
+    before(async () => {
+      legacy = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, BUILDER: 'legacy' });
+    });
+    after(async () => {
+      await legacy?.stop();
+    });
+
+    it('builds a plain Dockerfile with the legacy builder', async () => {
+      const build = await built(legacy, await github.addRepository('octo-org/legacy-hello', path.join(FIXTURES, 'hello')));
+      assert.equal(build.status, 'succeeded', build.error);
+      assert.match(await legacy.getLog(build.id), /^Step 2\/\d+ : COPY message.txt \/message.txt$/m);
+    });
+
+    it('a Dockerfile that needs BuildKit fails saying how to switch', async () => {
+      const build = await built(legacy, await buildkitRepository('legacy-buildkit-only'));
+      assert.equal(build.status, 'failed');
+      assert.match(build.error!, /^docker build failed: the --mount option requires BuildKit.*: this Dockerfile needs BuildKit; set BUILDER=buildkit \(the default\) on ci_service$/);
+    });
+  });
+});
+
+describe('the registry cache: a build host that never built the image reuses its layers (two real engines)', { skip }, () => {
+  let github: GitHubStandIn;
+  let registry: LocalRegistry;
+  let first: TestService;
+  let second: TestService | undefined;
+  let engine: Awaited<ReturnType<typeof secondEngine>>;
+
+  before(async () => {
+    engine = await secondEngine();
+    await ensureBusyboxImage();
+    github = await new GitHubStandIn().start();
+    registry = await new LocalRegistry().start();
+    // Both engines take their base from the registry, as build hosts do.
+    const base = `${registry.address}/ci-test/base:1`;
+    await docker.getImage(BUSYBOX_IMAGE).tag({ repo: `${registry.address}/ci-test/base`, tag: '1' });
+    const push = await docker.getImage(base).push({ authconfig: {} });
+    await new Promise((resolve, reject) => docker.modem.followProgress(push, (error) => (error ? reject(error) : resolve(undefined))));
+    first = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address });
+    if ('host' in engine) second = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, DOCKER_HOST: engine.host });
+  });
+
+  after(async () => {
+    await first?.stop();
+    await second?.stop();
+    if ('docker' in engine) {
+      for (const image of await engine.docker.listImages()) {
+        for (const tag of image.RepoTags ?? []) if (tag.startsWith(`${registry.address}/`)) await engine.docker.getImage(tag).remove().catch(() => {});
+      }
+    }
+    await github?.close();
+    await registry?.remove();
+  });
+
+  it('the second engine takes the slow step from the image the first pushed', async (t) => {
+    if (!second) return t.skip('no second engine');
+    // A step no engine has cached before: its build arg is new to this run.
+    const files = {
+      Dockerfile: 'ARG BASE\nFROM ${BASE}\nARG RUN_ID\nRUN echo "slow step of $RUN_ID" && sleep 2 && echo done > /slow\nCOPY nonce.txt /nonce.txt\n',
+      'dockerInfo.json': JSON.stringify({
+        service_name: 'ci-test/cached',
+        version: '1.0.0',
+        tags: ['latest'],
+        build_args: { BASE: `${registry.address}/ci-test/base:1`, RUN_ID: randomUUID() },
+      }),
+    };
+    const send = async (target: TestService, repository: StandInRepository) => {
+      const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET });
+      const { build } = (await response.json()) as { build: BuildView };
+      await target.service.worker.onIdle();
+      return target.getBuild(build.id);
+    };
+    const onFirst = await send(first, await github.addRepository('octo-org/cached', path.join(FIXTURES, 'hello'), { extraFiles: { ...files, 'nonce.txt': '1' } }));
+    assert.equal(onFirst.status, 'succeeded', onFirst.error);
+    const firstLog = await first.getLog(onFirst.id);
+    assert.match(firstLog, /^#\d+ [0-9.]+ slow step of /m, 'the first engine ran the step');
+
+    const nextCommit = await github.addRepository('octo-org/cached', path.join(FIXTURES, 'hello'), {
+      extraFiles: { ...files, 'nonce.txt': '2', 'dockerInfo.json': files['dockerInfo.json'].replace('"1.0.0"', '"1.0.1"') },
+    });
+    const onSecond = await send(second, nextCommit);
+    assert.equal(onSecond.status, 'succeeded', onSecond.error);
+    const log = await second.getLog(onSecond.id);
+    assert.match(log, new RegExp(`importing cache manifest from ${registry.address}/ci-test/cached:latest`));
+    const step = log.split('\n').find((line) => /^#\d+ \[\d\/\d\] RUN echo "slow step/.test(line))!.split(' ')[0];
+    assert.ok(log.split('\n').includes(`${step} CACHED`), `the slow step came from the registry:\n${log}`);
+    assert.doesNotMatch(log, /^#\d+ [0-9.]+ slow step of /m);
+  });
+});

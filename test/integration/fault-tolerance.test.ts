@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
@@ -133,19 +133,26 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
 
     it('the engine closes the build request early: the build fails at the build stage, the daemon goes on', async () => {
       // A TCP hop to the engine that cuts any connection once it carried 512 KB towards the engine.
+      const open = new Set<Socket>();
       const proxy: Server = createServer((client) => {
         const engine = connect('/var/run/docker.sock');
         let sent = 0;
+        const cut = () => {
+          client.destroy();
+          engine.destroy();
+        };
+        for (const socket of [client, engine]) {
+          open.add(socket);
+          socket.on('close', () => open.delete(socket));
+          socket.on('close', cut);
+          socket.on('error', cut);
+        }
         client.on('data', (chunk: Buffer) => {
           sent += chunk.length;
-          if (sent > 512 * 1024) {
-            client.destroy();
-            engine.destroy();
-          } else engine.write(chunk);
+          if (sent > 512 * 1024) cut();
+          else engine.write(chunk);
         });
         engine.pipe(client);
-        client.on('error', () => engine.destroy());
-        engine.on('error', () => client.destroy());
       });
       const port = await freePort();
       await new Promise<void>((resolve) => proxy.listen(port, '127.0.0.1', resolve));
@@ -162,6 +169,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
       } finally {
         daemon.child.kill('SIGKILL');
         proxy.close();
+        for (const socket of open) socket.destroy();
       }
     });
   });

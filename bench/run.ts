@@ -1,7 +1,7 @@
 /**
  * ci_service benchmarks, side by side with the physical limit on the same machine.
  *   npm run bench                      # everything (about 17 minutes)
- *   npm run bench -- ack throughput    # some: ack, throughput, e2e, memory
+ *   npm run bench -- ack throughput    # some: ack, throughput, e2e, rebuild, cache, memory
  * Real Docker engine, real registry (Debian's docker-registry), the GitHub stand-in, and the daemon
  * as `npm start` runs it. Figures and method: bench/README.md.
  */
@@ -15,6 +15,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { BuildView } from '../src/http/build-view.js';
 import { startDaemon, type Daemon } from '../test/support/daemon.js';
+import { BUSYBOX_IMAGE, ensureBusyboxImage, secondEngine } from '../test/support/docker-environment.js';
 import { examplePullRequest, mergedPullRequest, sendDelivery, signature256 } from '../test/support/deliveries.js';
 import { GitHubStandIn, type StandInRepository } from '../test/support/github-stand-in.js';
 import { freePort, LocalRegistry, waitFor } from '../test/support/registry.js';
@@ -23,7 +24,13 @@ const run = promisify(execFile);
 const SECRET = 'bench-secret';
 const MB = 1024 * 1024;
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 9);
-const sections = process.argv.slice(2).length ? process.argv.slice(2) : ['ack', 'throughput', 'e2e', 'memory'];
+const sections = process.argv.slice(2).length ? process.argv.slice(2) : ['ack', 'throughput', 'e2e', 'rebuild', 'cache', 'memory'];
+/**
+ * The docker CLI side: Debian's client, which builds with BuildKit when DOCKER_BUILDKIT=1 (the other `docker`
+ * on PATH needs buildx, which is not here) and sends the context over the session's file sync.
+ */
+const DOCKER_CLI = process.env.BENCH_DOCKER_CLI ?? '/usr/bin/docker';
+const cliEnv = (dockerHost?: string) => ({ ...process.env, DOCKER_BUILDKIT: '1', ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) });
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -254,8 +261,12 @@ async function settleDisk(): Promise<void> {
  * Polling the registry instead would either add its interval or load the two cores with requests.
  */
 async function throughCiService(target: Daemon, base: string, label: string, n: number): Promise<number> {
-  const version = `run-${n}`;
-  const repository = await newCommit(`bench/${label}`, base, `bench/ci-${label}`, version);
+  return throughCommit(target, await uniqueCopy(base, `bench/ci-${label}`, `run-${n}`), label, `run-${n}`);
+}
+
+/** Like throughCiService, for a folder already prepared as the commit (its dockerInfo.json names bench/ci-<label>). */
+async function throughCommit(target: Daemon, dir: string, label: string, version: string): Promise<number> {
+  const repository = await github.addRepository(`bench/${label}`, dir, { prepareTarball: true });
   await settleDisk();
   const started = Date.now();
   const done = await waitForBuild(target, await sendMerge(target, repository));
@@ -267,13 +278,17 @@ async function throughCiService(target: Daemon, base: string, label: string, n: 
 
 async function throughDockerCli(base: string, label: string, n: number): Promise<number> {
   const dir = await uniqueCopy(base, `bench/cli-${label}`, `run-${n}`);
-  const reference = `${registry.address}/bench/cli-${label}:run-${n}`;
+  return timedCliBuild(dir, `${registry.address}/bench/cli-${label}:run-${n}`);
+}
+
+/** `docker build && docker push` of `dir` with BuildKit, timed until the push returns; the image is removed after. */
+async function timedCliBuild(dir: string, reference: string): Promise<number> {
   // The same OCI labels ci_service sets, so both sides build the same image.
-  const labels = ['revision=0', 'source=https://github.com/bench/x', `created=${new Date().toISOString()}`, `version=run-${n}`].flatMap((l) => ['--label', `org.opencontainers.image.${l}`]);
+  const labels = ['revision=0', 'source=https://github.com/bench/x', `created=${new Date().toISOString()}`, 'version=bench'].flatMap((l) => ['--label', `org.opencontainers.image.${l}`]);
   await settleDisk();
   const started = performance.now();
-  await run('docker', ['build', '-q', '-t', reference, ...labels, dir], { maxBuffer: 64 * MB });
-  await run('docker', ['push', '-q', reference], { maxBuffer: 64 * MB });
+  await run(DOCKER_CLI, ['build', '-q', '-t', reference, ...labels, dir], { maxBuffer: 64 * MB, env: cliEnv() });
+  await run(DOCKER_CLI, ['push', '-q', reference], { maxBuffer: 64 * MB, env: cliEnv() });
   const seconds = (performance.now() - started) / 1000;
   await removeImage(reference);
   return seconds;
@@ -281,25 +296,129 @@ async function throughDockerCli(base: string, label: string, n: number): Promise
 
 async function benchEndToEnd(lines: string[]): Promise<void> {
   const target = await daemon({ BUILD_CONCURRENCY: '1' });
-  lines.push('| context | pairs | ci_service s | docker build && push s | ratio of medians | pair ratios |', '| --- | --- | --- | --- | --- | --- |');
+  lines.push('| context | pairs | ci_service s | DOCKER_BUILDKIT=1 docker build && push s | ratio of medians | pair ratios |', '| --- | --- | --- | --- | --- | --- |');
   for (const [label, bytes] of [['small', 64 * 1024], ['200mb', 200 * MB]] as const) {
     const base = await makeContext(`e2e-${label}`, bytes);
-    const ours: number[] = [];
-    const theirs: number[] = [];
-    for (let n = 0; n < PAIRS; n += 1) {
-      // Alternate who goes first, so neither side always meets a warmer machine.
-      if (n % 2 === 0) {
-        ours.push(await throughCiService(target, base, label, n));
-        theirs.push(await throughDockerCli(base, label, n));
-      } else {
-        theirs.push(await throughDockerCli(base, label, n));
-        ours.push(await throughCiService(target, base, label, n));
-      }
-    }
-    const ratios = ours.map((value, i) => value / theirs[i]!);
-    lines.push(`| ${label} | ${PAIRS} | ${spread(ours, 2)} | ${spread(theirs, 2)} | ${(median(ours) / median(theirs)).toFixed(3)} | ${ratios.map((r) => r.toFixed(2)).join(', ')} |`);
+    const [ours, theirs] = await alternate(PAIRS, (n) => throughCiService(target, base, label, n), (n) => throughDockerCli(base, label, n));
+    lines.push(comparisonLine(label, ours, theirs));
   }
   target.child.kill('SIGKILL');
+}
+
+/** `pairs` alternating runs of two sides: [first side's seconds, second side's]. */
+async function alternate(pairs: number, a: (n: number) => Promise<number>, b: (n: number) => Promise<number>): Promise<[number[], number[]]> {
+  const as: number[] = [];
+  const bs: number[] = [];
+  for (let n = 0; n < pairs; n += 1) {
+    // Alternate who goes first, so neither side always meets a warmer machine.
+    if (n % 2 === 0) {
+      as.push(await a(n));
+      bs.push(await b(n));
+    } else {
+      bs.push(await b(n));
+      as.push(await a(n));
+    }
+  }
+  return [as, bs];
+}
+
+function comparisonLine(label: string, ours: number[], theirs: number[]): string {
+  const ratios = ours.map((value, i) => value / theirs[i]!);
+  return `| ${label} | ${ours.length} | ${spread(ours, 2)} | ${spread(theirs, 2)} | ${(median(ours) / median(theirs)).toFixed(3)} | ${ratios.map((r) => r.toFixed(2)).join(', ')} |`;
+}
+
+/**
+ * A project whose dependencies take a while (a RUN over 20 MB of data) and whose source changes: with the
+ * layer cache, a one-line change in src/ rebuilds only the last step.
+ */
+async function makeProject(name: string, from: string): Promise<string> {
+  const dir = await makeContext(name, 20 * MB);
+  await mkdir(path.join(dir, 'src'));
+  await writeFile(path.join(dir, 'src', 'app.txt'), 'line 1\n');
+  await writeFile(
+    path.join(dir, 'Dockerfile'),
+    `FROM ${from}\nCOPY data /data\nRUN busybox sha256sum /data/* > /checksums && sleep 2\nCOPY src /src\n`,
+  );
+  return dir;
+}
+
+/** Replaces src/app.txt with a new last line; a new file, since copies of the project share inodes (cp -al). */
+async function changeOneLine(dir: string, n: number): Promise<void> {
+  const file = path.join(dir, 'src', 'app.txt');
+  await rm(file);
+  await writeFile(file, `line 1\nchange ${n}\n`);
+}
+
+async function benchRebuild(lines: string[]): Promise<void> {
+  await ensureBusyboxImage();
+  const target = await daemon({ BUILD_CONCURRENCY: '1' });
+  const base = await makeProject('rebuild', BUSYBOX_IMAGE);
+  // The CLI's fastest honest run: always the same folder, so its file sync sends only what changed.
+  const cliDir = path.join(workDir, 'rebuild-cli');
+  await run('cp', ['-a', base, cliDir]);
+  // Both sides build once first: what is timed is the rebuild.
+  await throughCiService(target, base, 'rebuild', -1);
+  await timedCliBuild(cliDir, `${registry.address}/bench/cli-rebuild:warm`);
+  lines.push('| project | pairs | ci_service s | DOCKER_BUILDKIT=1 docker build && push s | ratio of medians | pair ratios |', '| --- | --- | --- | --- | --- | --- |');
+  const [ours, theirs] = await alternate(
+    PAIRS,
+    async (n) => {
+      const copy = await uniqueCopy(base, 'bench/ci-rebuild', `run-${n}`);
+      await changeOneLine(copy, n);
+      return throughCommit(target, copy, 'rebuild', `run-${n}`);
+    },
+    async (n) => {
+      await changeOneLine(cliDir, n);
+      return timedCliBuild(cliDir, `${registry.address}/bench/cli-rebuild:run-${n}`);
+    },
+  );
+  lines.push(comparisonLine('20 MB of data, a one-line change in src/', ours, theirs));
+  target.child.kill('SIGKILL');
+}
+
+/**
+ * A build host that never built the image (the second engine, its build cache emptied before every run),
+ * with the registry's layer cache and without it ("cache_from": false).
+ */
+async function benchCache(lines: string[]): Promise<void> {
+  const engine = await secondEngine();
+  if (!('host' in engine)) throw new Error(engine.unavailable);
+  await ensureBusyboxImage();
+  // The base comes from the registry, as it does for build hosts.
+  const base = `${registry.address}/bench/base:1`;
+  await run(DOCKER_CLI, ['tag', BUSYBOX_IMAGE, base]);
+  await run(DOCKER_CLI, ['push', '-q', base]);
+  await run(DOCKER_CLI, ['pull', '-q', base], { env: cliEnv(engine.host) });
+  const project = await makeProject('cache', base);
+  const withLatest = async (dir: string, version: string, cacheFrom?: false) => {
+    const spec = { service_name: 'bench/ci-cache', version, tags: ['latest'], ...(cacheFrom === false ? { cache_from: false } : {}) };
+    await writeFile(path.join(dir, 'dockerInfo.json'), JSON.stringify(spec));
+    return dir;
+  };
+  // The first host builds and pushes the image, with its cache inline.
+  const first = await daemon({ BUILD_CONCURRENCY: '1' });
+  await throughCommit(first, await withLatest(await uniqueCopy(project, 'bench/ci-cache', 'first'), 'first'), 'cache', 'first');
+  first.child.kill('SIGKILL');
+
+  const cold = await daemon({ BUILD_CONCURRENCY: '1', DOCKER_HOST: engine.host });
+  const emptySecondEngine = async () => {
+    for (const image of await engine.docker.listImages()) {
+      for (const tag of image.RepoTags ?? []) if (tag.includes('/bench/ci-cache:')) await engine.docker.getImage(tag).remove().catch(() => {});
+    }
+    await run(DOCKER_CLI, ['builder', 'prune', '-af'], { env: cliEnv(engine.host) });
+  };
+  const coldBuild = async (version: string, cacheFrom?: false) => {
+    await emptySecondEngine();
+    const copy = await withLatest(await uniqueCopy(project, 'bench/ci-cache', version), version, cacheFrom);
+    await changeOneLine(copy, Number(version.replace(/\D/g, '')));
+    return throughCommit(cold, copy, 'cache', version);
+  };
+  lines.push('| second engine, build cache emptied | pairs | with the registry cache s | without it s | ratio of medians | pair ratios |', '| --- | --- | --- | --- | --- | --- |');
+  const [withCache, without] = await alternate(PAIRS, (n) => coldBuild(`with-${n}`), (n) => coldBuild(`without-${n}`, false));
+  lines.push(comparisonLine('20 MB of data, a one-line change in src/', withCache, without));
+  cold.child.kill('SIGKILL');
+  await emptySecondEngine();
+  await removeImage(base);
 }
 
 // ---------------------------------------------------------------------------------------- memory
@@ -350,13 +469,15 @@ async function main(): Promise<void> {
   const benches: Record<string, [string, (lines: string[]) => Promise<void>]> = {
     ack: ['Ack latency (1,000 signed deliveries a run, 3 runs: median (min–max))', benchAck],
     throughput: ['Throughput (64 connections, 10 s a run)', benchThroughput],
-    e2e: [`End to end: merged delivery → tag in the registry, against docker build && docker push (seconds)`, benchEndToEnd],
+    e2e: [`End to end: merged delivery → tag in the registry, against DOCKER_BUILDKIT=1 docker build && docker push (seconds)`, benchEndToEnd],
+    rebuild: ['Rebuild after a one-line source change, both sides with their layer cache (seconds)', benchRebuild],
+    cache: ['A build host that never built the image: the registry cache against none (seconds)', benchCache],
     memory: ['Memory: peak RSS of the daemon over one build', benchMemory],
   };
   try {
     for (const section of sections) {
       const bench = benches[section];
-      if (!bench) throw new Error(`unknown section "${section}" (ack, throughput, e2e, memory)`);
+      if (!bench) throw new Error(`unknown section "${section}" (${Object.keys(benches).join(', ')})`);
       const lines: string[] = [];
       console.error(`running ${section} ...`);
       await bench[1](lines);

@@ -20,7 +20,7 @@ export interface StandIn {
 
 export const STAND_INS: StandIn[] = [
   {
-    image: 'node:20-bookworm-slim',
+    image: 'node:24-bookworm-slim',
     how: "a debootstrapped Debian bookworm with this machine's Node.js, npm, Node headers and CA certificates",
     make: makeNodeImage,
   },
@@ -48,6 +48,8 @@ async function importRootfs(dir: string, image: string, changes: string[]): Prom
 }
 
 async function makeNodeImage(): Promise<void> {
+  // The stand-in is this machine's Node: it may only stand in for the line ci_service/Dockerfile names.
+  if (!process.version.startsWith('v24.')) throw new Error(`node:24-bookworm-slim cannot be stood in for by Node ${process.version}: run with Node 24 (.ci/run installs it)`);
   const dir = await mkdtemp(path.join(tmpdir(), 'node-rootfs-'));
   try {
     await run('debootstrap', ['--variant=minbase', 'bookworm', dir, 'http://deb.debian.org/debian'], { maxBuffer: 64 * 1024 * 1024 });
@@ -63,7 +65,7 @@ async function makeNodeImage(): Promise<void> {
     await mkdir(path.join(dir, 'usr/local/share/stand-in'), { recursive: true });
     await cp('/etc/ssl/certs/ca-certificates.crt', path.join(dir, 'usr/local/share/stand-in/ca-certificates.crt'));
     await run('chroot', [dir, 'sh', '-c', 'groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node']);
-    await importRootfs(dir, 'node:20-bookworm-slim', [
+    await importRootfs(dir, 'node:24-bookworm-slim', [
       'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
       // node-gyp finds the headers here instead of downloading them.
       'ENV npm_config_nodedir=/usr/local',

@@ -90,4 +90,43 @@ describe('decideBuild', () => {
     payload.pull_request.merge_commit_sha = null;
     assert.throws(() => decideBuild('pull_request', 'd', payload, { ...ANY, buildRef: 'merge' }), /no merge_commit_sha/);
   });
+
+  describe('the repository fetched is the one the allow-list checked', () => {
+    const refused = (change: (payload: Record<string, any>) => void, message: RegExp) => {
+      const payload = merged();
+      change(payload);
+      assert.throws(() => decideBuild('pull_request', 'd', payload, { ...ANY, allowedRepositories: ['hostile/allowed', 'Codertocat/Hello-World'] }), (error: unknown) => {
+        assert.ok(error instanceof PayloadError, String(error));
+        assert.match(error.message, message);
+        return true;
+      });
+    };
+
+    it('refuses owner.login and name that differ from the full_name on the allow-list', () => {
+      refused((payload) => {
+        payload.repository.full_name = 'hostile/allowed';
+        payload.repository.owner.login = 'evil';
+        payload.repository.name = 'other';
+      }, /repository.full_name "hostile\/allowed" is not owner.login\/name \("evil\/other"\)/);
+    });
+
+    it('refuses names that would change the path of an API URL', () => {
+      refused((payload) => (payload.repository.name = '..'), /"repository.name": must not be . or ../);
+      refused((payload) => (payload.repository.name = 'a/../../b'), /"repository.name": must be a GitHub repository name/);
+      refused((payload) => (payload.repository.owner.login = '../x'), /"repository.owner.login": must be a GitHub account name/);
+    });
+
+    it('refuses an html_url that is not the http(s) URL of that repository', () => {
+      refused((payload) => (payload.repository.html_url = 'javascript:alert(1)//Codertocat/Hello-World'), /html_url "javascript:.*" must be the http\(s\) URL of Codertocat\/Hello-World/);
+      refused((payload) => (payload.repository.html_url = 'https://github.com/evil/other'), /must be the http\(s\) URL of Codertocat\/Hello-World/);
+      refused((payload) => (payload.repository.html_url = 'https://user:pw@github.com/Codertocat/Hello-World'), /html_url/);
+      refused((payload) => (payload.repository.html_url = `https://github.com/${'x'.repeat(5000)}`), /html_url "https:\/\/github.com\/x+…" must be/);
+    });
+
+    it('accepts GitHub Enterprise URLs and any letter case', () => {
+      const payload = merged();
+      payload.repository.html_url = 'https://ghe.example.com/codertocat/hello-world/';
+      assert.ok('build' in decideBuild('pull_request', 'd', payload, ANY));
+    });
+  });
 });

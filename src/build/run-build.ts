@@ -1,14 +1,17 @@
 import type { Readable } from 'node:stream';
 import { ContextError, ImageBuildError, SourceError, SpecError } from '../errors.js';
 import type { BuildRequest, Repository } from '../github/decide-build.js';
-import { createBuildContext, type BuildContext } from './context.js';
+import { createBuildContext, type BuildContext, type ContextOptions } from './context.js';
 import { explainFailedStep } from './explain-build-failure.js';
-import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, type BuildSpec } from './spec.js';
+import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from './spec.js';
 
 /** Reads a repository at a commit. */
 export interface SourceFetcher {
-  /** The file's text, or undefined when the commit has no such file. */
-  readFile(repository: Repository, sha: string, filePath: string, signal: AbortSignal): Promise<string | undefined>;
+  /**
+   * The file's text, or undefined when the commit has no such file. Reads at most `maxBytes` + 1 bytes,
+   * so that a caller can tell a file that is too large without anyone holding all of it.
+   */
+  readFile(repository: Repository, sha: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined>;
   /** The gzipped tarball of the whole repository, as GitHub serves it. */
   tarball(repository: Repository, sha: string, signal: AbortSignal): Promise<Readable>;
 }
@@ -42,8 +45,8 @@ export interface BuildPorts {
   pusher: ImagePusher;
   /** host[:port][/namespace] as the Docker engine reaches the registry. */
   registry: string;
-  /** Largest build context (uncompressed) a build may send to the engine. */
-  maxContextBytes: number;
+  /** How large a repository and its build context may be: MAX_CONTEXT_MB, MAX_REPOSITORY_MB, MAX_CONTEXT_ENTRIES. */
+  contextLimits: Pick<ContextOptions, 'maxBytes' | 'maxArchiveBytes' | 'maxEntries'>;
   /** The variables of BUILD_SECRET_VARIABLES and their values (undefined when not set). */
   secretVariables: Record<string, string | undefined>;
   /** The newest image of this name (registry/name) a build pushed, whose layers the next build may reuse. */
@@ -84,7 +87,7 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   const { repository, sha } = request;
   const { reporter, signal, retry } = session;
   reporter.log(`reading ${SPEC_FILE} of ${repository.fullName} at ${sha}`);
-  const specText = await retry(`reading ${SPEC_FILE}`, () => ports.source.readFile(repository, sha, SPEC_FILE, signal));
+  const specText = await retry(`reading ${SPEC_FILE}`, () => ports.source.readFile(repository, sha, SPEC_FILE, SPEC_MAX_BYTES, signal));
   if (specText === undefined) {
     throw new SpecError(
       `${SPEC_FILE} is not in ${repository.fullName} at ${sha.slice(0, 7)}: add it at the repository root, e.g. {"service_name": "my-app", "version": "1.0.0"}`,
@@ -139,7 +142,7 @@ async function buildImage(
   await retry('downloading and building', async () => {
     reporter.log(`downloading ${repository.fullName} at ${sha}`);
     const tarball = await ports.source.tarball(repository, sha, signal);
-    const context = createBuildContext(tarball, { context: spec.context, dockerfile: spec.dockerfile, maxBytes: ports.maxContextBytes });
+    const context = createBuildContext(tarball, { context: spec.context, dockerfile: spec.dockerfile, ...ports.contextLimits });
     reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
     if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
     try {

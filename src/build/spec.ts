@@ -3,6 +3,15 @@ import { z } from 'zod';
 import { SpecError } from '../errors.js';
 
 export const SPEC_FILE = 'dockerInfo.json';
+/** A dockerInfo.json is a few hundred bytes; the source reads at most one byte more than this. */
+export const SPEC_MAX_BYTES = 64 * 1024;
+const MAX_TAGS = 32;
+const MAX_BUILD_ARGS = 64;
+const MAX_BUILD_ARG_CHARS = 4096;
+/** Keys that name an object's machinery rather than data: refused wherever they stand. */
+const FORBIDDEN_KEYS = ['__proto__', 'constructor', 'prototype'];
+/** How much of a bad value an error quotes. */
+const QUOTED_CHARS = 60;
 
 /** What dockerInfo.json asks for, validated and normalised. */
 export interface BuildSpec {
@@ -57,10 +66,16 @@ const specSchema = z.object({
     .default('Dockerfile'),
   context: z.string({ error: 'must be a string' }).refine(insideRepository, `must be ${PATH_RULE}`).default(''),
   build_args: z
-    .record(z.string(), z.string({ error: 'must be a string (build args are text)' }), { error: 'must be an object of strings' })
+    .record(
+      z.string(),
+      z.string({ error: 'must be a string (build args are text)' }).max(MAX_BUILD_ARG_CHARS, `must be at most ${MAX_BUILD_ARG_CHARS} characters`),
+      { error: 'must be an object of strings' },
+    )
+    .refine((args) => Object.keys(args).length <= MAX_BUILD_ARGS, `must have at most ${MAX_BUILD_ARGS} entries`)
     .default({}),
   tags: z
     .array(z.string({ error: 'must be a string' }).regex(TAG_PATTERN, `must be ${TAG_RULE}`), { error: 'must be a list of tags' })
+    .max(MAX_TAGS, `must list at most ${MAX_TAGS} tags`)
     .default([]),
   target: z
     .string({ error: 'must be a string' })
@@ -94,6 +109,9 @@ const specSchema = z.object({
 
 /** Pure: the text of dockerInfo.json to a BuildSpec, or a SpecError naming the key, the value and the rule. */
 export function parseBuildSpec(text: string): BuildSpec {
+  if (Buffer.byteLength(text, 'utf8') > SPEC_MAX_BYTES) {
+    throw new SpecError(`${SPEC_FILE} is larger than ${SPEC_MAX_BYTES / 1024} KB; it needs only a few keys, e.g. {"service_name": "my-app", "version": "1.0.0"}`);
+  }
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -103,13 +121,15 @@ export function parseBuildSpec(text: string): BuildSpec {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new SpecError(`${SPEC_FILE} must be a JSON object such as {"service_name": "my-app", "version": "1.0.0"}`);
   }
+  const forbidden = forbiddenKeyPath(json);
+  if (forbidden) throw new SpecError(`${SPEC_FILE}: "${forbidden}" is not allowed: ${FORBIDDEN_KEYS.join(', ')} cannot be keys`);
   const result = specSchema.safeParse(json);
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const key = issue.path.map(String).join('.');
       // For a bad key, the value under it is not what is wrong.
       const value = issue.code === 'invalid_key' ? undefined : valueAt(json, issue.path);
-      const shown = value === undefined ? '' : ` = ${JSON.stringify(value)}`;
+      const shown = value === undefined ? '' : ` = ${quote(value)}`;
       return `"${key}"${shown} ${issue.message}`;
     });
     throw new SpecError(`${SPEC_FILE}: ${problems.join('; ')}`);
@@ -161,6 +181,24 @@ export function normaliseRelativePath(value: string): string | undefined {
   const normal = path.posix.normalize(value.replace(/\\/g, '/')).replace(/\/+$/, '');
   if (normal === '..' || normal.startsWith('../')) return undefined;
   return normal === '.' ? '' : normal;
+}
+
+/** A bad value as an error shows it: JSON, cut short, so that a huge value cannot make a huge error. */
+function quote(value: unknown): string {
+  if (typeof value === 'string' && value.length > QUOTED_CHARS) return JSON.stringify(`${value.slice(0, QUOTED_CHARS - 1)}…`);
+  const json = JSON.stringify(value) ?? String(value);
+  return json.length > QUOTED_CHARS ? `${json.slice(0, QUOTED_CHARS - 1)}…` : json;
+}
+
+/** The path of the first key named like object machinery (`__proto__`, …), at any depth. */
+function forbiddenKeyPath(value: unknown, path: string[] = []): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  for (const key of Object.keys(value)) {
+    if (FORBIDDEN_KEYS.includes(key)) return [...path, key].join('.');
+    const below = forbiddenKeyPath((value as Record<string, unknown>)[key], [...path, key]);
+    if (below) return below;
+  }
+  return undefined;
 }
 
 function valueAt(root: unknown, keys: PropertyKey[]): unknown {

@@ -16,22 +16,23 @@ export class GitHubSource implements SourceFetcher {
     this.http = createGitHubClient(apiUrl, token);
   }
 
-  async readFile(repository: Repository, sha: string, filePath: string, signal: AbortSignal): Promise<string | undefined> {
+  async readFile(repository: Repository, sha: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined> {
     const url = `/repos/${repositoryPath(repository)}/contents/${filePath.split('/').map(encodeURIComponent).join('/')}`;
-    const response = await this.request(repository, `${filePath} at ${sha.slice(0, 7)}`, () =>
-      this.http.get<string>(url, {
-        params: { ref: sha },
-        headers: { Accept: 'application/vnd.github.raw' },
-        responseType: 'text',
-        transformResponse: (data: string) => data,
-        signal,
-      }),
+    const what = `${filePath} at ${sha.slice(0, 7)}`;
+    const response = await this.request(repository, what, () =>
+      this.http.get<Readable>(url, { params: { ref: sha }, headers: { Accept: 'application/vnd.github.raw' }, responseType: 'stream', signal }),
     );
     if (response.status === 404) {
+      response.data.resume();
       this.throwIfPrivateWithoutToken(repository);
       return undefined;
     }
-    return response.data;
+    try {
+      return await readAtMost(response.data, maxBytes + 1);
+    } catch (error) {
+      if (error instanceof Error && (error.name === 'AbortError' || error.name === 'CanceledError')) throw error;
+      throw new SourceError(`the download of ${what} from ${repository.fullName} broke off (${describeError(error)})`, true);
+    }
   }
 
   async tarball(repository: Repository, sha: string, signal: AbortSignal): Promise<Readable> {
@@ -87,6 +88,18 @@ export class GitHubSource implements SourceFetcher {
       );
     }
   }
+}
+
+/** The stream's first `limit` bytes as UTF-8 text; the rest is not read (the stream is closed). */
+async function readAtMost(stream: Readable, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+    if (bytes >= limit) break; // leaving the loop destroys the stream
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
 }
 
 function repositoryPath(repository: Repository): string {

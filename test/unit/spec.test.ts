@@ -110,6 +110,24 @@ describe('dockerInfo.json rules', () => {
     rejects({ ...minimal, tags: ['ok', 'not ok'] }, /"tags.1" = "not ok"/);
   });
 
+  it('is bounded: file size, tags, build args; an error quotes only a short piece of a bad value', () => {
+    rejects(JSON.stringify({ ...minimal, padding: 'x'.repeat(64 * 1024) }), /dockerInfo.json is larger than 64 KB/);
+    rejects({ ...minimal, tags: Array.from({ length: 33 }, (_, n) => `t${n}`) }, /"tags" .*must list at most 32 tags/);
+    rejects({ ...minimal, build_args: Object.fromEntries(Array.from({ length: 65 }, (_, n) => [`A${n}`, '1'])) }, /"build_args" .*at most 64 entries/);
+    rejects({ ...minimal, build_args: { BIG: 'x'.repeat(4097) } }, /"build_args.BIG" = "x+…" must be at most 4096 characters/);
+    assert.throws(() => spec({ ...minimal, version: 'v'.repeat(50_000) }), (error: unknown) => {
+      assert.ok(error instanceof SpecError);
+      assert.ok(error.message.length < 300, `${error.message.length} characters`);
+      return true;
+    });
+  });
+
+  it('refuses keys that name object machinery, by name, at any depth', () => {
+    rejects('{"service_name": "a", "version": "1", "__proto__": {"x": 1}}', /"__proto__" is not allowed: __proto__, constructor, prototype cannot be keys/);
+    rejects('{"service_name": "a", "version": "1", "build_args": {"__proto__": "x"}}', /"build_args.__proto__" is not allowed/);
+    rejects({ ...minimal, secrets: { constructor: 'NPM_TOKEN' } }, /"secrets.constructor" is not allowed/);
+  });
+
   it('names every broken rule at once', () => {
     rejects({ service_name: 'A', version: '-' }, /"service_name" = "A".*; "version" = "-"/);
   });

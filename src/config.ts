@@ -73,6 +73,8 @@ const environmentSchema = z.object({
   SHUTDOWN_GRACE_S: integer(60, 0, 86400),
   MAX_QUEUED_BUILDS: integer(1000, 1, 1_000_000),
   MAX_CONTEXT_MB: integer(2048, 1, 1_048_576),
+  MAX_REPOSITORY_MB: integer(4096, 1, 1_048_576),
+  MAX_CONTEXT_ENTRIES: integer(200_000, 1, 100_000_000),
   ALLOWED_REPOSITORIES: commaList,
   BASE_BRANCHES: commaList,
   WEBHOOK_REPOSITORIES: commaList,
@@ -106,6 +108,8 @@ export interface Config {
   shutdownGraceMs: number;
   maxQueuedBuilds: number;
   maxContextBytes: number;
+  maxRepositoryBytes: number;
+  maxContextEntries: number;
   allowedRepositories: string[];
   baseBranches: string[];
   webhookRepositories: string[];
@@ -188,6 +192,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     shutdownGraceMs: values.SHUTDOWN_GRACE_S * 1000,
     maxQueuedBuilds: values.MAX_QUEUED_BUILDS,
     maxContextBytes: values.MAX_CONTEXT_MB * 1024 * 1024,
+    maxRepositoryBytes: values.MAX_REPOSITORY_MB * 1024 * 1024,
+    maxContextEntries: values.MAX_CONTEXT_ENTRIES,
     allowedRepositories: values.ALLOWED_REPOSITORIES,
     baseBranches: values.BASE_BRANCHES,
     webhookRepositories: values.WEBHOOK_REPOSITORIES,

@@ -46,7 +46,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     builder: engine,
     pusher: metrics.timedPusher(engine),
     registry: config.registry,
-    maxContextBytes: config.maxContextBytes,
+    contextLimits: { maxBytes: config.maxContextBytes, maxArchiveBytes: config.maxRepositoryBytes, maxEntries: config.maxContextEntries },
     secretVariables: config.buildSecretVariables,
     lastPushedImage: (repositoryRef) => store.lastPushedImage(repositoryRef),
     now,

@@ -2,8 +2,9 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar, { type Header, type Pack } from 'tar-stream';
-import { ContextError, describeError, SourceError } from '../errors.js';
+import { BuildFailure, ContextError, describeError, SourceError } from '../errors.js';
 import { collectGarbageAsBytesPass } from './stream-garbage.js';
+import { untilEndOfArchive } from './tar-end.js';
 
 export interface ContextOptions {
   /** Folder of the repository to use as the context; '' for the root. Already normalised. */
@@ -12,6 +13,10 @@ export interface ContextOptions {
   dockerfile: string;
   /** The context fails as soon as its files add up to more (MAX_CONTEXT_MB). */
   maxBytes: number;
+  /** The whole tarball, inflated, headers and files outside the context included (MAX_REPOSITORY_MB). */
+  maxArchiveBytes: number;
+  /** Entries of the whole tarball, folders and files outside the context included (MAX_CONTEXT_ENTRIES). */
+  maxEntries: number;
 }
 
 export interface ContextSummary {
@@ -58,9 +63,17 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
     // zlib says Z_BUF_ERROR when the input ends inside the stream: the download stopped early, not a bad file.
     fail(error.code === 'Z_BUF_ERROR' ? downloadBrokeOff(error) : new ContextError(`the repository tarball is not a valid gzip file: ${error.message}`)),
   );
-  tarball.pipe(gunzip).pipe(extract);
-  const inflated = collectGarbageAsBytesPass(GARBAGE_PACE);
-  gunzip.on('data', (chunk: Buffer) => inflated(chunk.length));
+  // The end-of-archive marker ends the context: nothing after it is downloaded or inflated.
+  tarball.pipe(gunzip).pipe(untilEndOfArchive(() => tarball.destroy())).pipe(extract);
+  const collectGarbage = collectGarbageAsBytesPass(GARBAGE_PACE);
+  let inflated = 0;
+  gunzip.on('data', (chunk: Buffer) => {
+    collectGarbage(chunk.length);
+    inflated += chunk.length;
+    if (inflated > options.maxArchiveBytes) {
+      fail(new ContextError(`the repository tarball inflates to more than MAX_REPOSITORY_MB=${megabytes(options.maxArchiveBytes)} MB: raise MAX_REPOSITORY_MB, or keep large files out of the repository`));
+    }
+  });
 
   // A failure is reported through `finished`; without this listener it would also crash the process.
   pack.on('error', () => {});
@@ -103,8 +116,13 @@ async function rerootEntries(
 ): Promise<ContextSummary> {
   const summary: ContextSummary = { entries: 0, bytes: 0, hasDockerfile: false };
   let sawContextFolder = options.context === '';
-  for await (const entry of extract) {
+  let archiveEntries = 0;
+  for await (const entry of readEntries(extract)) {
     const header = entry.header;
+    archiveEntries += 1;
+    if (archiveEntries > options.maxEntries) {
+      throw new ContextError(`the repository tarball has more than MAX_CONTEXT_ENTRIES=${options.maxEntries} entries: raise MAX_CONTEXT_ENTRIES, or keep generated files out of the repository`);
+    }
     const name = KEPT_TYPES.has(header.type) ? contextPath(header.name, options.context) : undefined;
     if (name === undefined) {
       entry.resume();
@@ -116,11 +134,11 @@ async function rerootEntries(
       continue;
     }
     if (summary.bytes + (header.size ?? 0) > options.maxBytes) {
-      const limit = Math.round(options.maxBytes / 1024 / 1024);
       throw new ContextError(
-        `the build context is larger than MAX_CONTEXT_MB=${limit} MB (at "${name}"): set "context" in dockerInfo.json to a smaller folder, or raise MAX_CONTEXT_MB`,
+        `the build context is larger than MAX_CONTEXT_MB=${megabytes(options.maxBytes)} MB (at "${name}"): set "context" in dockerInfo.json to a smaller folder, or raise MAX_CONTEXT_MB`,
       );
     }
+    if (header.type === 'symlink') checkSymlinkStaysInside(name, header.linkname ?? '');
     const linkname = header.type === 'link' ? hardLinkTarget(header, options.context) : header.linkname;
     const isDockerfile = name === options.dockerfile && header.type === 'file';
     if (isDockerfile && (header.size ?? 0) <= DOCKERFILE_KEPT_BYTES) collectText(entry as unknown as Readable, keepDockerfile);
@@ -165,6 +183,32 @@ export function contextPath(archiveName: string, context: string): string | unde
   if (context === '') return inRepository;
   if (inRepository === context) return '';
   return inRepository.startsWith(`${context}/`) ? inRepository.slice(context.length + 1) : undefined;
+}
+
+/**
+ * A relative symlink must resolve inside the context. An absolute one is kept as a link: the engine resolves it
+ * inside the context (or, in the image, inside the image), never on the host.
+ */
+function checkSymlinkStaysInside(name: string, target: string): void {
+  if (target === '' || path.posix.isAbsolute(target)) return;
+  const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(name), target));
+  if (resolved === '..' || resolved.startsWith('../')) {
+    throw new ContextError(`symlink "${name}" points outside the build context (to "${target}"): point it inside the "context" folder, or replace it with the file`);
+  }
+}
+
+/** tar-stream's entries; a failure of its own (a header that is not tar) is the tarball's, said as such. */
+async function* readEntries<Entry>(extract: AsyncIterable<Entry>): AsyncGenerator<Entry> {
+  try {
+    yield* extract;
+  } catch (error) {
+    if (error instanceof BuildFailure || (error instanceof Error && isAbort(error))) throw error;
+    throw new ContextError(`the repository tarball is not a valid tar archive (${describeError(error)})`);
+  }
+}
+
+function megabytes(bytes: number): number {
+  return Math.round(bytes / 1024 / 1024);
 }
 
 function hardLinkTarget(header: Header, context: string): string {

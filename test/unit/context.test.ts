@@ -36,6 +36,8 @@ async function entriesOf(stream: Readable): Promise<{ name: string; type: string
 
 const ROOT = 'octo-hello-abc1234/';
 const LIMIT = 1024 * 1024;
+/** Limits no test below reaches, but the ones that test them. */
+const ROOMY = { maxArchiveBytes: 1024 * LIMIT, maxEntries: 1000 };
 
 describe('build context from a GitHub tarball', () => {
   it("strips GitHub's top-level folder and keeps contents, folders and symlinks", async () => {
@@ -48,7 +50,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}src/current`, type: 'symlink', linkname: 'app.js' },
         { name: `${ROOT}abs-link`, type: 'symlink', linkname: '/etc/hostname' },
       ]),
-      { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT },
+      { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT, ...ROOMY },
     );
     const entries = await entriesOf(context.stream);
     assert.deepEqual(
@@ -63,7 +65,7 @@ describe('build context from a GitHub tarball', () => {
 
   it('keeps paths longer than the 100 bytes of a plain tar header, and longer than 255', async () => {
     const long = `${'a'.repeat(120)}/${'b'.repeat(90)}/${'c'.repeat(80)}.txt`;
-    const context = createBuildContext(await tarball([{ name: `${ROOT}${long}`, content: 'deep' }]), { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT });
+    const context = createBuildContext(await tarball([{ name: `${ROOT}${long}`, content: 'deep' }]), { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT, ...ROOMY });
     const [entry] = await entriesOf(context.stream);
     assert.equal(entry!.name, long);
     assert.equal(entry!.content, 'deep');
@@ -79,7 +81,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}services/web/app/index.js`, content: '1' },
         { name: `${ROOT}services/webby/not-this.txt`, content: 'similar prefix, other folder' },
       ]),
-      { context: 'services/web', dockerfile: 'Dockerfile', maxBytes: LIMIT },
+      { context: 'services/web', dockerfile: 'Dockerfile', maxBytes: LIMIT, ...ROOMY },
     );
     assert.deepEqual((await entriesOf(context.stream)).map((entry) => entry.name), ['Dockerfile', 'app/index.js']);
     assert.equal((await context.finished).hasDockerfile, true);
@@ -91,7 +93,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}web/a.txt`, content: 'x' },
         { name: `${ROOT}web/b.txt`, type: 'link', linkname: `${ROOT}web/a.txt` },
       ]),
-      { context: 'web', dockerfile: 'Dockerfile', maxBytes: LIMIT },
+      { context: 'web', dockerfile: 'Dockerfile', maxBytes: LIMIT, ...ROOMY },
     );
     const entries = await entriesOf(inside.stream);
     assert.deepEqual(entries.map(({ name, linkname }) => [name, linkname ?? null]), [['a.txt', null], ['b.txt', 'a.txt']]);
@@ -101,7 +103,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}secret.txt`, content: 'x' },
         { name: `${ROOT}web/b.txt`, type: 'link', linkname: `${ROOT}secret.txt` },
       ]),
-      { context: 'web', dockerfile: 'Dockerfile', maxBytes: LIMIT },
+      { context: 'web', dockerfile: 'Dockerfile', maxBytes: LIMIT, ...ROOMY },
     );
     outside.stream.resume();
     await assert.rejects(outside.finished, /hard link "octo-hello-abc1234\/web\/b.txt" points outside/);
@@ -112,8 +114,7 @@ describe('build context from a GitHub tarball', () => {
       const context = createBuildContext(await tarball([{ name: `${ROOT}ok.txt`, content: '1' }, { name: escape, content: 'evil' }]), {
         context: '',
         dockerfile: 'Dockerfile',
-        maxBytes: LIMIT,
-      });
+        maxBytes: LIMIT, ...ROOMY });
       context.stream.on('error', () => {});
       context.stream.resume();
       await assert.rejects(context.finished, (error: unknown) => error instanceof ContextError && /escapes the repository/.test(error.message));
@@ -122,7 +123,7 @@ describe('build context from a GitHub tarball', () => {
   }
 
   it('fails when the "context" folder is not in the repository', async () => {
-    const context = createBuildContext(await tarball([{ name: `${ROOT}Dockerfile`, content: '' }]), { context: 'missing', dockerfile: 'Dockerfile', maxBytes: LIMIT });
+    const context = createBuildContext(await tarball([{ name: `${ROOT}Dockerfile`, content: '' }]), { context: 'missing', dockerfile: 'Dockerfile', maxBytes: LIMIT, ...ROOMY });
     context.stream.on('error', () => {});
     context.stream.resume();
     await assert.rejects(context.finished, /"context" folder "missing" is not in the repository/);
@@ -135,7 +136,7 @@ describe('build context from a GitHub tarball', () => {
         { name: `${ROOT}b.bin`, content: 'x'.repeat(600) },
         { name: `${ROOT}c.bin`, content: 'never read' },
       ]),
-      { context: '', dockerfile: 'Dockerfile', maxBytes: 1000 },
+      { context: '', dockerfile: 'Dockerfile', maxBytes: 1000, ...ROOMY },
     );
     context.stream.on('error', () => {});
     context.stream.resume();
@@ -143,10 +144,67 @@ describe('build context from a GitHub tarball', () => {
   });
 
   it('fails with a clear error when the tarball is not gzip', async () => {
-    const context = createBuildContext(Readable.from([Buffer.from('<html>not a tarball</html>')]), { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT });
+    const context = createBuildContext(Readable.from([Buffer.from('<html>not a tarball</html>')]), { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT, ...ROOMY });
     context.stream.on('error', () => {});
     context.stream.resume();
     await assert.rejects(context.finished, /not a valid gzip file/);
+  });
+});
+
+describe('a build context is bounded, whatever the tarball holds', () => {
+  const build = (stream: Readable, limits: Partial<{ maxBytes: number; maxArchiveBytes: number; maxEntries: number; context: string }>) => {
+    const context = createBuildContext(stream, { context: '', dockerfile: 'Dockerfile', maxBytes: LIMIT, ...ROOMY, ...limits });
+    context.stream.on('error', () => {}).resume();
+    return context;
+  };
+
+  it('stops at the end-of-archive marker: what follows is neither downloaded nor inflated', async () => {
+    let sentMegabytes = 0;
+    const archive = (await tarball([{ name: `${ROOT}Dockerfile`, content: 'FROM scratch\n' }])) as Readable;
+    const [gzipped] = (await archive.toArray()) as Buffer[];
+    const { gunzipSync } = await import('node:zlib');
+    const tarBytes = gunzipSync(gzipped!);
+    async function* withZerosAfter() {
+      yield tarBytes;
+      for (; sentMegabytes < 1024; sentMegabytes += 1) yield Buffer.alloc(LIMIT);
+    }
+    const { createGzip } = await import('node:zlib');
+    const context = build(Readable.from(withZerosAfter()).pipe(createGzip()), {});
+    assert.deepEqual(await context.finished, { entries: 1, bytes: 13, hasDockerfile: true });
+    assert.ok(sentMegabytes < 64, `${sentMegabytes} MB of the 1 GB of zeros after the archive were read`);
+  });
+
+  it('counts every entry, those outside the context too (MAX_CONTEXT_ENTRIES)', async () => {
+    const entries = Array.from({ length: 11 }, (_, n) => ({ name: `${ROOT}elsewhere/empty-${n}`, content: '' }));
+    const context = build(await tarball(entries), { maxEntries: 10, context: 'app' });
+    await assert.rejects(context.finished, /more than MAX_CONTEXT_ENTRIES=10 entries/);
+  });
+
+  it('counts every inflated byte, headers and files outside the context too (MAX_REPOSITORY_MB)', async () => {
+    const entries = Array.from({ length: 300 }, (_, n) => ({ name: `${ROOT}elsewhere/empty-${n}`, content: '' }));
+    const context = build(await tarball(entries), { maxArchiveBytes: 100 * 1024, context: 'app' });
+    await assert.rejects(context.finished, /inflates to more than MAX_REPOSITORY_MB=0 MB/);
+  });
+
+  it('refuses a relative symlink that leaves the context, keeps one that stays, and keeps absolute ones as links', async () => {
+    const escaping = build(await tarball([{ name: `${ROOT}app/up`, type: 'symlink', linkname: '../../etc/passwd' }]), { context: 'app' });
+    await assert.rejects(escaping.finished, /symlink "up" points outside the build context \(to "..\/..\/etc\/passwd"\)/);
+    const toParentOfContext = build(await tarball([{ name: `${ROOT}app/sub/up`, type: 'symlink', linkname: '../../README.md' }]), { context: 'app' });
+    await assert.rejects(toParentOfContext.finished, /symlink "sub\/up" points outside the build context/);
+    const inside = build(
+      await tarball([
+        { name: `${ROOT}app/sub/up`, type: 'symlink', linkname: '../file.txt' },
+        { name: `${ROOT}app/abs`, type: 'symlink', linkname: '/usr/share/zoneinfo/UTC' },
+      ]),
+      { context: 'app' },
+    );
+    assert.equal((await inside.finished).entries, 2);
+  });
+
+  it('a gzip that holds no tar archive fails in the context stage, saying so', async () => {
+    const { gzipSync } = await import('node:zlib');
+    const context = build(Readable.from([gzipSync(Buffer.from('x'.repeat(2048)))]), {});
+    await assert.rejects(context.finished, (error: unknown) => error instanceof ContextError && /not a valid tar archive/.test(error.message));
   });
 });
 
@@ -168,7 +226,7 @@ async function startOfLargeTarball(bytes: number): Promise<Buffer> {
 describe('a tarball download that breaks off inside a file', () => {
   async function brokenDownload(breakOff: (download: PassThrough) => void) {
     const download = new PassThrough();
-    const context = createBuildContext(download, { context: '', dockerfile: 'Dockerfile', maxBytes: 10 * LIMIT });
+    const context = createBuildContext(download, { context: '', dockerfile: 'Dockerfile', maxBytes: 10 * LIMIT, ...ROOMY });
     const engineSide = context.stream.on('error', () => {}).resume();
     download.write(await startOfLargeTarball(1024 * 1024));
     await new Promise((resolve) => setTimeout(resolve, 20));

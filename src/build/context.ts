@@ -64,7 +64,9 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
     fail(error.code === 'Z_BUF_ERROR' ? downloadBrokeOff(error) : new ContextError(`the repository tarball is not a valid gzip file: ${error.message}`)),
   );
   // The end-of-archive marker ends the context: nothing after it is downloaded or inflated.
-  tarball.pipe(gunzip).pipe(untilEndOfArchive(() => tarball.destroy())).pipe(extract);
+  const endOfArchive = untilEndOfArchive(() => tarball.destroy());
+  endOfArchive.on('error', fail);
+  tarball.pipe(gunzip).pipe(endOfArchive).pipe(extract);
   const collectGarbage = collectGarbageAsBytesPass(GARBAGE_PACE);
   let inflated = 0;
   gunzip.on('data', (chunk: Buffer) => {

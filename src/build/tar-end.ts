@@ -48,7 +48,8 @@ export function untilEndOfArchive(onEnd: () => void): Transform {
       callback();
     },
     flush(callback: TransformCallback) {
-      callback(null, pending.length > 0 ? pending : undefined);
+      // After the marker the readable side has ended: what followed it (git pads to 10 KB records) is dropped.
+      callback(null, !ended && pending.length > 0 ? pending : undefined);
     },
   });
 }

@@ -174,6 +174,17 @@ describe('a build context is bounded, whatever the tarball holds', () => {
     assert.ok(sentMegabytes < 64, `${sentMegabytes} MB of the 1 GB of zeros after the archive were read`);
   });
 
+  it('ends cleanly when the download ends after the marker and its padding, as git archive pads to 10 KB records', async () => {
+    const archive = (await tarball([{ name: `${ROOT}Dockerfile`, content: 'FROM scratch\n' }])) as Readable;
+    const { gunzipSync, gzipSync } = await import('node:zlib');
+    const [gzipped] = (await archive.toArray()) as Buffer[];
+    const padded = Buffer.concat([gunzipSync(gzipped!), Buffer.alloc(10 * 1024)]);
+    for (const pieces of [[padded], [padded.subarray(0, 700), padded.subarray(700)]]) {
+      const context = build(Readable.from([gzipSync(Buffer.concat(pieces))]), {});
+      assert.deepEqual(await context.finished, { entries: 1, bytes: 13, hasDockerfile: true });
+    }
+  });
+
   it('counts every entry, those outside the context too (MAX_CONTEXT_ENTRIES)', async () => {
     const entries = Array.from({ length: 11 }, (_, n) => ({ name: `${ROOT}elsewhere/empty-${n}`, content: '' }));
     const context = build(await tarball(entries), { maxEntries: 10, context: 'app' });

@@ -13,9 +13,16 @@ export interface RegistryAuth {
   serveraddress: string;
 }
 
-/** Failures that may pass if tried again: the engine or the registry was not there for a moment. */
-const TRANSIENT =
-  /ECONNREFUSED|ECONNRESET|ENOENT|EPIPE|ETIMEDOUT|EAI_AGAIN|connection refused|connection reset|i\/o timeout|no such host|timeout|\b5\d\d\b|internal server error|bad gateway|too many requests|unavailable|blob unknown/i;
+/** Socket errors reaching the engine: it was not there for a moment, or not at that address. */
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOENT', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+/** HTTP answers of the engine that say "later", not "wrong" (a 500 is the build's: a missing Dockerfile, …). */
+const ENGINE_BUSY_STATUSES = new Set([502, 503, 504]);
+/**
+ * Inside a 200 stream the engine reports only text. These are its words for a registry it could not reach
+ * (a push, a base image's pull): the network's failures, with their HTTP reason phrases, never bare digits.
+ */
+const REGISTRY_UNREACHABLE =
+  /connection refused|connection reset by peer|i\/o timeout|no such host|TLS handshake timeout|unexpected EOF|502 Bad Gateway|503 Service Unavailable|504 Gateway Timeout|toomanyrequests|429 Too Many Requests|blob upload unknown/i;
 
 export type Builder = 'buildkit' | 'legacy';
 
@@ -145,8 +152,9 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
   }
 }
 
-function isTransient(message: string): boolean {
-  return TRANSIENT.test(message);
+/** Whether an error line inside an engine stream says the registry could not be reached. */
+export function isTransient(streamError: string): boolean {
+  return REGISTRY_UNREACHABLE.test(streamError);
 }
 
 /**
@@ -166,11 +174,12 @@ interface DialingModem {
   dial(options: object, callback: (error: Error | null, stream?: Readable) => void): void;
 }
 
-function engineFailure(error: unknown, stage: 'build' | 'push', reference?: string): Error {
+export function engineFailure(error: unknown, stage: 'build' | 'push', reference?: string): Error {
   if (error instanceof Error && error.name === 'AbortError') return error;
   const detail = engineMessage(error);
-  const denied = /EACCES/.test(detail);
-  const unreachable = denied || /ECONNREFUSED|ENOENT|socket hang up/.test(detail);
+  const { code, statusCode } = (error ?? {}) as { code?: unknown; statusCode?: unknown };
+  const denied = code === 'EACCES';
+  const unreachable = typeof code === 'string' && NETWORK_CODES.has(code);
   const message = denied
     ? `Docker engine socket refused (${detail}): give ci_service the socket's group (DOCKER_GID in .env: stat -c %g /var/run/docker.sock)`
     : unreachable
@@ -178,7 +187,8 @@ function engineFailure(error: unknown, stage: 'build' | 'push', reference?: stri
     : stage === 'build'
       ? `docker build failed: ${detail}`
       : `pushing ${reference} failed: ${detail}`;
-  const retryable = unreachable || isTransient(detail);
+  // An engine that refuses the socket, or answers 4xx or 500, will do the same again.
+  const retryable = unreachable || (typeof statusCode === 'number' && ENGINE_BUSY_STATUSES.has(statusCode));
   return stage === 'build' ? new ImageBuildError(message, retryable) : new PushError(message, retryable);
 }
 

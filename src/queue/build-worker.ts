@@ -129,10 +129,15 @@ export class BuildWorker {
       `build did not finish within BUILD_TIMEOUT_S=${Math.round(this.options.timeoutMs / 1000)} s; raise it or make the build faster`,
     );
     const timer = setTimeout(() => controller.abort(timeout), this.options.timeoutMs);
-    const retry = createRetry(this.options.retry, controller.signal, (message) => {
-      reporter.log(message);
-      log.warn({ retry: message }, 'retrying a build step');
-    });
+    const retry = createRetry(
+      this.options.retry,
+      controller.signal,
+      (message) => {
+        reporter.log(message);
+        log.warn({ retry: message }, 'retrying a build step');
+      },
+      { deadline: Date.now() + this.options.timeoutMs },
+    );
     try {
       const exclusive = <T>(imageName: string, action: () => Promise<T>) => {
         reporter.log(`waiting for other builds of ${imageName}, if any`);

@@ -19,7 +19,8 @@ export function createRetry(
   policy: RetryPolicy,
   signal: AbortSignal,
   onRetry: (message: string) => void,
-  random: () => number = Math.random,
+  /** deadline: when the build's time is up (epoch ms); a wait that would end later is not begun. */
+  { deadline = Infinity, random = Math.random }: { deadline?: number; random?: () => number } = {},
 ): Retry {
   return async (step, action) => {
     for (let retry = 1; ; retry += 1) {
@@ -29,6 +30,11 @@ export function createRetry(
         const transient = error instanceof BuildFailure && error.retryable;
         if (!transient || retry > policy.retries || signal.aborted) throw error;
         const delay = error.retryAfterMs ?? backoffDelay(retry, policy, random());
+        if (Date.now() + delay >= deadline) {
+          // A Retry-After of hours would outlive the build (and overflow a timer): fail now, saying why.
+          onRetry(`${step} failed (${describeError(error)}); not retried: waiting ${(delay / 1000).toFixed(0)} s would outlast BUILD_TIMEOUT_S`);
+          throw error;
+        }
         onRetry(`${step} failed (${describeError(error)}); retry ${retry} of ${policy.retries} in ${(delay / 1000).toFixed(1)} s`);
         await sleep(delay, signal);
       }

@@ -37,6 +37,18 @@ describe('retries', () => {
     assert.equal(calls, 1);
   });
 
+  it('fails at once when the Retry-After asked for would outlast the build', async () => {
+    const messages: string[] = [];
+    const retry = createRetry({ retries: 3, baseDelayMs: 1, maxDelayMs: 1 }, new AbortController().signal, (m) => messages.push(m), { deadline: Date.now() + 60_000 });
+    let calls = 0;
+    const started = Date.now();
+    const limited = new SourceError('GitHub rate limit reached (429)', true, 3600 * 1000);
+    await assert.rejects(retry('downloading', async () => { calls += 1; throw limited; }), (error: unknown) => error === limited);
+    assert.equal(calls, 1);
+    assert.ok(Date.now() - started < 1000);
+    assert.deepEqual(messages, ['downloading failed (GitHub rate limit reached (429)); not retried: waiting 3600 s would outlast BUILD_TIMEOUT_S']);
+  });
+
   it('stops waiting when the build is aborted', async () => {
     const controller = new AbortController();
     const retry = createRetry({ retries: 5, baseDelayMs: 60_000, maxDelayMs: 60_000 }, controller.signal, () => {});

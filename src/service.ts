@@ -111,6 +111,11 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     const listening = app.listen(config.port, () => resolve(listening));
     listening.once('error', reject);
   });
+  // Slow bodies and idle sockets are cut early: an unsigned sender cannot hold connections for minutes.
+  server.requestTimeout = config.requestTimeoutMs;
+  server.headersTimeout = Math.min(config.requestTimeoutMs, 10_000);
+  server.keepAliveTimeout = 5_000;
+  server.setTimeout(2 * config.requestTimeoutMs);
   const { port } = server.address() as AddressInfo;
   logger.info({ port, registry: config.registry, githubApiUrl: config.githubApiUrl, dataDir: config.dataDir, concurrency: config.buildConcurrency }, 'ci_service listening');
   webhookSync?.start();

@@ -1,24 +1,29 @@
 import { Webhooks } from '@octokit/webhooks';
+import { isUtf8 } from 'node:buffer';
 
-export type DeliveryVerdict = { ok: true } | { ok: false; reason: string };
+export type DeliveryVerdict = { ok: true; text: string } | { ok: false; reason: string };
 
 /**
- * Checks X-Hub-Signature-256 over the raw body, before anything parses it. The body comes decoded
- * once as UTF-8 (what GitHub sends), because @octokit/webhooks signs strings and the route parses the same text.
+ * Checks X-Hub-Signature-256 over the raw body, before anything parses it, and hands back its text.
+ * @octokit/webhooks signs text, so a body is verified only when it is valid UTF-8: its text then encodes back to
+ * exactly the bytes GitHub signed. A body that is not cannot be a GitHub delivery and is refused undecoded.
  * The legacy sha1 `X-Hub-Signature` header alone does not count: GitHub always sends sha256 too.
  */
 export function createDeliveryVerifier(secret: string) {
   const webhooks = new Webhooks({ secret });
-  return async function verifyDelivery(body: string, signature256: string | undefined): Promise<DeliveryVerdict> {
+  return async function verifyDelivery(body: Buffer, signature256: string | undefined): Promise<DeliveryVerdict> {
     if (!signature256) {
       return { ok: false, reason: 'missing X-Hub-Signature-256 header: set a secret on the GitHub webhook' };
     }
-    if (!signature256.startsWith('sha256=')) {
-      return { ok: false, reason: 'X-Hub-Signature-256 must look like sha256=<hex>' };
+    if (!/^sha256=[0-9a-f]{64}$/.test(signature256)) {
+      return { ok: false, reason: 'X-Hub-Signature-256 must look like sha256=<64 hex digits>' };
     }
-    const valid = body.length > 0 && (await webhooks.verify(body, signature256));
-    return valid
-      ? { ok: true }
+    if (body.length === 0 || !isUtf8(body)) {
+      return { ok: false, reason: 'the body is empty or not UTF-8, so it is not a signed GitHub delivery' };
+    }
+    const text = body.toString('utf8');
+    return (await webhooks.verify(text, signature256))
+      ? { ok: true, text }
       : { ok: false, reason: 'signature does not match: the webhook secret differs from WEBHOOK_SECRET, or the body was altered' };
   };
 }

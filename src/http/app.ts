@@ -6,10 +6,9 @@ import { buildsRoutes } from './builds-routes.js';
 import { healthRoute, type HealthDependencies } from './health-route.js';
 import { FOLLOW_BUILD_JS, PAGE_CSS } from './pages.js';
 import { requireAdmin } from './require-admin.js';
+import { unverifiedBodyBudget, WEBHOOK_BODY_BUDGET } from './unverified-body-budget.js';
 import { webhookRoute, type WebhookDependencies } from './webhook-route.js';
 
-/** GitHub sends at most 25 MB; a larger body is not a webhook delivery. */
-export const WEBHOOK_BODY_LIMIT = '25mb';
 
 export interface AppDependencies {
   webhook: WebhookDependencies;
@@ -25,8 +24,14 @@ export interface AppDependencies {
 export function createApp(deps: AppDependencies): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  // The raw reader comes first and alone: the signature is checked over the exact bytes GitHub sent.
-  app.post(['/webhook', '/makeimage'], express.raw({ type: () => true, limit: WEBHOOK_BODY_LIMIT }), webhookRoute(deps.webhook));
+  // The raw reader comes first and alone: the signature is checked over the exact bytes GitHub sent,
+  // and what unsigned senders can make the daemon hold meanwhile is bounded.
+  app.post(
+    ['/webhook', '/makeimage'],
+    unverifiedBodyBudget(WEBHOOK_BODY_BUDGET),
+    express.raw({ type: () => true, limit: WEBHOOK_BODY_BUDGET.maxBodyBytes }),
+    webhookRoute(deps.webhook),
+  );
   app.get('/healthz', healthRoute(deps.health));
   app.get('/assets/page.css', (_req, res) => void res.type('css').set('Cache-Control', 'max-age=300').send(PAGE_CSS));
   app.get('/assets/follow-build.js', (_req, res) => void res.type('js').set('Cache-Control', 'max-age=300').send(FOLLOW_BUILD_JS));
@@ -50,10 +55,6 @@ export function createApp(deps: AppDependencies): express.Express {
 function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const status = typeof error?.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
-    if (status === 413) {
-      res.status(413).json({ error: `body larger than ${WEBHOOK_BODY_LIMIT}: GitHub never sends more, so this is not a webhook delivery` });
-      return;
-    }
     if (status < 500) {
       res.status(status).json({ error: error.message ?? 'bad request' });
       return;

@@ -27,12 +27,12 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
   return async (req, res) => {
     const deliveryId = req.get('x-github-delivery') ?? '';
     const event = req.get('x-github-event') ?? '';
-    /** Every answer is logged with its outcome, and counted. */
+    /** Every answer is logged with its outcome, and counted; headers anyone may send are logged cut short. */
     const record = (outcome: string, level: 'info' | 'warn', fields: Record<string, unknown>, message: string) => {
       deps.onOutcome?.(outcome);
-      deps.logger[level]({ deliveryId: deliveryId || undefined, event: event || undefined, outcome, ...fields }, message);
+      deps.logger[level]({ deliveryId: clip(deliveryId), event: clip(event), outcome, ...fields }, message);
     };
-    const body = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
+    const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
 
     if (!deps.isAccepting()) {
       record('shutting_down', 'warn', {}, 'delivery refused');
@@ -48,7 +48,8 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
     try {
       if (!event) throw new PayloadError('missing X-GitHub-Event header');
       if (!deliveryId) throw new PayloadError('missing X-GitHub-Delivery header');
-      const decision = decideBuild(event, deliveryId, parseBody(req, body), deps.policy);
+      if (deliveryId.length > MAX_HEADER_CHARS || event.length > MAX_HEADER_CHARS) throw new PayloadError(`X-GitHub-Delivery and X-GitHub-Event are at most ${MAX_HEADER_CHARS} characters`);
+      const decision = decideBuild(event, deliveryId, parseBody(req, verdict.text), deps.policy);
       if ('ignored' in decision) {
         record('ignored', 'info', { reason: decision.ignored }, 'delivery ignored');
         answer(res, 200, { ignored: decision.ignored });
@@ -71,6 +72,14 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       answer(res, 400, { error: error.message });
     }
   };
+}
+
+/** GitHub's delivery ids are UUIDs and its event names short words. */
+const MAX_HEADER_CHARS = 100;
+
+function clip(header: string): string | undefined {
+  if (header === '') return undefined;
+  return header.length > MAX_HEADER_CHARS ? `${header.slice(0, MAX_HEADER_CHARS)}…` : header;
 }
 
 /**

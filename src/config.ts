@@ -37,10 +37,7 @@ const optionalText = z
 
 const environmentSchema = z.object({
   PORT: integer(8080, 0, 65535),
-  WEBHOOK_SECRET: z
-    .string({ error: 'is not set' })
-    .trim()
-    .min(1, 'is empty'),
+  WEBHOOK_SECRET: optionalText,
   GITHUB_API_URL: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL such as https://api.github.com' })
     .default('https://api.github.com')
@@ -83,9 +80,11 @@ const environmentSchema = z.object({
   NGROK_API_URL: optionalText.pipe(z.url({ protocol: /^https?$/, error: 'must be the ngrok agent API, e.g. http://ngrok_service:4040' }).optional()),
   WEBHOOK_SYNC_INTERVAL_S: integer(30, 5, 86400),
   ADMIN_TOKEN: optionalText.pipe(z.string().min(16, 'must be at least 16 characters (make one with `openssl rand -hex 32`)').optional()),
+  OPEN_PAGES: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
   BUILDER: z.enum(['buildkit', 'legacy'], { error: 'must be "buildkit" (the default) or "legacy" (for engines without BuildKit)' }).default('buildkit'),
   BUILD_SECRET_VARIABLES: commaList,
+  RUN_AS: optionalText.pipe(z.string().regex(/^[0-9]+:[0-9]+$/, 'must be uid:gid, e.g. 1000:1000').optional()),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
@@ -93,7 +92,8 @@ export type DockerAddress = { socketPath: string } | { host: string; port: numbe
 
 export interface Config {
   port: number;
-  webhookSecret: string;
+  /** Unset: generated at first start and kept under DATA_DIR (kept-secrets.ts). */
+  webhookSecret: string | undefined;
   githubApiUrl: string;
   githubToken: string | undefined;
   registry: string;
@@ -119,7 +119,10 @@ export interface Config {
   publicUrl: string | undefined;
   ngrokApiUrl: string | undefined;
   webhookSyncIntervalMs: number;
+  /** Unset and pages not open: generated at first start and kept under DATA_DIR. */
   adminToken: string | undefined;
+  /** OPEN_PAGES=true: the pages, the builds API and /metrics answer without a token. */
+  openPages: boolean;
   buildRef: 'head' | 'merge';
   builder: 'buildkit' | 'legacy';
   /**
@@ -127,16 +130,14 @@ export interface Config {
    * with their values; undefined where one is listed but not set.
    */
   buildSecretVariables: Record<string, string | undefined>;
+  /** Started as root (ci_service's image): the user to run as once the socket's group is known. */
+  runAs: { uid: number; gid: number } | undefined;
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
 /** What ci_service itself holds; a merged Dockerfile must never be able to read them. */
 const OWN_SECRETS = ['WEBHOOK_SECRET', 'GITHUB_TOKEN', 'REGISTRY_PASSWORD', 'ADMIN_TOKEN'];
 
-const HOW_TO_FIX: Record<string, string> = {
-  WEBHOOK_SECRET:
-    'set WEBHOOK_SECRET to the secret you gave the GitHub webhook (make one with `openssl rand -hex 32`), in .env or the environment',
-};
 
 /** Reads and validates the environment once; a bad value throws a ConfigError saying how to fix it. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
@@ -144,11 +145,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const given = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''));
   const result = environmentSchema.safeParse(given);
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => {
-      const name = String(issue.path[0] ?? 'environment');
-      const fix = HOW_TO_FIX[name];
-      return `${name} ${issue.message}${fix ? `: ${fix}` : ''}`;
-    });
+    const problems = result.error.issues.map((issue) => `${String(issue.path[0] ?? 'environment')} ${issue.message}`);
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const values = result.data;
@@ -169,6 +166,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const ownSecret = values.BUILD_SECRET_VARIABLES.find((name) => OWN_SECRETS.includes(name));
   if (ownSecret) {
     throw new ConfigError(`invalid configuration: BUILD_SECRET_VARIABLES must not hand ci_service's own ${ownSecret} to builds: give builds a variable of their own`);
+  }
+  if (values.OPEN_PAGES === 'true' && values.ADMIN_TOKEN) {
+    throw new ConfigError('invalid configuration: OPEN_PAGES=true opens the pages to anyone, so ADMIN_TOKEN would guard nothing: set one or the other');
   }
   if (Boolean(values.REGISTRY_USERNAME) !== Boolean(values.REGISTRY_PASSWORD)) {
     throw new ConfigError(
@@ -205,9 +205,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ngrokApiUrl: values.NGROK_API_URL?.replace(/\/+$/, ''),
     webhookSyncIntervalMs: values.WEBHOOK_SYNC_INTERVAL_S * 1000,
     adminToken: values.ADMIN_TOKEN,
+    openPages: values.OPEN_PAGES === 'true',
     buildRef: values.BUILD_REF,
     builder: values.BUILDER,
     buildSecretVariables: Object.fromEntries(values.BUILD_SECRET_VARIABLES.map((name) => [name, given[name]])),
+    runAs: values.RUN_AS ? { uid: Number(values.RUN_AS.split(':')[0]), gid: Number(values.RUN_AS.split(':')[1]) } : undefined,
     logLevel: values.LOG_LEVEL,
   };
 }

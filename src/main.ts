@@ -1,6 +1,7 @@
 import { loadConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './logger.js';
+import { dropPrivileges } from './run-as.js';
 import { startService } from './service.js';
 
 async function main(): Promise<void> {
@@ -12,7 +13,9 @@ async function main(): Promise<void> {
     process.stderr.write(`ci_service cannot start: ${error.message}\n`);
     process.exit(1);
   }
+  const privileges = dropPrivileges(config.runAs, 'socketPath' in config.docker ? config.docker.socketPath : undefined);
   const logger = createLogger(config.logLevel);
+  if (privileges) logger.info(privileges);
   const service = await startService(config, logger);
 
   let stopping = false;

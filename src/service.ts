@@ -5,6 +5,7 @@ import { DockerEngine } from './build/docker-engine.js';
 import { runBuild, type BuildPorts } from './build/run-build.js';
 import type { Config } from './config.js';
 import { describeError } from './errors.js';
+import { ADMIN_TOKEN, keptSecret, WEBHOOK_SECRET } from './kept-secrets.js';
 import { CommitStatusReporter } from './github/commit-status.js';
 import { createGitHubClient } from './github/github-client.js';
 import { GitHubSource } from './github/github-source.js';
@@ -35,6 +36,8 @@ export interface RunningService {
 /** The composition root: real adapters for every port, wired once. */
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
   const now = () => new Date();
+  const webhookSecret = await keptSecret(WEBHOOK_SECRET, config.webhookSecret, config.dataDir, logger);
+  const adminToken = config.openPages ? undefined : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
   const engine = new DockerEngine(
     new Dockerode(config.docker),
     config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
@@ -66,7 +69,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   let accepting = true;
   const app = createApp({
     webhook: {
-      verifyDelivery: createDeliveryVerifier(config.webhookSecret),
+      verifyDelivery: createDeliveryVerifier(webhookSecret),
       policy: { allowedRepositories: config.allowedRepositories, baseBranches: config.baseBranches, buildRef: config.buildRef },
       store,
       submit: (build) => worker.submit(build),
@@ -79,7 +82,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     health: { docker: () => engine.ping(), builder: config.builder, registry: createRegistryCheck(config.registryUrl), queue: () => worker.counts() },
     store,
     metrics: metrics.registry,
-    adminToken: config.adminToken,
+    adminToken,
     logger,
     now,
   });
@@ -88,7 +91,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     ? new WebhookSync({
         github,
         repositories: config.webhookRepositories,
-        secret: config.webhookSecret,
+        secret: webhookSecret,
         publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),
         intervalMs: config.webhookSyncIntervalMs,
         logger,

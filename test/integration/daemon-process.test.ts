@@ -1,20 +1,54 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDaemon } from '../support/daemon.js';
-import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
+import { examplePayloads, mergedPullRequest, sendDelivery } from '../support/deliveries.js';
 import { dockerUnavailable } from '../support/docker-environment.js';
 import { GitHubStandIn } from '../support/github-stand-in.js';
-import { LocalRegistry } from '../support/registry.js';
+import { LocalRegistry, waitFor } from '../support/registry.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
 const SECRET = 'daemon-process-secret';
 
 describe('the daemon process', () => {
-  it('refuses to start without WEBHOOK_SECRET, saying how to set it', async () => {
-    const daemon = await startDaemon({}, { waitUntilUp: false });
+  it('stops at start-up on a bad setting, saying how to fix it', async () => {
+    const daemon = await startDaemon({ BUILDER: 'kaniko' }, { waitUntilUp: false });
     assert.equal(await daemon.exited, 1);
-    assert.match(daemon.output(), /ci_service cannot start: invalid configuration: WEBHOOK_SECRET is not set: set WEBHOOK_SECRET/);
+    assert.match(daemon.output(), /ci_service cannot start: invalid configuration: BUILDER must be "buildkit" \(the default\) or "legacy"/);
+  });
+
+  it('with nothing set: generates WEBHOOK_SECRET and ADMIN_TOKEN, keeps them (0600), prints each once, and the pages need the token', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'ci-first-start-'));
+    try {
+      const first = await startDaemon({ DATA_DIR: dataDir, OPEN_PAGES: 'false', GITHUB_API_URL: 'http://127.0.0.1:9' });
+      const token = (await readFile(path.join(dataDir, 'admin-token'), 'utf8')).trim();
+      const secret = (await readFile(path.join(dataDir, 'webhook-secret'), 'utf8')).trim();
+      assert.match(token, /^[0-9a-f]{64}$/);
+      assert.match(secret, /^[0-9a-f]{64}$/);
+      assert.equal((await stat(path.join(dataDir, 'admin-token'))).mode & 0o777, 0o600);
+      assert.equal((await stat(path.join(dataDir, 'webhook-secret'))).mode & 0o777, 0o600);
+      assert.equal(first.output().split(token).length - 1, 1, 'the token is printed once');
+      assert.match(first.output(), /ADMIN_TOKEN was not set, so ci_service generated one and keeps it in .*admin-token/);
+      assert.match(first.output(), /WEBHOOK_SECRET was not set, so ci_service generated one .*give it to GitHub as the webhook's secret/);
+
+      assert.equal((await fetch(`${first.url}/builds`)).status, 401);
+      assert.equal((await fetch(`${first.url}/metrics`)).status, 401);
+      assert.equal((await fetch(`${first.url}/builds`, { headers: { authorization: `Bearer ${token}` } })).status, 200);
+      assert.equal((await fetch(`${first.url}/healthz`)).status === 401, false, '/healthz stays open');
+      const [ping] = examplePayloads('ping');
+      assert.equal((await sendDelivery(first.url, ping, { secret, event: 'ping' })).status, 200, 'deliveries signed with the kept secret pass');
+      first.child.kill('SIGTERM');
+      await first.exited;
+
+      const again = await startDaemon({ DATA_DIR: dataDir, OPEN_PAGES: 'false', GITHUB_API_URL: 'http://127.0.0.1:9' }, { waitUntilUp: false });
+      await waitFor(async () => (await fetch(`${again.url}/builds`, { headers: { authorization: `Bearer ${token}` } })).status === 200, 20_000, 'the restart');
+      assert.equal(again.output().includes(token), false, 'a restart uses the kept token and prints it no more');
+      again.child.kill('SIGKILL');
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

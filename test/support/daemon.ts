@@ -33,7 +33,8 @@ export async function startDaemon(
   const entry = options.compiled ? npmStartArguments() : ['--import', 'tsx', path.join(ROOT, 'src', 'main.ts')];
   const child = spawn(process.execPath, entry, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env, PORT: port },
+    // Pages open unless the test is about the token: polling builds needs no token then.
+    env: { PATH: process.env.PATH ?? '', OPEN_PAGES: env.ADMIN_TOKEN || env.OPEN_PAGES === 'false' ? 'false' : 'true', ...env, PORT: port },
     // quiet: the log goes to /dev/null, so a busy parent never blocks the daemon's synchronous writes.
     stdio: ['ignore', options.quiet ? 'ignore' : 'pipe', 'pipe'],
   });
@@ -62,7 +63,8 @@ export async function startDaemon(
     },
   };
   if (options.waitUntilUp !== false) {
-    await waitFor(async () => (await fetch(`${url}/builds?limit=1`)).ok, 20_000, `the daemon on ${url}\n${output}`);
+    // Any answer will do: /healthz is open, and says 503 while the engine or the registry is away.
+    await waitFor(async () => (await fetch(`${url}/healthz`)).status > 0, 20_000, `the daemon on ${url}\n${output}`);
   }
   return daemon;
 }

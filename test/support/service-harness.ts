@@ -31,7 +31,8 @@ export async function startTestService(env: Record<string, string>): Promise<Tes
       callback();
     },
   });
-  const config = loadConfig({ PORT: '0', WEBHOOK_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', DATA_DIR: dataDir, BUILD_RETRY_DELAY_MS: '200', ...env });
+  // Pages open: these tests read builds without a token (the token's own tests set ADMIN_TOKEN).
+  const config = loadConfig({ PORT: '0', WEBHOOK_SECRET: TEST_SECRET, OPEN_PAGES: env.ADMIN_TOKEN ? 'false' : 'true', LOG_LEVEL: 'debug', DATA_DIR: dataDir, BUILD_RETRY_DELAY_MS: '200', ...env });
   const service = await startService(config, createLogger(config.logLevel, destination));
   return {
     service,

@@ -73,6 +73,7 @@ const environmentSchema = z.object({
   MAX_CONTEXT_MB: integer(2048, 1, 1_048_576),
   MAX_REPOSITORY_MB: integer(4096, 1, 1_048_576),
   MAX_CONTEXT_ENTRIES: integer(200_000, 1, 100_000_000),
+  BUILD_CACHE_MB: integer(20_480, 0, 10_485_760),
   ALLOWED_REPOSITORIES: commaList,
   BASE_BRANCHES: commaList,
   WEBHOOK_REPOSITORIES: commaList,
@@ -113,6 +114,8 @@ export interface Config {
   maxContextBytes: number;
   maxRepositoryBytes: number;
   maxContextEntries: number;
+  /** BuildKit's cache on the engine is pruned down to this after each build; 0 never prunes. */
+  buildCacheBytes: number;
   allowedRepositories: string[];
   baseBranches: string[];
   webhookRepositories: string[];
@@ -198,6 +201,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxContextBytes: values.MAX_CONTEXT_MB * 1024 * 1024,
     maxRepositoryBytes: values.MAX_REPOSITORY_MB * 1024 * 1024,
     maxContextEntries: values.MAX_CONTEXT_ENTRIES,
+    buildCacheBytes: values.BUILD_CACHE_MB * 1024 * 1024,
     allowedRepositories: values.ALLOWED_REPOSITORIES,
     baseBranches: values.BASE_BRANCHES,
     webhookRepositories: values.WEBHOOK_REPOSITORIES,

@@ -42,6 +42,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     new Dockerode(config.docker),
     config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
     config.builder,
+    config.buildCacheBytes,
   );
   const metrics = new Metrics(() => worker.counts());
   const ports: BuildPorts = {

@@ -40,7 +40,30 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     private readonly docker: Dockerode,
     private readonly auth: RegistryAuth | undefined,
     private readonly builder: Builder = 'buildkit',
+    /** BuildKit's cache on the engine is pruned down to this after each build; 0 keeps it all. */
+    private readonly buildCacheBytes = 0,
   ) {}
+
+  /**
+   * Removes the tags a build made, once pushed (or failed): the registry holds the image, BuildKit's cache
+   * and the registry's inline cache hold what the next build reuses. Only these references are touched.
+   */
+  async removeImages(references: string[]): Promise<void> {
+    for (const reference of references) {
+      await this.docker
+        .getImage(reference)
+        .remove({ noprune: false })
+        .catch((error: { statusCode?: number }) => {
+          if (error.statusCode !== 404) throw engineFailure(error, 'build');
+        });
+    }
+  }
+
+  /** Keeps BuildKit's cache on the engine under BUILD_CACHE_MB; records in use by a running build stay. */
+  async pruneBuildCache(): Promise<void> {
+    if (this.builder !== 'buildkit' || this.buildCacheBytes === 0) return;
+    await dial(this.docker, { path: '/build/prune?', method: 'POST', options: { 'keep-storage': this.buildCacheBytes }, statusCodes: { 200: true, 500: 'server error' } });
+  }
 
   /** Answers when the engine does, and can build with the configured builder. */
   async ping(): Promise<void> {
@@ -162,16 +185,18 @@ export function isTransient(streamError: string): boolean {
  * open itself for version=2 (ours serves secrets too).
  */
 function dialBuild(docker: Dockerode, context: Readable, signal: AbortSignal, query: Record<string, unknown>): Promise<Readable> {
+  return dial(docker, { path: '/build?', method: 'POST', file: context, options: query, isStream: true, abortSignal: signal, statusCodes: { 200: true, 400: 'bad parameter', 500: 'server error' } });
+}
+
+/** One request through dockerode's modem, for the engine calls dockerode does not expose with their options. */
+function dial<T = Readable>(docker: Dockerode, request: object): Promise<T> {
   return new Promise((resolve, reject) => {
-    (docker.modem as unknown as DialingModem).dial(
-      { path: '/build?', method: 'POST', file: context, options: query, isStream: true, abortSignal: signal, statusCodes: { 200: true, 400: 'bad parameter', 500: 'server error' } },
-      (error, stream) => (error || !stream ? reject(error ?? new Error('no answer from the engine')) : resolve(stream)),
-    );
+    (docker.modem as unknown as DialingModem<T>).dial(request, (error, answer) => (error ? reject(error) : resolve(answer as T)));
   });
 }
 
-interface DialingModem {
-  dial(options: object, callback: (error: Error | null, stream?: Readable) => void): void;
+interface DialingModem<T> {
+  dial(options: object, callback: (error: Error | null, answer?: T) => void): void;
 }
 
 export function engineFailure(error: unknown, stage: 'build' | 'push', reference?: string): Error {

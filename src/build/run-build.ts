@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { ContextError, ImageBuildError, SourceError, SpecError } from '../errors.js';
+import { ContextError, describeError, ImageBuildError, SourceError, SpecError } from '../errors.js';
 import type { BuildRequest, Repository } from '../github/decide-build.js';
 import { createBuildContext, type BuildContext, type ContextOptions } from './context.js';
 import { explainFailedStep } from './explain-build-failure.js';
@@ -32,6 +32,10 @@ export interface ImageBuildOptions {
 
 export interface ImageBuilder {
   build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void>;
+  /** Removes these references from the engine (absent ones are fine). */
+  removeImages(references: string[]): Promise<void>;
+  /** Keeps the engine's build cache within its budget. */
+  pruneBuildCache(): Promise<void>;
 }
 
 export interface ImagePusher {
@@ -107,9 +111,13 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
     if (session.signal.aborted) throw session.signal.reason;
     const cacheFrom = await cacheSources(spec, repositoryRef, references, ports);
     const mask = secretMask(secrets);
-    await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
-    const digest = await pushTags(repositoryRef, spec.tags, ports, session);
-    return { image, tags: references, digest };
+    try {
+      await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
+      const digest = await pushTags(repositoryRef, spec.tags, ports, session);
+      return { image, tags: references, digest };
+    } finally {
+      await cleanUpEngine(references, ports, reporter);
+    }
   });
 }
 
@@ -183,6 +191,19 @@ function explainFromContext(context: BuildContext, spec: BuildSpec): Error | und
   return new SpecError(
     `Dockerfile "${spec.dockerfile}" is not in ${where}: add it, or set "dockerfile" (a path inside the context) in ${SPEC_FILE}`,
   );
+}
+
+/**
+ * The engine keeps nothing of a build but its cache: the pushed image lives in the registry. A failure here is
+ * logged, never the build's: the next build tries again.
+ */
+async function cleanUpEngine(references: string[], ports: BuildPorts, reporter: BuildReporter): Promise<void> {
+  try {
+    await ports.builder.removeImages(references);
+    await ports.builder.pruneBuildCache();
+  } catch (error) {
+    reporter.log(`ci_service: could not clean up the engine (${describeError(error)}); the next build tries again`);
+  }
 }
 
 /** A failed Dockerfile step, named with its line in the Dockerfile the context carried. */

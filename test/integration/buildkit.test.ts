@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
 import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
-import { BUSYBOX_IMAGE, docker, dockerUnavailable, ensureBusyboxImage, fileInImage, secondEngine } from '../support/docker-environment.js';
+import { BUSYBOX_IMAGE, docker, dockerUnavailable, ensureBusyboxImage, fileInImage, pulled, secondEngine } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { LocalRegistry } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
@@ -103,12 +103,12 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     assert.equal((await fileInImage(build.image!, '/proof')).content, 'usable\n');
 
     const saved: Buffer[] = [];
-    for await (const chunk of await docker.getImage(build.image!).get()) saved.push(chunk as Buffer);
+    for await (const chunk of await (await pulled(build.image!)).get()) saved.push(chunk as Buffer);
     const layersAndConfig = Buffer.concat(saved);
     assert.ok(layersAndConfig.length > 1000);
     // The RUN line (with the expected value in its text) is in the history; the secret file's content is in no layer.
     assert.equal(layersAndConfig.includes(`${NPM_TOKEN}\n`), false, 'the secret file is in no layer');
-    const history = JSON.stringify(await docker.getImage(build.image!).history());
+    const history = JSON.stringify(await (await pulled(build.image!)).history());
     assert.equal(history.split(NPM_TOKEN).length - 1, 1, 'only the Dockerfile\'s own RUN text names it, once');
 
     const log = await ci.getLog(build.id);
@@ -172,10 +172,19 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
 
   it('the OCI labels are set without steps of their own', async () => {
     const build = await built(ci, await buildkitRepository('labels'));
-    const inspected = await docker.getImage(build.image!).inspect();
+    const inspected = await (await pulled(build.image!)).inspect();
     assert.equal(inspected.Config.Labels['org.opencontainers.image.version'], '1.0.0');
     assert.ok(inspected.Config.Labels['org.opencontainers.image.revision']);
     assert.doesNotMatch(await ci.getLog(build.id), /LABEL/);
+  });
+
+  it('once pushed, the engine keeps no image of the build: the registry has it', async () => {
+    const build = await built(ci, await buildkitRepository('removed-after-push'));
+    assert.equal(build.status, 'succeeded', build.error);
+    await assert.rejects(docker.getImage(build.image!).inspect(), (error: { statusCode?: number }) => error.statusCode === 404);
+    const left = (await docker.listImages()).filter((image) => (image.RepoTags ?? []).some((tag) => tag.startsWith(`${registry.address}/ci-test/buildkit:`)));
+    assert.deepEqual(left, []);
+    assert.ok(await registry.digest('ci-test/buildkit', '1.0.0'));
   });
 
   it('/healthz names the builder', async () => {
@@ -273,5 +282,42 @@ describe('the registry cache: a build host that never built the image reuses its
     const step = log.split('\n').find((line) => /^#\d+ \[\d\/\d\] RUN echo "slow step/.test(line))!.split(' ')[0];
     assert.ok(log.split('\n').includes(`${step} CACHED`), `the slow step came from the registry:\n${log}`);
     assert.doesNotMatch(log, /^#\d+ [0-9.]+ slow step of /m);
+  });
+});
+
+/** Pruning touches the engine's whole BuildKit cache, so this runs last, after the tests that rely on it. */
+describe('the build cache is kept under BUILD_CACHE_MB (real engine)', { skip }, () => {
+  let github: GitHubStandIn;
+  let registry: LocalRegistry;
+  let ci: TestService;
+
+  before(async () => {
+    await ensureBusyboxImage();
+    github = await new GitHubStandIn().start();
+    registry = await new LocalRegistry().start();
+    ci = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, BUILD_CACHE_MB: '1' });
+  });
+
+  after(async () => {
+    await ci?.stop();
+    await github?.close();
+    await registry?.remove();
+  });
+
+  it('after a build whose layer is 4 MB, what the cache keeps unused is within 1 MB', async () => {
+    const repository = await github.addRepository('octo-org/cache-budget', path.join(FIXTURES, 'hello'), {
+      extraFiles: {
+        Dockerfile: 'FROM ci-test-busybox:latest\nCOPY big.txt /big.txt\nRUN cat /big.txt > /copy.txt\n',
+        'big.txt': randomUUID().repeat(120_000),
+        'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/cache-budget', version: '1.0.0' }),
+      },
+    });
+    const response = await sendDelivery(ci.url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET });
+    const { build } = (await response.json()) as { build: BuildView };
+    await ci.service.worker.onIdle();
+    assert.equal((await ci.getBuild(build.id)).status, 'succeeded');
+    const usage = (await docker.df()) as { BuildCache?: { Size: number; InUse: boolean }[] };
+    const unused = (usage.BuildCache ?? []).filter((record) => !record.InUse).reduce((sum, record) => sum + record.Size, 0);
+    assert.ok(unused <= 1024 * 1024, `${(unused / 1024 / 1024).toFixed(1)} MB of build cache left unused`);
   });
 });

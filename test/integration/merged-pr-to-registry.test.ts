@@ -3,7 +3,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
 import { mergedPullRequest, examplePullRequest, sendDelivery } from '../support/deliveries.js';
-import { docker, dockerUnavailable, ensureBusyboxImage, fileInImage } from '../support/docker-environment.js';
+import { dockerUnavailable, ensureBusyboxImage, fileInImage, pulled } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { freePort, LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
@@ -113,7 +113,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     const build = await mergeAndWait(ci, repository);
     assert.equal(build.status, 'succeeded', build.error);
 
-    const inspected = await docker.getImage(build.image!).inspect();
+    const inspected = await (await pulled(build.image!)).inspect();
     const labels = inspected.Config.Labels;
     assert.equal(labels.greeting, 'hello-from-build-args');
     assert.equal(labels['org.opencontainers.image.revision'], repository.sha);

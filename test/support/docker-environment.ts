@@ -45,8 +45,26 @@ export async function ensureBusyboxImage(image = BUSYBOX_IMAGE): Promise<boolean
   return true;
 }
 
-/** One file of an image, read through a container that is created (never started) and removed. */
+/**
+ * The image as the registry holds it: ci_service removes its images from the engine once pushed, so a test
+ * pulls what it inspects, as a user does. Idempotent.
+ */
+export async function pulled(reference: string, engine: Dockerode = docker): Promise<Dockerode.Image> {
+  const image = engine.getImage(reference);
+  const present = await image.inspect().then(
+    () => true,
+    () => false,
+  );
+  if (!present) {
+    const stream = await engine.pull(reference, { authconfig: {} });
+    await new Promise((resolve, reject) => engine.modem.followProgress(stream, (error) => (error ? reject(error) : resolve(undefined))));
+  }
+  return image;
+}
+
+/** One file of an image (pulled from the registry), read through a container that is created (never started) and removed. */
 export async function fileInImage(image: string, filePath: string): Promise<{ type: string; mode: number; content: string; linkname: string }> {
+  await pulled(image);
   const container = await docker.createContainer({ Image: image, Cmd: ['/none'] });
   try {
     const archive = await container.getArchive({ path: filePath });

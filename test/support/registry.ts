@@ -45,9 +45,11 @@ export class LocalRegistry {
   async remove(): Promise<void> {
     await this.stop();
     await rm(this.dir, { recursive: true, force: true });
-    const images = await docker.listImages();
-    const ours = images.flatMap((image) => image.RepoTags ?? []).filter((tag) => tag.startsWith(`${this.address}/`));
-    for (const tag of ours) await docker.getImage(tag).remove({ noprune: false }).catch(() => {});
+    // Tagged, and dangling ones (a moved tag leaves its old image known by its digest only).
+    const ours = (await docker.listImages()).filter((image) =>
+      [...(image.RepoTags ?? []), ...(image.RepoDigests ?? [])].some((name) => name.startsWith(`${this.address}/`)),
+    );
+    for (const image of ours) await docker.getImage(image.Id).remove({ force: true, noprune: false }).catch(() => {});
   }
 
   async tags(name: string): Promise<string[]> {

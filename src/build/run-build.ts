@@ -60,7 +60,10 @@ export interface BuildPorts {
 
 /** How a running build tells the outside what it is doing. */
 export interface BuildReporter {
+  /** A line of ci_service's own (what it does, retries, the failure). */
   log(text: string): void;
+  /** The engine's output: the build's steps and the push. */
+  output(text: string): void;
   /** The image and tags are known once dockerInfo.json is read. */
   imageResolved(image: string, tags: string[]): void;
 }
@@ -154,7 +157,7 @@ async function buildImage(
     reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
     if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
     try {
-      await ports.builder.build(context.stream, buildOptions, reporter.log, signal);
+      await ports.builder.build(context.stream, buildOptions, reporter.output, signal);
     } catch (error) {
       const explained = explainFromContext(context, spec) ?? explainFailedStepOf(error, spec, context, mask);
       // The engine may stop reading before the end (a failed step, a closed request): close the download too.
@@ -173,7 +176,7 @@ async function pushTags(repositoryRef: string, tags: string[], ports: BuildPorts
   for (const tag of tags) {
     digest = await retry(`pushing ${repositoryRef}:${tag}`, async () => {
       reporter.log(`pushing ${repositoryRef}:${tag}`);
-      return ports.pusher.push(repositoryRef, tag, reporter.log, signal);
+      return ports.pusher.push(repositoryRef, tag, reporter.output, signal);
     });
     reporter.log(`pushed ${repositoryRef}:${tag} ${digest}`);
   }
@@ -202,7 +205,7 @@ async function cleanUpEngine(references: string[], ports: BuildPorts, reporter: 
     await ports.builder.removeImages(references);
     await ports.builder.pruneBuildCache();
   } catch (error) {
-    reporter.log(`ci_service: could not clean up the engine (${describeError(error)}); the next build tries again`);
+    reporter.log(`could not clean up the engine (${describeError(error)}); the next build tries again`);
   }
 }
 
@@ -220,7 +223,11 @@ function secretMask(secrets: Record<string, string>): (text: string) => string {
 }
 
 function maskedReporter(reporter: BuildReporter, mask: (text: string) => string): BuildReporter {
-  return { log: (text) => reporter.log(mask(text)), imageResolved: (image, tags) => reporter.imageResolved(image, tags) };
+  return {
+    log: (text) => reporter.log(mask(text)),
+    output: (text) => reporter.output(mask(text)),
+    imageResolved: (image, tags) => reporter.imageResolved(image, tags),
+  };
 }
 
 export function ociLabels(request: BuildRequest, spec: BuildSpec, created: Date): Record<string, string> {

@@ -5,6 +5,8 @@ import { PAGE_SECURITY_POLICY, renderBuildList, renderBuildPage } from './pages.
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 500;
+/** Lines in one answer to a reader that follows a build (`?after=`). */
+const LOG_PAGE_LINES = 5000;
 
 // Browsers get pages; everything else (curl sends Accept: */*, APIs application/json) gets JSON.
 function wantsHtml(req: Request): boolean {
@@ -43,7 +45,7 @@ export function buildsRoutes(store: BuildStore, now: () => Date): Router {
       return;
     }
     if (wantsHtml(req)) {
-      const log = (await store.readLog(build.id)) ?? '';
+      const log = (await store.readLogAfter(build.id, 0, Number.MAX_SAFE_INTEGER)) ?? { lines: [], cursor: 0 };
       res.set('Content-Security-Policy', PAGE_SECURITY_POLICY).type('html').send(renderBuildPage(build, log, now()));
     } else {
       res.json({ build: buildView(build) });
@@ -51,12 +53,21 @@ export function buildsRoutes(store: BuildStore, now: () => Date): Router {
   });
 
   router.get('/builds/:id/log', async (req, res) => {
-    const log = await store.readLog(req.params.id);
-    if (log === undefined) {
+    const after = req.query.after === undefined ? 0 : Number(req.query.after);
+    if (!Number.isSafeInteger(after) || after < 0) {
+      res.status(400).json({ error: 'after must be the X-Log-Cursor of an earlier answer (a whole number ≥ 0)' });
+      return;
+    }
+    // Following a build asks for what it has not seen, a page at a time; the whole log is bounded by its cap.
+    const page = await store.readLogAfter(req.params.id, after, req.query.after === undefined ? Number.MAX_SAFE_INTEGER : LOG_PAGE_LINES);
+    if (page === undefined) {
       res.status(404).json({ error: `no build ${req.params.id}` });
       return;
     }
-    res.set('X-Content-Type-Options', 'nosniff').type('text/plain; charset=utf-8').send(log);
+    res
+      .set({ 'X-Content-Type-Options': 'nosniff', 'X-Log-Cursor': String(page.cursor) })
+      .type('text/plain; charset=utf-8')
+      .send(page.lines.map((line) => `${line}\n`).join(''));
   });
 
   return router;

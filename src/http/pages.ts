@@ -88,7 +88,7 @@ ${rows}
 }
 
 /** GET /builds/:id in a browser: the record and its log, followed live while the build runs. */
-export function renderBuildPage(build: BuildRecord, log: string, now: Date): string {
+export function renderBuildPage(build: BuildRecord, log: { lines: string[]; cursor: number }, now: Date): string {
   const { repository, prNumber, sha, baseRef, deliveryId } = build.request;
   const field = (label: string, value: string) => `<dt>${escapeHtml(label)}</dt><dd>${value}</dd>`;
   const fields = [
@@ -107,12 +107,12 @@ export function renderBuildPage(build: BuildRecord, log: string, now: Date): str
   ];
   const live = build.status === 'queued' || build.status === 'running';
   const body = `<h1>Build of ${escapeHtml(repository.fullName)} #${prNumber}</h1>
-<dl id="build" data-build-id="${escapeHtml(build.id)}" data-live="${live}">
+<dl id="build" data-build-id="${escapeHtml(build.id)}" data-live="${live}" data-log-cursor="${log.cursor}">
 ${fields.join('\n')}
 </dl>
 <h2 id="log-heading">Log</h2>
 <p><a href="/builds/${encodeURIComponent(build.id)}/log">Plain text</a>${live ? ' · this log follows the build as it runs' : ''}</p>
-<pre id="log" aria-labelledby="log-heading" tabindex="0">${escapeHtml(log) || 'No output yet.'}</pre>`;
+<pre id="log" aria-labelledby="log-heading" tabindex="0">${escapeHtml(log.lines.map((line) => `${line}\n`).join('')) || 'No output yet.'}</pre>`;
   return layout(`Build ${repository.fullName} #${prNumber}: ${build.status}`, body, live ? { script: '/assets/follow-build.js' } : {});
 }
 
@@ -145,23 +145,31 @@ pre { background: #f6f8fa; border: 1px solid var(--line); padding: .75rem; overf
 .status-queued { color: #4a5360; }
 `;
 
-/** Follows a running build: polls its record and log, reloads the page once it has finished. */
+/** Follows a running build: polls its record and the log lines it has not shown, reloads the page once it has finished. */
 export const FOLLOW_BUILD_JS = `
 (function () {
   var root = document.getElementById('build');
   if (!root || root.dataset.live !== 'true') return;
   var id = encodeURIComponent(root.dataset.buildId);
   var log = document.getElementById('log');
+  var cursor = root.dataset.logCursor || '0';
   var status = document.getElementById('build-status');
   var labels = { queued: '○ queued', running: '◐ running', succeeded: '✓ succeeded', failed: '✗ failed' };
   function poll() {
     Promise.all([
       fetch('/builds/' + id, { headers: { accept: 'application/json' }, credentials: 'same-origin' }).then(function (r) { return r.json(); }),
-      fetch('/builds/' + id + '/log', { credentials: 'same-origin' }).then(function (r) { return r.text(); })
+      fetch('/builds/' + id + '/log?after=' + cursor, { credentials: 'same-origin' }).then(function (r) {
+        return r.text().then(function (text) { return { text: text, cursor: r.headers.get('X-Log-Cursor') }; });
+      })
     ]).then(function (answers) {
       var build = answers[0].build;
       var atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-      log.textContent = answers[1] || 'No output yet.';
+      // Only the lines this page has not shown yet: a long log is never sent twice.
+      if (answers[1].text) {
+        if (cursor === '0') log.textContent = '';
+        log.append(answers[1].text);
+      }
+      cursor = answers[1].cursor || cursor;
       if (atBottom) log.scrollTop = log.scrollHeight;
       var badge = status.firstElementChild;
       badge.className = 'status status-' + build.status;

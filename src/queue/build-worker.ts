@@ -3,6 +3,7 @@ import { BuildFailure, BuildTimeoutError, describeError } from '../errors.js';
 import type { BuildRequest } from '../github/decide-build.js';
 import type { Logger } from '../logger.js';
 import type { BuildRecord, BuildStore } from './build-store.js';
+import { BuildLog, OWN_LINE_PREFIX } from './build-log.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createRetry, type RetryPolicy } from './retry.js';
 import { WaitingBuilds } from './waiting-builds.js';
@@ -59,7 +60,7 @@ export class BuildWorker {
         build.status === 'running'
           ? 'resumed: ci_service stopped while this build ran; running it again from the start'
           : 'resumed: taken up from the queue after a restart';
-      await this.store.appendLog(build.id, note);
+      await this.store.appendLog(build.id, `${OWN_LINE_PREFIX}${note}`);
       this.submit(await this.store.update(build.id, { status: 'queued', resumed: true }));
     }
     return unfinished.length;
@@ -162,7 +163,7 @@ export class BuildWorker {
     }
   }
 
-  /** Log lines reach the store in the order they were written. */
+  /** Log lines reach the store in the order they were written, cleaned and capped (build-log.ts). */
   private reporter(buildId: string): BuildReporter & { flushed(): Promise<void> } {
     let pending: Promise<void> = Promise.resolve();
     const enqueue = (write: () => Promise<unknown>) => {
@@ -171,8 +172,10 @@ export class BuildWorker {
         () => {},
       );
     };
+    const log = new BuildLog((line) => enqueue(() => this.store.appendLog(buildId, line)));
     return {
-      log: (text) => enqueue(() => this.store.appendLog(buildId, text)),
+      log: (text) => log.own(text),
+      output: (text) => log.output(text),
       imageResolved: (image, tags) => enqueue(() => this.store.update(buildId, { image, tags })),
       flushed: () => pending,
     };

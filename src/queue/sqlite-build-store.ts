@@ -119,6 +119,9 @@ export class SqliteBuildStore implements BuildStore {
       unfinished: this.db.prepare<[], BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq"),
       appendLog: this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)'),
       logLines: this.db.prepare<[string], { line: string }>('SELECT line FROM build_logs WHERE build_id = ? ORDER BY seq'),
+      logLinesAfter: this.db.prepare<[string, number, number], { seq: number; line: string }>(
+        'SELECT seq, line FROM build_logs WHERE build_id = ? AND seq > ? ORDER BY seq LIMIT ?',
+      ),
     };
     this.queued = this.sql.countQueued.get()!.queued;
   }
@@ -193,6 +196,12 @@ export class SqliteBuildStore implements BuildStore {
     if (!(await this.get(id))) return undefined;
     const lines = this.sql.logLines.all(id);
     return lines.map(({ line }) => `${line}\n`).join('');
+  }
+
+  async readLogAfter(id: string, cursor: number, limit: number): Promise<{ lines: string[]; cursor: number } | undefined> {
+    if (!this.sql.byId.get(id)) return undefined;
+    const rows = this.sql.logLinesAfter.all(id, cursor, limit);
+    return { lines: rows.map((row) => row.line), cursor: rows.at(-1)?.seq ?? cursor };
   }
 
   async close(): Promise<void> {

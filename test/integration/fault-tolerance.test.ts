@@ -62,7 +62,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
       const all = ((await (await fetch(`${second.url}/builds`)).json()) as { builds: BuildView[] }).builds;
       assert.equal(all.filter((b) => b.sha === repository.sha).length, 1);
       const log = await (await fetch(`${second.url}/builds/${id}/log`)).text();
-      assert.equal(log.match(/^pushed /gm)?.length, 1, log);
+      assert.equal(log.match(/^\[ci_service\] pushed /gm)?.length, 1, log);
       assert.match(log, /resumed: ci_service stopped while this build ran/);
       assert.deepEqual(await registry.tags('ci-test/slow'), ['1.0.0']);
     } finally {

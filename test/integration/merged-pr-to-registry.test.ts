@@ -63,6 +63,16 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     const log = await ci.getLog(build.id);
     assert.match(log, /^#\d+ \[1\/2\] COPY message.txt \/message.txt$/m, 'BuildKit\'s steps, as docker build prints them');
     assert.match(log, /pushed .*ci-test\/hello:latest sha256:/);
+    // A reader following the log gets only what it has not seen.
+    const whole = await fetch(`${ci.url}/builds/${build.id}/log`);
+    const cursor = whole.headers.get('x-log-cursor')!;
+    assert.match(cursor, /^[0-9]+$/);
+    const none = await fetch(`${ci.url}/builds/${build.id}/log?after=${cursor}`);
+    assert.equal(await none.text(), '');
+    assert.equal(none.headers.get('x-log-cursor'), cursor);
+    const fromStart = await (await fetch(`${ci.url}/builds/${build.id}/log?after=0`)).text();
+    assert.equal(fromStart, await whole.text());
+    assert.equal((await fetch(`${ci.url}/builds/${build.id}/log?after=-1`)).status, 400);
     const tarballRequest = github.requests.find((request) => request.path.includes(`/tarball/${repository.sha}`));
     assert.equal(tarballRequest?.authorization, `Bearer ${GITHUB_TOKEN}`);
   });

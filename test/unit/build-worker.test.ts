@@ -115,10 +115,11 @@ describe('build worker', () => {
     assert.equal((await store.get(second.id))?.error, 'unauthorized: authentication required');
   });
 
-  it('records the stage and message of a failure, and the log lines in order', async () => {
+  it('records the stage and message of a failure, and the log lines in order, its own told apart from the build\'s', async () => {
     const store = new SqliteBuildStore(':memory:');
     const failing: RunBuild = async (_req, session) => {
       session.reporter.log('first');
+      session.reporter.output('#1 \x1b[31mbuild output\x1b[0m');
       session.reporter.log('second');
       throw new PushError('pushing reg/app:1 failed: connection refused');
     };
@@ -129,7 +130,10 @@ describe('build worker', () => {
     const failed = await store.get(build.id);
     assert.equal(failed?.failedStage, 'push');
     assert.equal(failed?.error, 'pushing reg/app:1 failed: connection refused');
-    assert.equal(await store.readLog(build.id), 'first\nsecond\nFAILED (push): pushing reg/app:1 failed: connection refused\n');
+    assert.equal(
+      await store.readLog(build.id),
+      '[ci_service] first\n#1 build output\n[ci_service] second\n[ci_service] FAILED (push): pushing reg/app:1 failed: connection refused\n',
+    );
   });
 
   it('after pause() starts nothing more, and resumeUnfinished() takes up what was left', async () => {

@@ -31,9 +31,10 @@ function build(overrides: Partial<BuildRecord> = {}): BuildRecord {
 
 describe('builds pages', () => {
   it('escapes everything that comes from a payload or a log', () => {
-    const page = renderBuildPage(build(), `Step 1/1 : RUN echo "${hostile}"`, now);
+    const page = renderBuildPage(build(), { lines: [`Step 1/1 : RUN echo "${hostile}"`], cursor: 7 }, now);
     assert.ok(!page.includes('<script>alert'), 'no live script from a branch name, an error or a log');
     assert.match(page, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+    assert.match(page, /data-log-cursor="7"/, 'the page follows the log from where it stopped');
     assert.ok(!renderBuildList([build()], now).includes('<script>alert'));
   });
 
@@ -46,9 +47,9 @@ describe('builds pages', () => {
   });
 
   it('follows a running build with the script, and stops for a finished one', () => {
-    assert.match(renderBuildPage(build({ status: 'running', finishedAt: undefined }), '', now), /follow-build\.js/);
-    assert.doesNotMatch(renderBuildPage(build(), '', now), /follow-build\.js/);
-    assert.match(renderBuildPage(build(), '', now), /role="status" aria-live="polite"/);
+    assert.match(renderBuildPage(build({ status: 'running', finishedAt: undefined }), { lines: [], cursor: 0 }, now), /follow-build\.js/);
+    assert.doesNotMatch(renderBuildPage(build(), { lines: [], cursor: 0 }, now), /follow-build\.js/);
+    assert.match(renderBuildPage(build(), { lines: [], cursor: 0 }, now), /role="status" aria-live="polite"/);
   });
 
   it('formats durations and ages for people', () => {

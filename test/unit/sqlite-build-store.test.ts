@@ -135,4 +135,20 @@ describe('SQLite build store', () => {
     assert.deepEqual((await store.unfinished()).map((build) => build.id), [ids[0], ids[2]]);
     assert.equal(await store.readLog('unknown'), undefined);
   });
+
+  it('gives a reader the log lines after its cursor, a page at a time, whatever other builds write meanwhile', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const a = ((await store.add(request('la', '1'.repeat(40)), new Date(), 10)) as any).build.id as string;
+    const b = ((await store.add(request('lb', '2'.repeat(40)), new Date(), 10)) as any).build.id as string;
+    for (let n = 1; n <= 5; n += 1) {
+      await store.appendLog(a, `a${n}`);
+      await store.appendLog(b, `b${n}`);
+    }
+    const first = (await store.readLogAfter(a, 0, 2))!;
+    assert.deepEqual(first.lines, ['a1', 'a2']);
+    const second = (await store.readLogAfter(a, first.cursor, 10))!;
+    assert.deepEqual(second.lines, ['a3', 'a4', 'a5']);
+    assert.deepEqual(await store.readLogAfter(a, second.cursor, 10), { lines: [], cursor: second.cursor }, 'nothing new: the same cursor');
+    assert.equal(await store.readLogAfter('unknown', 0, 10), undefined);
+  });
 });

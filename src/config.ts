@@ -69,6 +69,7 @@ const environmentSchema = z.object({
   BUILD_RETRY_DELAY_MS: integer(2000, 1, 600_000),
   SHUTDOWN_GRACE_S: integer(60, 0, 86400),
   REQUEST_TIMEOUT_S: integer(15, 1, 3600),
+  RETENTION_DAYS: integer(30, 0, 36_500),
   MAX_QUEUED_BUILDS: integer(1000, 1, 1_000_000),
   MAX_CONTEXT_MB: integer(2048, 1, 1_048_576),
   MAX_REPOSITORY_MB: integer(4096, 1, 1_048_576),
@@ -108,6 +109,8 @@ export interface Config {
   buildRetries: number;
   buildRetryDelayMs: number;
   shutdownGraceMs: number;
+  /** Finished builds and their logs are deleted this long after they ended; 0 keeps them forever. */
+  retentionMs: number;
   /** A request (headers and body) must have arrived by then; GitHub itself waits 10 s for an answer. */
   requestTimeoutMs: number;
   maxQueuedBuilds: number;
@@ -197,6 +200,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     buildRetryDelayMs: values.BUILD_RETRY_DELAY_MS,
     shutdownGraceMs: values.SHUTDOWN_GRACE_S * 1000,
     requestTimeoutMs: values.REQUEST_TIMEOUT_S * 1000,
+    retentionMs: values.RETENTION_DAYS * 24 * 60 * 60 * 1000,
     maxQueuedBuilds: values.MAX_QUEUED_BUILDS,
     maxContextBytes: values.MAX_CONTEXT_MB * 1024 * 1024,
     maxRepositoryBytes: values.MAX_REPOSITORY_MB * 1024 * 1024,

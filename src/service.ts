@@ -16,6 +16,7 @@ import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import type { BuildStore } from './queue/build-store.js';
 import { BuildWorker, type BuildObserver } from './queue/build-worker.js';
+import { RetentionSweeper } from './queue/retention.js';
 import { SqliteBuildStore } from './queue/sqlite-build-store.js';
 import { createRegistryCheck } from './registry/registry-check.js';
 
@@ -108,6 +109,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     (error: unknown) => logger.warn({ error: describeError(error) }, 'the Docker engine does not answer yet; builds wait for it'),
   );
 
+  const retention = config.retentionMs > 0 ? new RetentionSweeper(store, config.retentionMs, logger, now) : undefined;
+  retention?.start();
+
   const resumed = await worker.resumeUnfinished();
   if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');
 
@@ -132,6 +136,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     webhookSync,
     async stop() {
       accepting = false;
+      retention?.stop();
       await webhookSync?.stop();
       worker.pause();
       const finished = await Promise.race([worker.onIdle().then(() => true), delay(config.shutdownGraceMs).then(() => false)]);

@@ -54,5 +54,7 @@ export interface BuildStore {
    * from next time; undefined for an unknown build. What a reader following a build polls for.
    */
   readLogAfter(id: string, cursor: number, limit: number): Promise<{ lines: string[]; cursor: number } | undefined>;
+  /** Deletes finished builds (with their logs and delivery ids) that ended before `cutoff`; how many went. */
+  deleteFinishedBefore(cutoff: Date): Promise<number>;
   close(): Promise<void>;
 }

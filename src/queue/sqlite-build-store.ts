@@ -204,6 +204,17 @@ export class SqliteBuildStore implements BuildStore {
     return { lines: rows.map((row) => row.line), cursor: rows.at(-1)?.seq ?? cursor };
   }
 
+  async deleteFinishedBefore(cutoff: Date): Promise<number> {
+    // Logs and delivery ids first: they refer to the build. One transaction: never half a build.
+    return this.db.transaction(() => {
+      const old = "SELECT id FROM builds WHERE status IN ('succeeded', 'failed') AND finished_at < ?";
+      const at = cutoff.toISOString();
+      this.db.prepare(`DELETE FROM build_logs WHERE build_id IN (${old})`).run(at);
+      this.db.prepare(`DELETE FROM deliveries WHERE build_id IN (${old})`).run(at);
+      return this.db.prepare(`DELETE FROM builds WHERE id IN (${old})`).run(at).changes;
+    })();
+  }
+
   async close(): Promise<void> {
     await this.checkpointer?.stop();
     if (this.db.open) this.db.close();

@@ -1,0 +1,40 @@
+import { describeError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { BuildStore } from './build-store.js';
+
+const SWEEP_EVERY_MS = 60 * 60 * 1000;
+
+/** Deletes builds and their logs RETENTION_DAYS after they ended: at start, then every hour. */
+export class RetentionSweeper {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: BuildStore,
+    private readonly retentionMs: number,
+    private readonly logger: Logger,
+    private readonly now: () => Date,
+  ) {}
+
+  start(): void {
+    void this.sweepNow();
+    this.timer = setInterval(() => void this.sweepNow(), SWEEP_EVERY_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** One sweep; never throws (a failure is logged and the next sweep tries again). */
+  async sweepNow(): Promise<number> {
+    const cutoff = new Date(this.now().getTime() - this.retentionMs);
+    try {
+      const deleted = await this.store.deleteFinishedBefore(cutoff);
+      if (deleted > 0) this.logger.info({ deleted, before: cutoff.toISOString() }, 'deleted builds past RETENTION_DAYS');
+      return deleted;
+    } catch (error) {
+      this.logger.warn({ error: describeError(error) }, 'could not delete old builds; trying again in an hour');
+      return 0;
+    }
+  }
+}

@@ -75,6 +75,19 @@ const environmentSchema = z.object({
   MAX_REPOSITORY_MB: integer(4096, 1, 1_048_576),
   MAX_CONTEXT_ENTRIES: integer(200_000, 1, 100_000_000),
   BUILD_CACHE_MB: integer(20_480, 0, 10_485_760),
+  BUILD_MEMORY_MB: integer(0, 0, 1_048_576),
+  BUILD_CPUS: z
+    .string()
+    .optional()
+    .transform((value, ctx) => {
+      if (value === undefined || value.trim() === '') return 0;
+      const cpus = Number(value);
+      if (!Number.isFinite(cpus) || cpus < 0 || cpus > 1024) {
+        ctx.addIssue({ code: 'custom', message: 'must be a number of CPUs from 0 (no limit) to 1024, e.g. 1.5' });
+        return z.NEVER;
+      }
+      return cpus;
+    }),
   ALLOWED_REPOSITORIES: commaList,
   BASE_BRANCHES: commaList,
   WEBHOOK_REPOSITORIES: commaList,
@@ -119,6 +132,8 @@ export interface Config {
   maxContextEntries: number;
   /** BuildKit's cache on the engine is pruned down to this after each build; 0 never prunes. */
   buildCacheBytes: number;
+  /** Memory and CPUs of a build's containers (0: no limit); the engine applies them with BUILDER=legacy only. */
+  buildLimits: { memoryBytes: number; cpus: number };
   allowedRepositories: string[];
   baseBranches: string[];
   webhookRepositories: string[];
@@ -206,6 +221,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxRepositoryBytes: values.MAX_REPOSITORY_MB * 1024 * 1024,
     maxContextEntries: values.MAX_CONTEXT_ENTRIES,
     buildCacheBytes: values.BUILD_CACHE_MB * 1024 * 1024,
+    buildLimits: { memoryBytes: values.BUILD_MEMORY_MB * 1024 * 1024, cpus: values.BUILD_CPUS },
     allowedRepositories: values.ALLOWED_REPOSITORIES,
     baseBranches: values.BASE_BRANCHES,
     webhookRepositories: values.WEBHOOK_REPOSITORIES,

@@ -44,10 +44,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
     config.builder,
     config.buildCacheBytes,
+    config.buildLimits,
   );
+  const github = createGitHubClient(config.githubApiUrl, config.githubToken);
   const metrics = new Metrics(() => worker.counts());
   const ports: BuildPorts = {
-    source: new GitHubSource(config.githubApiUrl, config.githubToken),
+    source: new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined),
     builder: engine,
     pusher: metrics.timedPusher(engine),
     registry: config.registry,
@@ -57,7 +59,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     now,
   };
   const store = SqliteBuildStore.inDataDir(config.dataDir);
-  const github = createGitHubClient(config.githubApiUrl, config.githubToken);
   const observers: BuildObserver[] = [metrics];
   if (config.githubToken) observers.push(new CommitStatusReporter(github, config.publicUrl, logger));
   const worker = new BuildWorker(store, (request, session) => runBuild(request, ports, session), {

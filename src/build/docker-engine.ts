@@ -42,7 +42,19 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     private readonly builder: Builder = 'buildkit',
     /** BuildKit's cache on the engine is pruned down to this after each build; 0 keeps it all. */
     private readonly buildCacheBytes = 0,
+    /**
+     * Memory and CPUs of the containers a build's steps run in (0: none). Docker 20.10's BuildKit ignores
+     * these (and cgroupparent) on /build, measured: only the legacy builder applies them; see README.md.
+     */
+    private readonly limits: { memoryBytes: number; cpus: number } = { memoryBytes: 0, cpus: 0 },
   ) {}
+
+  private limitQuery(): Record<string, number> {
+    return {
+      ...(this.limits.memoryBytes > 0 ? { memory: this.limits.memoryBytes, memswap: this.limits.memoryBytes } : {}),
+      ...(this.limits.cpus > 0 ? { cpuperiod: 100_000, cpuquota: Math.round(this.limits.cpus * 100_000) } : {}),
+    };
+  }
 
   /**
    * Removes the tags a build made, once pushed (or failed): the registry holds the image, BuildKit's cache
@@ -111,6 +123,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
         buildargs: { ...options.buildArgs, BUILDKIT_INLINE_CACHE: '1' },
         labels: options.labels,
         ...(options.cacheFrom.length > 0 ? { cachefrom: JSON.stringify(options.cacheFrom) } : {}),
+        ...this.limitQuery(),
       };
       const stream = await dialBuild(this.docker, context, signal, query);
       const outcome = await readProgress(stream, onLog, (data) => trace.feed(data));
@@ -140,6 +153,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
         labels: options.labels,
         rm: true,
         forcerm: true,
+        ...this.limitQuery(),
         abortSignal: signal,
       });
     } catch (error) {

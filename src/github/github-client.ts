@@ -1,6 +1,9 @@
 import axios, { type AxiosInstance } from 'axios';
 
-/** One HTTP client for GitHub's REST API: every status is returned, callers decide what it means. */
+/**
+ * One HTTP client for GitHub's REST API: every status is returned, callers decide what it means.
+ * No call waits on GitHub for more than 30 s without a byte (a stalled download too).
+ */
 export function createGitHubClient(apiUrl: string, token: string | undefined): AxiosInstance {
   return axios.create({
     baseURL: apiUrl,
@@ -11,6 +14,7 @@ export function createGitHubClient(apiUrl: string, token: string | undefined): A
       ...(token ? { Authorization: `Bearer ${token}` } : {}),
     },
     validateStatus: () => true,
+    timeout: 30_000,
     maxRedirects: 5,
   });
 }

@@ -3,18 +3,16 @@ import type { Readable } from 'node:stream';
 import type { SourceFetcher } from '../build/run-build.js';
 import { describeError, SourceError } from '../errors.js';
 import type { Repository } from './decide-build.js';
-import { createGitHubClient } from './github-client.js';
 
 /** GitHub's REST API (or GitHub Enterprise, or a stand-in) as a SourceFetcher. */
 export class GitHubSource implements SourceFetcher {
-  private readonly http: AxiosInstance;
-
   constructor(
+    /** The one GitHub client (github-client.ts). */
+    private readonly http: AxiosInstance,
     private readonly apiUrl: string,
-    private readonly token: string | undefined,
-  ) {
-    this.http = createGitHubClient(apiUrl, token);
-  }
+    /** Whether that client sends GITHUB_TOKEN: a private repository's 404 then means something else. */
+    private readonly hasToken: boolean,
+  ) {}
 
   async readFile(repository: Repository, sha: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined> {
     const url = `/repos/${repositoryPath(repository)}/contents/${filePath.split('/').map(encodeURIComponent).join('/')}`;
@@ -82,7 +80,7 @@ export class GitHubSource implements SourceFetcher {
   }
 
   private throwIfPrivateWithoutToken(repository: Repository): void {
-    if (repository.private && !this.token) {
+    if (repository.private && !this.hasToken) {
       throw new SourceError(
         `${repository.fullName} is private and GITHUB_TOKEN is not set: set GITHUB_TOKEN to a token that can read its contents`,
       );

@@ -22,6 +22,8 @@ export class WebhookSync {
   private syncedUrl: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
+  /** Aborted by stop(): a GitHub that never answers does not hold a shutdown. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: WebhookSyncOptions) {}
 
@@ -33,6 +35,7 @@ export class WebhookSync {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.stopping.abort();
     await this.running;
   }
 
@@ -72,19 +75,20 @@ export class WebhookSync {
 
   private async syncRepository(repository: string, url: string): Promise<string> {
     const { github, secret } = this.options;
-    const hooks = expect(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 } }), repository);
+    const signal = this.stopping.signal;
+    const hooks = expect(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 }, signal }), repository);
     const plan = planWebhook(hooks.data);
     const body = { active: true, events: ['pull_request'], config: { url, content_type: 'json', secret, insecure_ssl: '0' } };
     let action: string;
     if ('create' in plan.write) {
-      expect(await github.post(`/repos/${repository}/hooks`, { name: 'web', ...body }), repository);
+      expect(await github.post(`/repos/${repository}/hooks`, { name: 'web', ...body }, { signal }), repository);
       action = 'created';
     } else {
-      expect(await github.patch(`/repos/${repository}/hooks/${plan.write.update}`, body), repository);
+      expect(await github.patch(`/repos/${repository}/hooks/${plan.write.update}`, body, { signal }), repository);
       action = `updated hook ${plan.write.update}`;
     }
     for (const id of plan.remove) {
-      expect(await github.delete(`/repos/${repository}/hooks/${id}`), repository);
+      expect(await github.delete(`/repos/${repository}/hooks/${id}`, { signal }), repository);
       action += `, removed duplicate hook ${id}`;
     }
     return action;

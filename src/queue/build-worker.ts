@@ -20,6 +20,11 @@ export interface WorkerOptions {
   observers?: BuildObserver[];
   concurrency: number;
   timeoutMs: number;
+  /**
+   * After a timeout, how long the slot waits for the build to stop on the engine (aborting the request cancels
+   * it there) before another build may have it. Default 60 s.
+   */
+  stopWaitMs?: number;
   retry: RetryPolicy;
   logger: Logger;
   now?: () => Date;
@@ -139,12 +144,13 @@ export class BuildWorker {
       },
       { deadline: Date.now() + this.options.timeoutMs },
     );
+    let running: Promise<BuildResult> | undefined;
     try {
       const exclusive = <T>(imageName: string, action: () => Promise<T>) => {
         reporter.log(`waiting for other builds of ${imageName}, if any`);
         return this.imageLock.run(imageName, build.seq, controller.signal, action);
       };
-      const running = this.run(build.request, { reporter, signal: controller.signal, retry, exclusive });
+      running = this.run(build.request, { reporter, signal: controller.signal, retry, exclusive });
       const result = await Promise.race([running, rejectOnAbort(controller.signal)]);
       await reporter.flushed();
       const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() });
@@ -160,7 +166,23 @@ export class BuildWorker {
       log.warn({ stage, error: describeError(error) }, 'build failed');
     } finally {
       clearTimeout(timer);
+      // The build is recorded as failed at once; its slot waits until the engine has stopped it.
+      if (controller.signal.aborted && running) await this.untilStopped(running, log);
     }
+  }
+
+  private async untilStopped(running: Promise<unknown>, log: Logger): Promise<void> {
+    const waitMs = this.options.stopWaitMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([
+      running.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
+    ]);
+    clearTimeout(timer);
+    if (!stopped) log.warn({ waitedMs: waitMs }, 'a timed-out build has not stopped; its slot goes to the next build');
   }
 
   /** Log lines reach the store in the order they were written, cleaned and capped (build-log.ts). */

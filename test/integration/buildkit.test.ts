@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
 import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
 import { BUSYBOX_IMAGE, docker, dockerUnavailable, ensureBusyboxImage, fileInImage, pulled, secondEngine } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
-import { LocalRegistry } from '../support/registry.js';
+import { LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
@@ -187,6 +189,23 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     assert.ok(await registry.digest('ci-test/buildkit', '1.0.0'));
   });
 
+  it('a build past BUILD_TIMEOUT_S is cancelled on the engine: its RUN step\'s process is gone', async () => {
+    const quick = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, BUILD_TIMEOUT_S: '3' });
+    try {
+      const repository = await buildkitRepository('timed-out', {
+        Dockerfile: 'FROM ci-test-busybox:latest\nCOPY nonce.txt /nonce.txt\nRUN echo sleeping && sleep 317\n',
+        'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/timed-out', version: '1.0.0' }),
+      });
+      const build = await built(quick, repository);
+      assert.equal(build.failedStage, 'timeout', build.error);
+      assert.match(await quick.getLog(build.id), /^#\d+ [0-9.]+ sleeping$/m, 'the step ran before the timeout');
+      const sleeping = async () => (await promisify(execFile)('ps', ['-eo', 'args'])).stdout.split('\n').filter((args) => args.trim() === 'sleep 317').length;
+      await waitFor(async () => (await sleeping()) === 0, 15_000, 'the RUN step to be stopped on the engine');
+    } finally {
+      await quick.stop();
+    }
+  });
+
   it('/healthz names the builder', async () => {
     const health = (await (await fetch(`${ci.url}/healthz`)).json()) as { builder: string; docker: string };
     assert.equal(health.builder, 'buildkit');
@@ -206,6 +225,23 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
       const build = await built(legacy, await github.addRepository('octo-org/legacy-hello', path.join(FIXTURES, 'hello')));
       assert.equal(build.status, 'succeeded', build.error);
       assert.match(await legacy.getLog(build.id), /^Step 2\/\d+ : COPY message.txt \/message.txt$/m);
+    });
+
+    it('runs the build\'s steps within BUILD_MEMORY_MB and BUILD_CPUS', async () => {
+      const limited = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, BUILDER: 'legacy', BUILD_MEMORY_MB: '64', BUILD_CPUS: '0.5' });
+      try {
+        const repository = await buildkitRepository('limited', {
+          Dockerfile: 'FROM ci-test-busybox:latest\nCOPY nonce.txt /nonce.txt\nRUN cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max\n',
+          'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/limited', version: '1.0.0' }),
+        });
+        const build = await built(limited, repository);
+        assert.equal(build.status, 'succeeded', build.error);
+        const log = await limited.getLog(build.id);
+        assert.match(log, /^67108864$/m, 'memory: 64 MB');
+        assert.match(log, /^50000( 100000)?$/m, 'CPU: half of each 100 ms period (cgroup v1 or v2)');
+      } finally {
+        await limited.stop();
+      }
     });
 
     it('a Dockerfile that needs BuildKit fails saying how to switch', async () => {

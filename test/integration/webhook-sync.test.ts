@@ -98,4 +98,26 @@ describe('webhook set-up without clicking', () => {
     await running.syncNow();
     assert.equal(github.hooks.get('octo-org/later')!.length, 1);
   });
+
+  it('a GitHub that never answers does not hold a shutdown', async () => {
+    const hanging = await new GitHubStandIn(TOKEN).start();
+    hanging.hang(/\/hooks$/);
+    const stuck = new WebhookSync({
+      github: createGitHubClient(hanging.url, TOKEN),
+      repositories: ['octo-org/hanging'],
+      secret: SECRET,
+      publicUrl: publicUrlSource('https://ci.example.com', undefined),
+      intervalMs: 60_000,
+      logger,
+    });
+    try {
+      stuck.start();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const started = Date.now();
+      await stuck.stop();
+      assert.ok(Date.now() - started < 1000, `stop() took ${Date.now() - started} ms`);
+    } finally {
+      await hanging.close();
+    }
+  });
 });

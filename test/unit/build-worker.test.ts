@@ -70,9 +70,30 @@ describe('build worker', () => {
     assert.ok(order.indexOf('start o/other#3') < order.indexOf('end o/app#1'), 'another repository does not wait');
   });
 
+  it('gives a timed-out build\'s slot to the next build only once the first has stopped', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const events: string[] = [];
+    const run: RunBuild = async (req, session) => {
+      events.push(`start #${req.prNumber}`);
+      // Stops 200 ms after its abort, as an engine winding a build down does.
+      if (req.prNumber === 1) await new Promise((resolve) => session.signal.addEventListener('abort', () => setTimeout(resolve, 200)));
+      events.push(`stopped #${req.prNumber}`);
+      return succeed(req, session);
+    };
+    const worker = new BuildWorker(store, run, { ...options, concurrency: 1, timeoutMs: 50 });
+    const first = await add(store, request(1, 'o/a'));
+    const second = await add(store, request(2, 'o/b'));
+    worker.submit(first);
+    worker.submit(second);
+    await worker.onIdle();
+    assert.deepEqual(events, ['start #1', 'stopped #1', 'start #2', 'stopped #2']);
+    assert.equal((await store.get(first.id))?.failedStage, 'timeout');
+    assert.equal((await store.get(second.id))?.status, 'succeeded');
+  });
+
   it('fails a build that outlives BUILD_TIMEOUT_S with that reason, even if it ignores its abort signal', async () => {
     const store = new SqliteBuildStore(':memory:');
-    const worker = new BuildWorker(store, () => new Promise(() => {}), { ...options, timeoutMs: 50 });
+    const worker = new BuildWorker(store, () => new Promise(() => {}), { ...options, timeoutMs: 50, stopWaitMs: 100 });
     const build = await add(store, request(1));
     worker.submit(build);
     await worker.onIdle();

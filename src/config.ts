@@ -99,6 +99,7 @@ const environmentSchema = z.object({
   BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
   BUILDER: z.enum(['buildkit', 'legacy'], { error: 'must be "buildkit" (the default) or "legacy" (for engines without BuildKit)' }).default('buildkit'),
   BUILD_SECRET_VARIABLES: commaList,
+  ALLOWED_IMAGE_WRITERS: commaList,
   RUN_AS: optionalText.pipe(z.string().regex(/^[0-9]+:[0-9]+$/, 'must be uid:gid, e.g. 1000:1000').optional()),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
@@ -151,6 +152,8 @@ export interface Config {
    * with their values; undefined where one is listed but not set.
    */
   buildSecretVariables: Record<string, string | undefined>;
+  /** ALLOWED_IMAGE_WRITERS: image name → further repositories (owner/name) that may push it. */
+  allowedImageWriters: Record<string, string[]>;
   /** Started as root (ci_service's image): the user to run as once the socket's group is known. */
   runAs: { uid: number; gid: number } | undefined;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -182,6 +185,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const badRepository = values.WEBHOOK_REPOSITORIES.find((name) => !/^[^/\s]+\/[^/\s]+$/.test(name));
   if (badRepository) throw new ConfigError(`invalid configuration: WEBHOOK_REPOSITORIES entry "${badRepository}" must be owner/name`);
+  const allowedImageWriters: Record<string, string[]> = {};
+  for (const entry of values.ALLOWED_IMAGE_WRITERS) {
+    const match = /^([a-z0-9][a-z0-9._/-]*)=([^/\s=]+\/[^/\s=]+)$/.exec(entry);
+    if (!match) throw new ConfigError(`invalid configuration: ALLOWED_IMAGE_WRITERS entry "${entry}" must be <service_name>=<owner/repository>, e.g. team/app=octo/app-tools`);
+    (allowedImageWriters[match[1]!] ??= []).push(match[2]!);
+  }
   const badVariable = values.BUILD_SECRET_VARIABLES.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
   if (badVariable) throw new ConfigError(`invalid configuration: BUILD_SECRET_VARIABLES entry "${badVariable}" must be an environment variable name such as NPM_TOKEN`);
   const ownSecret = values.BUILD_SECRET_VARIABLES.find((name) => OWN_SECRETS.includes(name));
@@ -232,6 +241,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     openPages: values.OPEN_PAGES === 'true',
     buildRef: values.BUILD_REF,
     builder: values.BUILDER,
+    allowedImageWriters,
     buildSecretVariables: Object.fromEntries(values.BUILD_SECRET_VARIABLES.map((name) => [name, given[name]])),
     runAs: values.RUN_AS ? { uid: Number(values.RUN_AS.split(':')[0]), gid: Number(values.RUN_AS.split(':')[1]) } : undefined,
     logLevel: values.LOG_LEVEL,

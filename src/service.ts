@@ -19,6 +19,7 @@ import { BuildWorker, type BuildObserver } from './queue/build-worker.js';
 import { RetentionSweeper } from './queue/retention.js';
 import { SqliteBuildStore } from './queue/sqlite-build-store.js';
 import { createRegistryCheck } from './registry/registry-check.js';
+import { RegistryClient } from './registry/registry-client.js';
 
 export interface RunningService {
   url: string;
@@ -47,6 +48,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     config.buildLimits,
   );
   const github = createGitHubClient(config.githubApiUrl, config.githubToken);
+  const registryClient = new RegistryClient(config.registryUrl, config.registry, config.registryAuth);
   const metrics = new Metrics(() => worker.counts());
   const ports: BuildPorts = {
     source: new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined),
@@ -56,6 +58,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     contextLimits: { maxBytes: config.maxContextBytes, maxArchiveBytes: config.maxRepositoryBytes, maxEntries: config.maxContextEntries },
     secretVariables: config.buildSecretVariables,
     lastPushedImage: (repositoryRef) => store.lastPushedImage(repositoryRef),
+    imageOwners: {
+      owner: (repositoryRef) => store.imageOwner(repositoryRef),
+      claim: (repositoryRef, repository) => store.claimImage(repositoryRef, repository),
+      allowedWriters: config.allowedImageWriters,
+    },
+    publishedRevision: (serviceName, tag, signal) => registryClient.publishedRevision(serviceName, tag, signal),
     now,
   };
   const store = SqliteBuildStore.inDataDir(config.dataDir);

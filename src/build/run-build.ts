@@ -55,6 +55,15 @@ export interface BuildPorts {
   secretVariables: Record<string, string | undefined>;
   /** The newest image of this name (registry/name) a build pushed, whose layers the next build may reuse. */
   lastPushedImage(repositoryRef: string): Promise<string | undefined>;
+  /** Who owns an image name: the repository that first pushed it, and those ALLOWED_IMAGE_WRITERS adds. */
+  imageOwners: {
+    owner(repositoryRef: string): Promise<string | undefined>;
+    claim(repositoryRef: string, repository: string): Promise<string>;
+    /** service_name → further repositories (owner/name) that may push it. */
+    allowedWriters: Record<string, string[]>;
+  };
+  /** The commit a tag already in the registry was built from (undefined: not there; null: it does not say). */
+  publishedRevision(serviceName: string, tag: string, signal: AbortSignal): Promise<string | null | undefined>;
   now: () => Date;
 }
 
@@ -114,14 +123,42 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
     if (session.signal.aborted) throw session.signal.reason;
     const cacheFrom = await cacheSources(spec, repositoryRef, references, ports);
     const mask = secretMask(secrets);
+    await checkImageOwner(request, spec, repositoryRef, ports);
+    await checkVersionUnpublished(request, spec, ports, session);
     try {
       await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
       const digest = await pushTags(repositoryRef, spec.tags, ports, session);
+      await ports.imageOwners.claim(repositoryRef, repository.fullName);
       return { image, tags: references, digest };
     } finally {
       await cleanUpEngine(references, ports, reporter);
     }
   });
+}
+
+/** One repository cannot overwrite another's image: a name belongs to the repository that first pushed it. */
+async function checkImageOwner(request: BuildRequest, spec: BuildSpec, repositoryRef: string, ports: BuildPorts): Promise<void> {
+  const owner = await ports.imageOwners.owner(repositoryRef);
+  const pusher = request.repository.fullName.toLowerCase();
+  if (owner === undefined || owner.toLowerCase() === pusher) return;
+  if ((ports.imageOwners.allowedWriters[spec.serviceName] ?? []).some((allowed) => allowed.toLowerCase() === pusher)) return;
+  throw new SpecError(
+    `image name "${spec.serviceName}" belongs to ${owner}, which pushed it first: choose another "service_name" in ${SPEC_FILE}, or let ${request.repository.fullName} push it too with ALLOWED_IMAGE_WRITERS=${spec.serviceName}=${request.repository.fullName} on ci_service`,
+  );
+}
+
+/** Versions are immutable: a version published from another commit is not pushed over; the same commit may push again. */
+async function checkVersionUnpublished(request: BuildRequest, spec: BuildSpec, ports: BuildPorts, session: BuildSession): Promise<void> {
+  const revision = await session.retry(`checking whether ${spec.serviceName}:${spec.version} is published`, () =>
+    ports.publishedRevision(spec.serviceName, spec.version, session.signal),
+  );
+  if (revision === undefined) return;
+  if (revision === request.sha) {
+    session.reporter.log(`version ${spec.version} is already published from this commit: pushing it again`);
+    return;
+  }
+  const from = revision === null ? 'an image ci_service did not build (it names no commit)' : revision.slice(0, 7);
+  throw new SpecError(`version ${spec.version} is already published from ${from}: bump "version" in ${SPEC_FILE}`);
 }
 
 /** The image's last pushed tag and its own tags (a rebuild of one version), unless dockerInfo.json says otherwise. */

@@ -54,6 +54,10 @@ export interface BuildStore {
    * from next time; undefined for an unknown build. What a reader following a build polls for.
    */
   readLogAfter(id: string, cursor: number, limit: number): Promise<{ lines: string[]; cursor: number } | undefined>;
+  /** The repository that first pushed this image (registry/name), if any did. */
+  imageOwner(repositoryRef: string): Promise<string | undefined>;
+  /** Records `repository` as the image's owner, unless one is recorded already; returns the owner. */
+  claimImage(repositoryRef: string, repository: string): Promise<string>;
   /** Deletes finished builds (with their logs and delivery ids) that ended before `cutoff`; how many went. */
   deleteFinishedBefore(cutoff: Date): Promise<number>;
   close(): Promise<void>;

@@ -40,6 +40,12 @@ const MIGRATIONS = [
      line     TEXT NOT NULL
    );
    CREATE INDEX build_logs_by_build ON build_logs (build_id, seq);`,
+  // An image name belongs to the repository that first pushed it.
+  `CREATE TABLE image_owners (
+     image      TEXT PRIMARY KEY,
+     repository TEXT NOT NULL,
+     claimed_at TEXT NOT NULL
+   );`,
 ];
 
 interface BuildRow {
@@ -116,6 +122,8 @@ export class SqliteBuildStore implements BuildStore {
       lastPushed: this.db.prepare<[number, string], { image: string }>(
         "SELECT image FROM builds WHERE status = 'succeeded' AND substr(image, 1, ?) = ? ORDER BY seq DESC LIMIT 1",
       ),
+      imageOwner: this.db.prepare<[string], { repository: string }>('SELECT repository FROM image_owners WHERE image = ?'),
+      claimImage: this.db.prepare('INSERT INTO image_owners (image, repository, claimed_at) VALUES (?, ?, ?) ON CONFLICT (image) DO NOTHING'),
       unfinished: this.db.prepare<[], BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq"),
       appendLog: this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)'),
       logLines: this.db.prepare<[string], { line: string }>('SELECT line FROM build_logs WHERE build_id = ? ORDER BY seq'),
@@ -202,6 +210,15 @@ export class SqliteBuildStore implements BuildStore {
     if (!this.sql.byId.get(id)) return undefined;
     const rows = this.sql.logLinesAfter.all(id, cursor, limit);
     return { lines: rows.map((row) => row.line), cursor: rows.at(-1)?.seq ?? cursor };
+  }
+
+  async imageOwner(repositoryRef: string): Promise<string | undefined> {
+    return this.sql.imageOwner.get(repositoryRef)?.repository;
+  }
+
+  async claimImage(repositoryRef: string, repository: string): Promise<string> {
+    this.sql.claimImage.run(repositoryRef, repository, new Date().toISOString());
+    return this.sql.imageOwner.get(repositoryRef)!.repository;
   }
 
   async deleteFinishedBefore(cutoff: Date): Promise<number> {

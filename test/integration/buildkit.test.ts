@@ -42,7 +42,8 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
   });
 
   function buildkitRepository(name: string, extraFiles: Record<string, string> = {}): Promise<StandInRepository> {
-    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'buildkit'), { extraFiles: { 'nonce.txt': randomUUID(), ...extraFiles } });
+    // Each repository its own image: a name belongs to the repository that pushed it first.
+    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'buildkit'), { extraFiles: { 'nonce.txt': randomUUID(), ...extraFiles }, image: `ci-test/${name}` });
   }
 
   async function built(target: TestService, repository: StandInRepository): Promise<BuildView> {
@@ -74,7 +75,7 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     assert.equal(runsAfter, runsBefore + 1, 'the second build found the line the first left in the cache mount');
     assert.equal((await fileInImage(second.image!, '/left')).content, 'left\n');
     await assert.rejects(fileInImage(second.image!, '/debug'), /No such container:path|Could not find the file/, 'target "final" stops before the debug stage');
-    assert.deepEqual(await registry.tags('ci-test/buildkit'), ['1.0.0']);
+    assert.deepEqual(await registry.tags('ci-test/features-2'), ['1.0.0']);
   });
 
   it('independent stages build in parallel: each stage starts before the other is done', async () => {
@@ -184,9 +185,9 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     const build = await built(ci, await buildkitRepository('removed-after-push'));
     assert.equal(build.status, 'succeeded', build.error);
     await assert.rejects(docker.getImage(build.image!).inspect(), (error: { statusCode?: number }) => error.statusCode === 404);
-    const left = (await docker.listImages()).filter((image) => (image.RepoTags ?? []).some((tag) => tag.startsWith(`${registry.address}/ci-test/buildkit:`)));
+    const left = (await docker.listImages()).filter((image) => (image.RepoTags ?? []).some((tag) => tag.startsWith(`${registry.address}/ci-test/removed-after-push:`)));
     assert.deepEqual(left, []);
-    assert.ok(await registry.digest('ci-test/buildkit', '1.0.0'));
+    assert.ok(await registry.digest('ci-test/removed-after-push', '1.0.0'));
   });
 
   it('a build past BUILD_TIMEOUT_S is cancelled on the engine: its RUN step\'s process is gone', async () => {

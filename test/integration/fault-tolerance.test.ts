@@ -31,7 +31,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
 
   /** A repository whose build takes a few seconds, never served from the build cache. */
   function slowRepository(name: string): Promise<StandInRepository> {
-    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'slow'), { extraFiles: { 'nonce.txt': randomUUID() } });
+    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'slow'), { extraFiles: { 'nonce.txt': randomUUID() }, image: `ci-test/${name}` });
   }
 
   async function accept(url: string, repository: StandInRepository, deliveryId = randomUUID()): Promise<string> {
@@ -64,7 +64,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
       const log = await (await fetch(`${second.url}/builds/${id}/log`)).text();
       assert.equal(log.match(/^\[ci_service\] pushed /gm)?.length, 1, log);
       assert.match(log, /resumed: ci_service stopped while this build ran/);
-      assert.deepEqual(await registry.tags('ci-test/slow'), ['1.0.0']);
+      assert.deepEqual(await registry.tags('ci-test/kill-nine'), ['1.0.0']);
     } finally {
       second.child.kill('SIGKILL');
     }
@@ -95,7 +95,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
   describe('a tarball download that breaks off inside a file fails that build, never the daemon', () => {
     /** 4 MB of incompressible text: the cut at half the gzip's bytes lands inside this file. */
     function largeRepository(name: string): Promise<StandInRepository> {
-      return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'hello'), { extraFiles: { 'large.txt': randomBytes(2 * 1024 * 1024).toString('hex') } });
+      return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'hello'), { extraFiles: { 'large.txt': randomBytes(2 * 1024 * 1024).toString('hex') }, image: `ci-test/${name}` });
     }
 
     async function brokenBuild(daemon: Awaited<ReturnType<typeof startDaemon>>, how: TarballBreak): Promise<BuildView> {
@@ -164,7 +164,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
         assert.equal(build.status, 'failed');
         assert.equal(build.failedStage, 'build', build.error);
         assert.equal(daemon.child.exitCode, null, daemon.output());
-        const small = await accept(daemon.url, await github.addRepository('octo-org/after-engine-closes', path.join(FIXTURES, 'hello')));
+        const small = await accept(daemon.url, await github.addRepository('octo-org/after-engine-closes', path.join(FIXTURES, 'hello'), { image: 'ci-test/after-engine-closes' }));
         assert.equal((await daemon.waitForBuild(small, (b) => b.status !== 'queued' && b.status !== 'running')).status, 'succeeded');
       } finally {
         daemon.child.kill('SIGKILL');
@@ -190,26 +190,27 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
       return ci.getBuild(id);
     }
 
-    it('the registry stops before a push and comes back within the retry window: succeeded', async () => {
-      const repository = await github.addRepository('octo-org/registry-outage', path.join(FIXTURES, 'hello'), { extraFiles: { 'nonce.txt': randomUUID() } });
+    it('the registry is away when a build starts and comes back within the retry window: succeeded', async () => {
+      const repository = await github.addRepository('octo-org/registry-outage', path.join(FIXTURES, 'hello'), { extraFiles: { 'nonce.txt': randomUUID() }, image: 'ci-test/registry-outage' });
       await registry.stop();
       let restarted = false;
       try {
         const id = await accept(ci.url, repository);
-        await waitFor(async () => /retry 1 of 3/.test(await ci.getLog(id)), 30_000, 'a failed push to be retried');
+        await waitFor(async () => /retry 1 of 3/.test(await ci.getLog(id)), 30_000, 'a failed registry call to be retried');
         await registry.start(registry.port);
         restarted = true;
         const build = await finished(id);
         assert.equal(build.status, 'succeeded', build.error);
-        assert.match(await ci.getLog(id), /pushing .* failed \(pushing .*connection refused/);
-        assert.equal(build.digest, await registry.digest('ci-test/hello', '1.0.0'));
+        // The first call to the registry (the check that the version is not published yet) met it away, and was retried.
+        assert.match(await ci.getLog(id), /checking whether ci-test\/registry-outage:1\.0\.0 is published failed \(the registry at .* is not reachable .*ECONNREFUSED.*\); retry 1 of 3/);
+        assert.equal(build.digest, await registry.digest('ci-test/registry-outage', '1.0.0'));
       } finally {
         if (!restarted) await registry.start(registry.port);
       }
     });
 
     it('GitHub answers the first two tarball requests with 502: succeeded on the third', async () => {
-      const repository = await github.addRepository('octo-org/flaky-github', path.join(FIXTURES, 'hello'));
+      const repository = await github.addRepository('octo-org/flaky-github', path.join(FIXTURES, 'hello'), { image: 'ci-test/flaky-github' });
       github.failNext(new RegExp(`/tarball/${repository.sha}$`), 502, 2);
       const id = await accept(ci.url, repository);
       const build = await finished(id);
@@ -221,7 +222,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
     });
 
     it('the same delivery 20 times at once: one build', async () => {
-      const repository = await github.addRepository('octo-org/redelivered', path.join(FIXTURES, 'hello'));
+      const repository = await github.addRepository('octo-org/redelivered', path.join(FIXTURES, 'hello'), { image: 'ci-test/redelivered' });
       const deliveryId = randomUUID();
       const payload = mergedPullRequest(repository, repository.sha);
       const responses = await Promise.all(Array.from({ length: 20 }, () => sendDelivery(ci.url, payload, { secret: TEST_SECRET, deliveryId })));
@@ -235,7 +236,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
 
     it('100 distinct merged deliveries in a burst: 100 accepted, 100 built, none lost', async () => {
       const repositories = await Promise.all(
-        Array.from({ length: 100 }, (_, n) => github.addRepository(`octo-org/burst-${n}`, path.join(FIXTURES, 'hello'))),
+        Array.from({ length: 100 }, (_, n) => github.addRepository(`octo-org/burst-${n}`, path.join(FIXTURES, 'hello'), { image: `ci-test/burst-${n}` })),
       );
       const responses = await Promise.all(
         repositories.map((repository) => sendDelivery(ci.url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET })),

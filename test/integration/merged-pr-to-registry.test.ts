@@ -30,6 +30,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
       REGISTRY_USERNAME: 'ci',
       REGISTRY_PASSWORD,
       PUBLIC_URL: 'https://ci.example.com',
+      ALLOWED_IMAGE_WRITERS: 'ci-test/shared=octo-org/shared-b',
     });
   });
 
@@ -78,7 +79,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
   });
 
   it('sets the commit status on GitHub: pending when queued, then success naming the image, linking to the build', async () => {
-    const repository = await github.addRepository('octo-org/status-ok', path.join(FIXTURES, 'hello'));
+    const repository = await github.addRepository('octo-org/status-ok', path.join(FIXTURES, 'hello'), { image: 'ci-test/status-ok' });
     const build = await mergeAndWait(ci, repository);
     await waitFor(async () => (github.statuses.get(repository.sha) ?? []).length >= 2, 5_000, 'two statuses');
     assert.deepEqual(github.statuses.get(repository.sha), [
@@ -98,7 +99,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
   });
 
   it('a commit status GitHub refuses is logged and does not fail the build', async () => {
-    const repository = await github.addRepository('octo-org/status-refused', path.join(FIXTURES, 'hello'));
+    const repository = await github.addRepository('octo-org/status-refused', path.join(FIXTURES, 'hello'), { image: 'ci-test/status-refused' });
     github.failNext(new RegExp(`/statuses/${repository.sha}$`), 500, 5);
     const build = await mergeAndWait(ci, repository);
     assert.equal(build.status, 'succeeded', build.error);
@@ -106,7 +107,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
   });
 
   it('a Dockerfile that COPYs repository files builds them in, symlinks kept as links', async () => {
-    const repository = await github.addRepository('octo-org/hello-files', path.join(FIXTURES, 'hello'));
+    const repository = await github.addRepository('octo-org/hello-files', path.join(FIXTURES, 'hello'), { image: 'ci-test/hello-files' });
     const build = await mergeAndWait(ci, repository);
     assert.equal(build.status, 'succeeded', build.error);
 
@@ -175,7 +176,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
   });
 
   it('a private repository builds with GITHUB_TOKEN', async () => {
-    const repository = await github.addRepository('octo-org/private-hello', path.join(FIXTURES, 'hello'), { private: true });
+    const repository = await github.addRepository('octo-org/private-hello', path.join(FIXTURES, 'hello'), { private: true, image: 'ci-test/private-hello' });
     const build = await mergeAndWait(ci, repository);
     assert.equal(build.status, 'succeeded', build.error);
   });
@@ -200,10 +201,53 @@ describe('a merged pull request becomes an image in the registry (real Docker en
       const build = await mergeAndWait(unreachable, await github.addRepository('octo-org/hello-nowhere', path.join(FIXTURES, 'hello')));
       assert.equal(build.status, 'failed');
       assert.equal(build.failedStage, 'push');
-      assert.match(build.error!, new RegExp(`pushing ${nowhere}/ci-test/hello:1.0.0 failed: .*connection refused`));
+      assert.match(build.error!, new RegExp(`the registry at http://${nowhere} is not reachable to check the published versions \\(.*ECONNREFUSED`));
     } finally {
       await unreachable.stop();
     }
+  });
+
+  it('versions are immutable: the same version from another commit fails before building; the same commit pushes again', async () => {
+    const first = await github.addRepository('octo-org/versioned', path.join(FIXTURES, 'hello'), { image: 'ci-test/versioned' });
+    assert.equal((await mergeAndWait(ci, first)).status, 'succeeded');
+    const published = await registry.digest('ci-test/versioned', '1.0.0');
+
+    const other = await github.addRepository('octo-org/versioned', path.join(FIXTURES, 'hello'), { image: 'ci-test/versioned', extraFiles: { 'nonce.txt': 'another commit' } });
+    const refused = await mergeAndWait(ci, other);
+    assert.equal(refused.status, 'failed');
+    assert.equal(refused.failedStage, 'spec');
+    assert.equal(refused.error, `version 1.0.0 is already published from ${first.sha.slice(0, 7)}: bump "version" in dockerInfo.json`);
+    assert.equal(github.requests.filter((request) => request.path.includes(`/tarball/${other.sha}`)).length, 0, 'nothing was downloaded');
+    assert.equal(await registry.digest('ci-test/versioned', '1.0.0'), published);
+
+    const again = await mergeAndWait(ci, first);
+    assert.equal(again.status, 'succeeded', again.error);
+    assert.match(await ci.getLog(again.id), /version 1\.0\.0 is already published from this commit: pushing it again/);
+  });
+
+  it('an image name belongs to the repository that first pushed it, unless ALLOWED_IMAGE_WRITERS says otherwise', async () => {
+    const owner = await github.addRepository('octo-org/owner', path.join(FIXTURES, 'hello'), { image: 'ci-test/owned' });
+    assert.equal((await mergeAndWait(ci, owner)).status, 'succeeded');
+    const intruder = await github.addRepository('octo-org/intruder', path.join(FIXTURES, 'hello'), {
+      image: 'ci-test/owned',
+      extraFiles: { 'dockerInfo.json': JSON.stringify({ service_name: 'x', version: '9.9.9' }) },
+    });
+    const refused = await mergeAndWait(ci, intruder);
+    assert.equal(refused.failedStage, 'spec');
+    assert.equal(
+      refused.error,
+      'image name "ci-test/owned" belongs to octo-org/owner, which pushed it first: choose another "service_name" in dockerInfo.json, or let octo-org/intruder push it too with ALLOWED_IMAGE_WRITERS=ci-test/owned=octo-org/intruder on ci_service',
+    );
+    assert.deepEqual((await registry.tags('ci-test/owned')).sort(), ['1.0.0', 'latest'], 'nothing of the intruder reached the registry');
+
+    const shared = await github.addRepository('octo-org/shared-a', path.join(FIXTURES, 'hello'), { image: 'ci-test/shared' });
+    assert.equal((await mergeAndWait(ci, shared)).status, 'succeeded');
+    const allowed = await github.addRepository('octo-org/shared-b', path.join(FIXTURES, 'hello'), {
+      image: 'ci-test/shared',
+      extraFiles: { 'dockerInfo.json': JSON.stringify({ service_name: 'x', version: '2.0.0' }) },
+    });
+    const byAllowed = await mergeAndWait(ci, allowed);
+    assert.equal(byAllowed.status, 'succeeded', byAllowed.error);
   });
 
   it('a pull request closed without merging builds nothing', async () => {

@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -88,12 +88,22 @@ export class GitHubStandIn {
   async addRepository(
     fullName: string,
     files: string,
-    options: { private?: boolean; extraFiles?: Record<string, string>; prepareTarball?: boolean } = {},
+    options: {
+      private?: boolean;
+      extraFiles?: Record<string, string>;
+      prepareTarball?: boolean;
+      /** The image this commit builds: sets "service_name" in the fixture's dockerInfo.json (an image belongs to one repository). */
+      image?: string;
+    } = {},
   ): Promise<StandInRepository> {
     const [owner, name] = fullName.split('/') as [string, string];
     const gitDir = path.join(this.workDir, `${owner}-${name}-${this.repositories.size}`);
     await cp(files, gitDir, { recursive: true, verbatimSymlinks: true });
     for (const [file, content] of Object.entries(options.extraFiles ?? {})) await writeFile(path.join(gitDir, file), content);
+    if (options.image) {
+      const spec = JSON.parse(await readFile(path.join(gitDir, 'dockerInfo.json'), 'utf8')) as Record<string, unknown>;
+      await writeFile(path.join(gitDir, 'dockerInfo.json'), JSON.stringify({ ...spec, service_name: options.image }));
+    }
     const git = (...args: string[]) => run('git', ['-C', gitDir, ...args]);
     await git('init', '-q');
     await git('add', '-A');

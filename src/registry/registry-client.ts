@@ -1,0 +1,65 @@
+import axios, { type AxiosInstance } from 'axios';
+import { describeError, PushError } from '../errors.js';
+
+const MANIFESTS = [
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.oci.image.index.v1+json',
+].join(', ');
+
+const REVISION_LABEL = 'org.opencontainers.image.revision';
+
+interface Manifest {
+  config?: { digest?: string };
+  manifests?: { digest?: string }[];
+}
+
+/**
+ * Reads the registry's HTTP API (distribution v2) the way the engine writes it: which commit an already
+ * published tag was built from. Basic auth with REGISTRY_USERNAME/REGISTRY_PASSWORD, as registry:2's htpasswd.
+ */
+export class RegistryClient {
+  private readonly http: AxiosInstance;
+  /** The namespace part of REGISTRY (`registry.example.com/team` → `team/`), prefixed to image names. */
+  private readonly namespace: string;
+
+  constructor(registryUrl: string, registry: string, auth: { username: string; password: string } | undefined) {
+    this.http = axios.create({ baseURL: registryUrl, timeout: 10_000, validateStatus: () => true, ...(auth ? { auth } : {}) });
+    const [, ...path] = registry.split('/');
+    this.namespace = path.length > 0 ? `${path.join('/')}/` : '';
+  }
+
+  /**
+   * The commit `serviceName:tag` was built from: undefined when the tag is not in the registry, null when it
+   * is but says no commit (pushed by something other than ci_service).
+   */
+  async publishedRevision(serviceName: string, tag: string, signal: AbortSignal): Promise<string | null | undefined> {
+    const name = `${this.namespace}${serviceName}`;
+    let manifest = await this.get<Manifest>(`/v2/${name}/manifests/${encodeURIComponent(tag)}`, MANIFESTS, signal);
+    if (manifest === undefined) return undefined;
+    // A multi-platform index: every platform's image comes from the same commit; the first one says which.
+    const first = manifest.manifests?.[0]?.digest;
+    if (first) manifest = (await this.get<Manifest>(`/v2/${name}/manifests/${first}`, MANIFESTS, signal)) ?? {};
+    const configDigest = manifest.config?.digest;
+    if (!configDigest) return null;
+    const config = await this.get<{ config?: { Labels?: Record<string, string> | null } }>(`/v2/${name}/blobs/${configDigest}`, 'application/json', signal);
+    return config?.config?.Labels?.[REVISION_LABEL] ?? null;
+  }
+
+  private async get<T>(path: string, accept: string, signal: AbortSignal): Promise<T | undefined> {
+    let response;
+    try {
+      response = await this.http.get<T>(path, { headers: { Accept: accept }, responseType: 'json', signal });
+    } catch (error) {
+      if (axios.isCancel(error)) throw error;
+      throw new PushError(`the registry at ${this.http.defaults.baseURL} is not reachable to check the published versions (${describeError(error)})`, true);
+    }
+    if (response.status === 404) return undefined;
+    if (response.status === 401 || response.status === 403) {
+      throw new PushError(`the registry refused to show ${path} (${response.status}): set REGISTRY_USERNAME and REGISTRY_PASSWORD to an account that may read it`);
+    }
+    if (response.status !== 200) throw new PushError(`the registry answered ${response.status} for ${path}`, response.status >= 500);
+    return response.data;
+  }
+}

@@ -1,5 +1,5 @@
 import { loadConfig } from './config.js';
-import { ConfigError } from './errors.js';
+import { ConfigError } from './domain/errors.js';
 import { createLogger } from './logger.js';
 import { dropPrivileges } from './run-as.js';
 import { startService } from './service.js';

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ImagePusher } from './build/run-build.js';
-import type { BuildRecord } from './queue/build-store.js';
-import type { BuildObserver } from './queue/build-worker.js';
+import type { ImagePusher } from './build/ports.js';
+import type { BuildObserver } from './domain/build-observer.js';
+import type { BuildRecord } from './domain/build-record.js';
 
 /** Prometheus metrics of one ci_service, in a registry of its own (no global state). */
 export class Metrics implements BuildObserver {

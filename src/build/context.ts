@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar, { type Header, type Pack } from 'tar-stream';
-import { BuildFailure, ContextError, describeError, SourceError } from '../errors.js';
+import { BuildFailure, ContextError, describeError, SourceError } from '../domain/errors.js';
 import { collectGarbageAsBytesPass } from './stream-garbage.js';
 import { untilEndOfArchive } from './tar-end.js';
 

@@ -1,11 +1,11 @@
 import type Dockerode from 'dockerode';
 import type { Readable } from 'node:stream';
-import { describeError, ImageBuildError, PushError } from '../errors.js';
+import { describeError, ImageBuildError, PushError } from '../domain/errors.js';
 import { openBuildKitSession, type HijackingModem } from './buildkit-session.js';
 import { BuildKitTrace } from './buildkit-trace.js';
 import { explainEngineError } from './explain-build-failure.js';
 import { readProgress } from './progress.js';
-import type { ImageBuilder, ImageBuildOptions, ImagePusher } from './run-build.js';
+import type { ImageBuilder, ImageBuildOptions, ImagePusher } from './ports.js';
 
 export interface RegistryAuth {
   username: string;

@@ -1,4 +1,4 @@
-import type { FailedStep } from '../errors.js';
+import type { FailedStep } from '../domain/errors.js';
 
 /**
  * Pure: the engine's words for a failed build, made into a sentence that says where and what to change.

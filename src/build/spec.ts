@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { SpecError } from '../errors.js';
+import { SpecError } from '../domain/errors.js';
 
 export const SPEC_FILE = 'dockerInfo.json';
 /** A dockerInfo.json is a few hundred bytes; the source reads at most one byte more than this. */

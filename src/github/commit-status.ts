@@ -1,7 +1,7 @@
 import type { AxiosInstance } from 'axios';
-import type { Logger } from '../logger.js';
-import type { BuildRecord } from '../queue/build-store.js';
-import type { BuildObserver } from '../queue/build-worker.js';
+import type { Logger } from 'pino';
+import type { BuildObserver } from '../domain/build-observer.js';
+import type { BuildRecord } from '../domain/build-record.js';
 
 export const STATUS_CONTEXT = 'ci_service/image';
 

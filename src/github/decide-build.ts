@@ -1,23 +1,6 @@
 import { z } from 'zod';
-import { PayloadError } from '../errors.js';
-
-export interface Repository {
-  owner: string;
-  name: string;
-  /** owner/name */
-  fullName: string;
-  htmlUrl: string;
-  private: boolean;
-}
-
-/** What a merged pull request asks of us: build this repository at this commit. */
-export interface BuildRequest {
-  deliveryId: string;
-  repository: Repository;
-  sha: string;
-  prNumber: number;
-  baseRef: string;
-}
+import type { BuildRequest } from '../domain/build-request.js';
+import { PayloadError } from '../domain/errors.js';
 
 export interface TriggerPolicy {
   allowedRepositories: string[];

@@ -1,8 +1,8 @@
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import type { Readable } from 'node:stream';
-import type { SourceFetcher } from '../build/run-build.js';
-import { describeError, SourceError } from '../errors.js';
-import type { Repository } from './decide-build.js';
+import type { SourceFetcher } from '../build/ports.js';
+import type { Repository } from '../domain/build-request.js';
+import { describeError, SourceError } from '../domain/errors.js';
 
 /** GitHub's REST API (or GitHub Enterprise, or a stand-in) as a SourceFetcher. */
 export class GitHubSource implements SourceFetcher {

@@ -1,6 +1,6 @@
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
-import { describeError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { describeError } from '../domain/errors.js';
+import type { Logger } from 'pino';
 import { planWebhook, webhookUrl, type RepositoryHook } from './plan-webhook.js';
 
 export interface WebhookSyncOptions {

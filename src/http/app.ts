@@ -1,6 +1,6 @@
 import express, { type ErrorRequestHandler } from 'express';
 import type { Registry } from 'prom-client';
-import type { Logger } from '../logger.js';
+import type { Logger } from 'pino';
 import type { BuildStore } from '../queue/build-store.js';
 import { buildsRoutes } from './builds-routes.js';
 import { healthRoute, type HealthDependencies } from './health-route.js';

@@ -1,4 +1,4 @@
-import type { BuildRecord } from '../queue/build-store.js';
+import type { BuildRecord } from '../domain/build-record.js';
 
 /** A build as the HTTP API shows it (DESIGN.md's fields). */
 export function buildView(build: BuildRecord) {

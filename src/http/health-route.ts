@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { describeError } from '../errors.js';
+import { describeError } from '../domain/errors.js';
 
 export type HealthCheck = () => Promise<void>;
 

@@ -1,5 +1,5 @@
 import escapeHtml from 'escape-html';
-import type { BuildRecord, BuildStatus } from '../queue/build-store.js';
+import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
 
 /** Pages get no inline script or style, and no other origin: what a payload or a log holds cannot run. */
 export const PAGE_SECURITY_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";

@@ -1,9 +1,10 @@
 import type { Request, RequestHandler, Response } from 'express';
-import { PayloadError } from '../errors.js';
+import { PayloadError } from '../domain/errors.js';
 import { decideBuild, type TriggerPolicy } from '../github/decide-build.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
-import type { Logger } from '../logger.js';
-import type { AddOutcome, BuildRecord, BuildStore } from '../queue/build-store.js';
+import type { Logger } from 'pino';
+import type { BuildRecord } from '../domain/build-record.js';
+import type { AddOutcome, BuildStore } from '../queue/build-store.js';
 import { buildView } from './build-view.js';
 
 export interface WebhookDependencies {

@@ -1,26 +1,5 @@
-import type { FailureStage } from '../errors.js';
-import type { BuildRequest } from '../github/decide-build.js';
-
-export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed';
-
-export interface BuildRecord {
-  id: string;
-  /** Arrival order: builds of one repository run in this order. */
-  seq: number;
-  request: BuildRequest;
-  status: BuildStatus;
-  /** registry/name:version, once dockerInfo.json was read. */
-  image?: string;
-  tags: string[];
-  digest?: string;
-  error?: string;
-  failedStage?: FailureStage;
-  /** True once a restart took this build up again. */
-  resumed: boolean;
-  createdAt: Date;
-  startedAt?: Date;
-  finishedAt?: Date;
-}
+import type { BuildRecord } from '../domain/build-record.js';
+import type { BuildRequest } from '../domain/build-request.js';
 
 export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt'>>;
 

@@ -1,20 +1,16 @@
-import type { BuildReporter, BuildResult, BuildSession } from '../build/run-build.js';
-import { BuildFailure, BuildTimeoutError, describeError } from '../errors.js';
-import type { BuildRequest } from '../github/decide-build.js';
-import type { Logger } from '../logger.js';
-import type { BuildRecord, BuildStore } from './build-store.js';
+import type { BuildReporter, BuildResult, BuildSession } from '../build/ports.js';
+import type { BuildObserver } from '../domain/build-observer.js';
+import type { BuildRecord } from '../domain/build-record.js';
+import type { BuildRequest } from '../domain/build-request.js';
+import { BuildFailure, BuildTimeoutError, describeError } from '../domain/errors.js';
+import type { Logger } from 'pino';
+import type { BuildStore } from './build-store.js';
 import { BuildLog, OWN_LINE_PREFIX } from './build-log.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createRetry, type RetryPolicy } from './retry.js';
 import { WaitingBuilds } from './waiting-builds.js';
 
 export type RunBuild = (request: BuildRequest, session: BuildSession) => Promise<BuildResult>;
-
-/** Told of each build's life; an observer that throws is logged and never affects the build. */
-export interface BuildObserver {
-  queued?(build: BuildRecord): Promise<void> | void;
-  finished?(build: BuildRecord): Promise<void> | void;
-}
 
 export interface WorkerOptions {
   observers?: BuildObserver[];

@@ -1,5 +1,5 @@
-import { describeError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { describeError } from '../domain/errors.js';
+import type { Logger } from 'pino';
 import type { BuildStore } from './build-store.js';
 
 const SWEEP_EVERY_MS = 60 * 60 * 1000;

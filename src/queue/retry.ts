@@ -1,5 +1,5 @@
-import type { Retry } from '../build/run-build.js';
-import { BuildFailure, describeError } from '../errors.js';
+import type { Retry } from '../build/ports.js';
+import { BuildFailure, describeError } from '../domain/errors.js';
 
 export interface RetryPolicy {
   /** Tries after the first; 0 never retries. */

@@ -2,9 +2,10 @@ import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import type { FailureStage } from '../errors.js';
-import type { BuildRequest } from '../github/decide-build.js';
-import type { AddOutcome, BuildChanges, BuildRecord, BuildStatus, BuildStore } from './build-store.js';
+import type { FailureStage } from '../domain/errors.js';
+import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
+import type { BuildRequest } from '../domain/build-request.js';
+import type { AddOutcome, BuildChanges, BuildStore } from './build-store.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
 const CHECKPOINT_EVERY_MS = 1000;

@@ -1,4 +1,4 @@
-import type { BuildRecord } from './build-store.js';
+import type { BuildRecord } from '../domain/build-record.js';
 
 /**
  * Builds waiting to run, by repository, each repository's in arrival order (`seq`).

@@ -1,5 +1,5 @@
 import axios, { type AxiosInstance } from 'axios';
-import { describeError, PushError } from '../errors.js';
+import { describeError, PushError } from '../domain/errors.js';
 
 const MANIFESTS = [
   'application/vnd.docker.distribution.manifest.v2+json',

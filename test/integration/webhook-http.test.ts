@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { createDeliveryVerifier } from '../../src/github/verify-delivery.js';
 import { createApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/logger.js';
-import type { BuildRecord } from '../../src/queue/build-store.js';
+import type { BuildRecord } from '../../src/domain/build-record.js';
 import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
 import { examplePayloads, examplePullRequest, sendDelivery, signature256 } from '../support/deliveries.js';
 

@@ -49,6 +49,10 @@ function stream(command: string, args: string[], env: NodeJS.ProcessEnv = proces
   });
 }
 
+async function danglingImages(): Promise<string[]> {
+  return (await run('docker', ['images', '-q', '--no-trunc', '--filter', 'dangling=true'])).stdout.split('\n').filter(Boolean);
+}
+
 async function main(): Promise<void> {
   const composeCommand = await compose();
   const [composeBin, ...composeArgs] = composeCommand as [string, ...string[]];
@@ -59,6 +63,8 @@ async function main(): Promise<void> {
   const github = new GitHubStandIn();
   const envFile = path.join(work, 'smoke.env');
   const composeFiles = ['-p', PROJECT, '--env-file', envFile, '-f', 'docker-compose.yml', '-f', 'test/stack/docker-compose.smoke.yml'];
+  // Building the image leaves its build stage (about 1 GB) behind as a dangling image: those made here go at the end.
+  const danglingBefore = new Set(await danglingImages());
   try {
     for (const standIn of STAND_INS) {
       if (await imageExists(standIn.image)) {
@@ -132,6 +138,9 @@ async function main(): Promise<void> {
       await run('docker', ['rmi', '-f', image]).catch(() => {});
       console.log(`removed the stand-in ${image}`);
     }
+    const leftBehind = (await danglingImages()).filter((id) => !danglingBefore.has(id));
+    if (leftBehind.length > 0) await run('docker', ['rmi', '-f', ...leftBehind]).catch(() => {});
+    console.log(`removed ${leftBehind.length} dangling images the build left`);
     await github.close().catch(() => {});
     await rm(work, { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
-import type { Repository } from '../../src/github/decide-build.js';
+import type { Repository } from '../../src/domain/build-request.js';
 
 interface ExampleGroup {
   name: string;

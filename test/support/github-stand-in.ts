@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { Repository } from '../../src/github/decide-build.js';
+import type { Repository } from '../../src/domain/build-request.js';
 
 const run = promisify(execFile);
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PushError } from '../../src/errors.js';
-import type { BuildRequest } from '../../src/github/decide-build.js';
+import { PushError } from '../../src/domain/errors.js';
+import type { BuildRequest } from '../../src/domain/build-request.js';
 import { createLogger } from '../../src/logger.js';
 import { BuildWorker, type RunBuild } from '../../src/queue/build-worker.js';
 import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
@@ -23,7 +23,7 @@ function request(n: number, repository = `o/r${n}`): BuildRequest {
 async function add(store: SqliteBuildStore, req: BuildRequest) {
   const outcome = await store.add(req, new Date(), 1000);
   assert.equal(outcome.kind, 'created');
-  return (outcome as { build: import('../../src/queue/build-store.js').BuildRecord }).build;
+  return (outcome as { build: import('../../src/domain/build-record.js').BuildRecord }).build;
 }
 
 const succeed: RunBuild = async (req) => ({ image: `reg/app:${req.prNumber}`, tags: [`reg/app:${req.prNumber}`], digest: `sha256:${req.prNumber}` });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decideBuild, type TriggerPolicy } from '../../src/github/decide-build.js';
-import { PayloadError } from '../../src/errors.js';
+import { PayloadError } from '../../src/domain/errors.js';
 import { examplePayloads, examplePullRequest } from '../support/deliveries.js';
 
 const ANY: TriggerPolicy = { allowedRepositories: [], baseBranches: [], buildRef: 'head' };

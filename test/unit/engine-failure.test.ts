@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { engineFailure, isTransient } from '../../src/build/docker-engine.js';
-import { ImageBuildError, PushError } from '../../src/errors.js';
+import { ImageBuildError, PushError } from '../../src/domain/errors.js';
 
 /** What dockerode throws for an HTTP answer of the engine: its status, and the engine's sentence in `json`. */
 const answered = (statusCode: number, message: string) => Object.assign(new Error(`(HTTP code ${statusCode}) ${message}`), { statusCode, json: { message } });

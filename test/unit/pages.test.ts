@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatAge, formatDuration, renderBuildList, renderBuildPage } from '../../src/http/pages.js';
-import type { BuildRecord } from '../../src/queue/build-store.js';
+import type { BuildRecord } from '../../src/domain/build-record.js';
 
 const now = new Date('2026-11-25T12:00:00Z');
 const hostile = '<script>alert(1)</script>';

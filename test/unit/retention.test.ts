@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { createLogger } from '../../src/logger.js';
 import { RetentionSweeper } from '../../src/queue/retention.js';
 import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
-import type { BuildRequest } from '../../src/github/decide-build.js';
+import type { BuildRequest } from '../../src/domain/build-request.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 

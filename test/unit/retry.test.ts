@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SourceError, SpecError } from '../../src/errors.js';
+import { SourceError, SpecError } from '../../src/domain/errors.js';
 import { backoffDelay, createRetry } from '../../src/queue/retry.js';
 
 const policy = { retries: 3, baseDelayMs: 1000, maxDelayMs: 5000 };

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { imageRepository, normaliseRelativePath, parseBuildSpec, resolveSecrets } from '../../src/build/spec.js';
-import { SpecError } from '../../src/errors.js';
+import { SpecError } from '../../src/domain/errors.js';
 
 const spec = (value: unknown) => parseBuildSpec(JSON.stringify(value));
 const minimal = { service_name: 'my-app', version: '1.0.0' };

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import type { BuildRequest } from '../../src/github/decide-build.js';
+import type { BuildRequest } from '../../src/domain/build-request.js';
 import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
 
 function request(deliveryId: string, sha = 'a'.repeat(40), repository = 'o/app'): BuildRequest {

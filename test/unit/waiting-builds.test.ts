@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { BuildRecord } from '../../src/queue/build-store.js';
+import type { BuildRecord } from '../../src/domain/build-record.js';
 import { WaitingBuilds } from '../../src/queue/waiting-builds.js';
 
 /** Only what the queue looks at: the arrival order and the repository. */

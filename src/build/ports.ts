@@ -1,0 +1,98 @@
+import type { Readable } from 'node:stream';
+import type { Repository } from '../domain/build-request.js';
+import type { ContextOptions } from './context.js';
+
+/**
+ * What the build pipeline (run-build.ts) needs from the outside world, as it needs it: the adapters
+ * (GitHub, the Docker engine, the registry, the store) implement these; the composition root wires them.
+ */
+
+/** Reads a repository at a commit. */
+export interface SourceFetcher {
+  /**
+   * The file's text, or undefined when the commit has no such file. Reads at most `maxBytes` + 1 bytes,
+   * so that a caller can tell a file that is too large without anyone holding all of it.
+   */
+  readFile(repository: Repository, sha: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined>;
+  /** The gzipped tarball of the whole repository, as GitHub serves it. */
+  tarball(repository: Repository, sha: string, signal: AbortSignal): Promise<Readable>;
+}
+
+export interface ImageBuildOptions {
+  /** Full references: registry/name:tag. */
+  tags: string[];
+  dockerfile: string;
+  buildArgs: Record<string, string>;
+  labels: Record<string, string>;
+  /** The stage to build; undefined for the last one. */
+  target: string | undefined;
+  /** Secret id → value, for `RUN --mount=type=secret`: never in the image, the log or the store. */
+  secrets: Record<string, string>;
+  /** Images whose layer cache the build may reuse (BuildKit's inline cache); ones not pushed yet are skipped. */
+  cacheFrom: string[];
+}
+
+export interface ImageBuilder {
+  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void>;
+  /** Removes these references from the engine (absent ones are fine). */
+  removeImages(references: string[]): Promise<void>;
+  /** Keeps the engine's build cache within its budget. */
+  pruneBuildCache(): Promise<void>;
+}
+
+export interface ImagePusher {
+  /** Pushes repository:tag and returns the manifest digest the registry stored. */
+  push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string>;
+}
+
+export interface BuildPorts {
+  source: SourceFetcher;
+  builder: ImageBuilder;
+  pusher: ImagePusher;
+  /** host[:port][/namespace] as the Docker engine reaches the registry. */
+  registry: string;
+  /** How large a repository and its build context may be: MAX_CONTEXT_MB, MAX_REPOSITORY_MB, MAX_CONTEXT_ENTRIES. */
+  contextLimits: Pick<ContextOptions, 'maxBytes' | 'maxArchiveBytes' | 'maxEntries'>;
+  /** The variables of BUILD_SECRET_VARIABLES and their values (undefined when not set). */
+  secretVariables: Record<string, string | undefined>;
+  /** The newest image of this name (registry/name) a build pushed, whose layers the next build may reuse. */
+  lastPushedImage(repositoryRef: string): Promise<string | undefined>;
+  /** Who owns an image name: the repository that first pushed it, and those ALLOWED_IMAGE_WRITERS adds. */
+  imageOwners: {
+    owner(repositoryRef: string): Promise<string | undefined>;
+    claim(repositoryRef: string, repository: string): Promise<string>;
+    /** service_name → further repositories (owner/name) that may push it. */
+    allowedWriters: Record<string, string[]>;
+  };
+  /** The commit a tag already in the registry was built from (undefined: not there; null: it does not say). */
+  publishedRevision(serviceName: string, tag: string, signal: AbortSignal): Promise<string | null | undefined>;
+  now: () => Date;
+}
+
+/** How a running build tells the outside what it is doing. */
+export interface BuildReporter {
+  /** A line of ci_service's own (what it does, retries, the failure). */
+  log(text: string): void;
+  /** The engine's output: the build's steps and the push. */
+  output(text: string): void;
+  /** The image and tags are known once dockerInfo.json is read. */
+  imageResolved(image: string, tags: string[]): void;
+}
+
+/** Runs one step again while it fails transiently; the step's name goes into the log. */
+export type Retry = <T>(step: string, action: () => Promise<T>) => Promise<T>;
+
+/** What one build runs with. */
+export interface BuildSession {
+  reporter: BuildReporter;
+  signal: AbortSignal;
+  retry: Retry;
+  /** Runs `action` while no other build of this image name builds or pushes. */
+  exclusive<T>(imageName: string, action: () => Promise<T>): Promise<T>;
+}
+
+export interface BuildResult {
+  image: string;
+  tags: string[];
+  digest: string;
+}

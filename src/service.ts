@@ -48,6 +48,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     config.builder,
     config.buildCacheBytes,
     config.buildLimits,
+    (reason) => logger.warn({ reason }, 'could not prune the build cache; trying again after the next build'),
   );
   const github = createGitHubClient(config.githubApiUrl, config.githubToken);
   const registryClient = new RegistryClient(config.registryUrl, config.registry, config.registryAuth);

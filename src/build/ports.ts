@@ -36,8 +36,8 @@ export interface ImageBuilder {
   build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void>;
   /** Removes these references from the engine (absent ones are fine). */
   removeImages(references: string[]): Promise<void>;
-  /** Keeps the engine's build cache within its budget. */
-  pruneBuildCache(): Promise<void>;
+  /** Keeps the engine's build cache within its budget, in the background: it returns at once. */
+  pruneBuildCache(): void;
 }
 
 export interface ImagePusher {

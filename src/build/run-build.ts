@@ -32,10 +32,11 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   // Two builds tagging one name on one engine would push each other's image: one at a time.
   return session.exclusive(repositoryRef, async () => {
     if (session.signal.aborted) throw session.signal.reason;
-    const cacheFrom = await cacheSources(spec, repositoryRef, references, ports);
-    const mask = secretMask(secrets);
     await checkImageOwner(request, spec, repositoryRef, ports);
-    await checkVersionUnpublished(request, spec, ports, session);
+    const versionPublished = await checkVersionUnpublished(request, spec, ports, session);
+    // A version not in the registry yet has no layers there to reuse.
+    const cacheFrom = await cacheSources(spec, repositoryRef, versionPublished ? references : references.filter((reference) => reference !== image), ports);
+    const mask = secretMask(secrets);
     try {
       await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
       const digest = await pushTags(repositoryRef, spec.tags, ports, session);
@@ -58,21 +59,24 @@ async function checkImageOwner(request: BuildRequest, spec: BuildSpec, repositor
   );
 }
 
-/** Versions are immutable: a version published from another commit is not pushed over; the same commit may push again. */
-async function checkVersionUnpublished(request: BuildRequest, spec: BuildSpec, ports: BuildPorts, session: BuildSession): Promise<void> {
+/**
+ * Versions are immutable: a version published from another commit is not pushed over; the same commit may push
+ * again. Says whether the version is in the registry already (from this commit).
+ */
+async function checkVersionUnpublished(request: BuildRequest, spec: BuildSpec, ports: BuildPorts, session: BuildSession): Promise<boolean> {
   const revision = await session.retry(`checking whether ${spec.serviceName}:${spec.version} is published`, () =>
     ports.publishedRevision(spec.serviceName, spec.version, session.signal),
   );
-  if (revision === undefined) return;
+  if (revision === undefined) return false;
   if (revision === request.sha) {
     session.reporter.log(`version ${spec.version} is already published from this commit: pushing it again`);
-    return;
+    return true;
   }
   const from = revision === null ? 'an image ci_service did not build (it names no commit)' : revision.slice(0, 7);
   throw new SpecError(`version ${spec.version} is already published from ${from}: bump "version" in ${SPEC_FILE}`);
 }
 
-/** The image's last pushed tag and its own tags (a rebuild of one version), unless dockerInfo.json says otherwise. */
+/** The image's last pushed tag and its own tags that may be in the registry, unless dockerInfo.json says otherwise. */
 async function cacheSources(spec: BuildSpec, repositoryRef: string, references: string[], ports: BuildPorts): Promise<string[]> {
   if (spec.cacheFrom !== 'default') return spec.cacheFrom;
   const last = await ports.lastPushedImage(repositoryRef);
@@ -151,7 +155,7 @@ function explainFromContext(context: BuildContext, spec: BuildSpec): Error | und
 async function cleanUpEngine(references: string[], ports: BuildPorts, reporter: BuildReporter): Promise<void> {
   try {
     await ports.builder.removeImages(references);
-    await ports.builder.pruneBuildCache();
+    ports.builder.pruneBuildCache();
   } catch (error) {
     reporter.log(`could not clean up the engine (${describeError(error)}); the next build tries again`);
   }

@@ -20,7 +20,6 @@ import type { BuildObserver } from './domain/build-observer.js';
 import { BuildWorker } from './queue/build-worker.js';
 import { RetentionSweeper } from './queue/retention.js';
 import { SqliteBuildStore } from './queue/sqlite-build-store.js';
-import { createRegistryCheck } from './registry/registry-check.js';
 import { RegistryClient } from './registry/registry-client.js';
 
 export interface RunningService {
@@ -53,6 +52,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const github = createGitHubClient(config.githubApiUrl, config.githubToken);
   const registryClient = new RegistryClient(config.registryUrl, config.registry, config.registryAuth);
   const metrics = new Metrics(() => worker.counts());
+  const store = SqliteBuildStore.inDataDir(config.dataDir);
   const ports: BuildPorts = {
     source: new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined),
     builder: engine,
@@ -69,7 +69,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     publishedRevision: (serviceName, tag, signal) => registryClient.publishedRevision(serviceName, tag, signal),
     now,
   };
-  const store = SqliteBuildStore.inDataDir(config.dataDir);
   const observers: BuildObserver[] = [metrics];
   if (config.githubToken) observers.push(new CommitStatusReporter(github, config.publicUrl, logger));
   const worker = new BuildWorker(store, (request, session) => runBuild(request, ports, session), {
@@ -93,7 +92,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       logger,
       now,
     },
-    health: { docker: () => engine.ping(), builder: config.builder, registry: createRegistryCheck(config.registryUrl), queue: () => worker.counts() },
+    health: { docker: () => engine.ping(), builder: config.builder, registry: () => registryClient.ping(), queue: () => worker.counts() },
     store,
     metrics: metrics.registry,
     adminToken,

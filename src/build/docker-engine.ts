@@ -46,7 +46,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     private readonly docker: Dockerode,
     private readonly auth: RegistryAuth | undefined,
     private readonly builder: Builder = 'buildkit',
-    /** BuildKit's cache on the engine is pruned down to this after each build; 0 keeps it all. */
+    /** BuildKit's cache on the engine is pruned down to this beside the builds (BUILD_CACHE_MB); 0 keeps it all. */
     private readonly buildCacheBytes = 0,
     /**
      * Memory and CPUs of the containers a build's steps run in (0: none). Docker 20.10's BuildKit ignores
@@ -96,11 +96,6 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
         this.lastPrune = Date.now();
         this.pruning = undefined;
       });
-  }
-
-  /** Settles once a prune that was asked for has run (tests, shutdown). */
-  async prunedBuildCache(): Promise<void> {
-    await this.pruning;
   }
 
   /** Answers when the engine does, and can build with the configured builder. */
@@ -246,7 +241,7 @@ export function engineFailure(error: unknown, stage: 'build' | 'push', reference
   const denied = code === 'EACCES';
   const unreachable = typeof code === 'string' && NETWORK_CODES.has(code);
   const message = denied
-    ? `Docker engine socket refused (${detail}): give ci_service the socket's group (DOCKER_GID in .env: stat -c %g /var/run/docker.sock)`
+    ? `Docker engine socket refused (${detail}): run ci_service in the socket's group (its image does so itself when started as root with RUN_AS; elsewhere add the group of /var/run/docker.sock: stat -c %g)`
     : unreachable
     ? `Docker engine not reachable (${detail}): is dockerd running, and DOCKER_HOST (or the mounted /var/run/docker.sock) right?`
     : stage === 'build'

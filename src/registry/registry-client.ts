@@ -16,8 +16,8 @@ interface Manifest {
 }
 
 /**
- * Reads the registry's HTTP API (distribution v2) the way the engine writes it: which commit an already
- * published tag was built from. Basic auth with REGISTRY_USERNAME/REGISTRY_PASSWORD, as registry:2's htpasswd.
+ * ci_service's own client of the registry's HTTP API (distribution v2): whether it is up, and which commit an
+ * already published tag was built from. (Pushes go through the engine.) Basic auth with REGISTRY_USERNAME/REGISTRY_PASSWORD, as registry:2's htpasswd.
  */
 export class RegistryClient {
   private readonly http: AxiosInstance;
@@ -28,6 +28,12 @@ export class RegistryClient {
     this.http = axios.create({ baseURL: registryUrl, timeout: 10_000, validateStatus: () => true, ...(auth ? { auth } : {}) });
     const [, ...path] = registry.split('/');
     this.namespace = path.length > 0 ? `${path.join('/')}/` : '';
+  }
+
+  /** Answers whether the registry's /v2/ is up (a 401 counts: it is up and wants a login); for /healthz. */
+  async ping(): Promise<void> {
+    const response = await this.http.get('/v2/', { timeout: 2000 });
+    if (response.status !== 200 && response.status !== 401) throw new Error(`${this.http.defaults.baseURL}/v2/ answered ${response.status}`);
   }
 
   /**

@@ -27,6 +27,8 @@ const REGISTRY_UNREACHABLE =
 export type Builder = 'buildkit' | 'legacy';
 
 const PRUNE_EVERY_MS = 60_000;
+/** BuildKit lets go of a build's records a moment after its request ends; a prune before that keeps them. */
+const PRUNE_AFTER_BUILD_MS = 5_000;
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
@@ -83,12 +85,12 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
 
   /**
    * Keeps BuildKit's cache under BUILD_CACHE_MB, beside the builds rather than in their way: a prune takes a
-   * quarter of a second even when nothing is over (measured), so it runs in the background, at most once a
-   * minute. BuildKit removes only records no running build uses.
+   * quarter of a second even when nothing is over (measured), so it runs in the background, a few seconds after
+   * a build and at most once a minute. BuildKit removes only records no running build uses.
    */
   pruneBuildCache(): void {
     if (this.builder !== 'buildkit' || this.buildCacheBytes === 0 || this.pruning) return;
-    this.pruning = delay(this.lastPrune + PRUNE_EVERY_MS - Date.now())
+    this.pruning = delay(Math.max(PRUNE_AFTER_BUILD_MS, this.lastPrune + PRUNE_EVERY_MS - Date.now()))
       .then(() => dial<unknown>(this.docker, { path: '/build/prune?', method: 'POST', options: { 'keep-storage': this.buildCacheBytes }, statusCodes: { 200: true, 500: 'server error' } }))
       .then(() => undefined)
       .catch((error: unknown) => this.onPruneFailure(describeError(error)))

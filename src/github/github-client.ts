@@ -4,7 +4,7 @@ import axios, { type AxiosInstance } from 'axios';
  * One HTTP client for GitHub's REST API: every status is returned, callers decide what it means.
  * No call waits on GitHub for more than 30 s without a byte (a stalled download too).
  */
-export function createGitHubClient(apiUrl: string, token: string | undefined): AxiosInstance {
+export function createGitHubClient(apiUrl: string, token: string | undefined, timeoutMs = 30_000): AxiosInstance {
   return axios.create({
     baseURL: apiUrl,
     headers: {
@@ -14,7 +14,7 @@ export function createGitHubClient(apiUrl: string, token: string | undefined): A
       ...(token ? { Authorization: `Bearer ${token}` } : {}),
     },
     validateStatus: () => true,
-    timeout: 30_000,
+    timeout: timeoutMs,
     maxRedirects: 5,
   });
 }

@@ -162,6 +162,15 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     assert.equal(github.requests.filter((request) => request.path.includes(`/tarball/${repository.sha}`)).length, 0);
   });
 
+  it('a dockerInfo.json of megabytes fails on its size, read no further than 64 KB', async () => {
+    const repository = await github.addRepository('octo-org/huge-spec', path.join(FIXTURES, 'hello'), {
+      extraFiles: { 'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/huge-spec', version: '1.0.0', padding: 'x'.repeat(8 * 1024 * 1024) }) },
+    });
+    const build = await mergeAndWait(ci, repository);
+    assert.equal(build.failedStage, 'spec');
+    assert.match(build.error!, /^dockerInfo.json is larger than 64 KB/);
+  });
+
   it('a repository without the Dockerfile fails saying which file is missing', async () => {
     const build = await mergeAndWait(ci, await github.addRepository('octo-org/no-dockerfile', path.join(FIXTURES, 'no-dockerfile')));
     assert.equal(build.status, 'failed');

@@ -69,18 +69,17 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
   }
 
   /**
-   * Removes the tags a build made, once pushed (or failed): the registry holds the image, BuildKit's cache
-   * and the registry's inline cache hold what the next build reuses. Only these references are touched.
+   * Removes a built image once pushed (or failed): the registry holds it, BuildKit's cache and the registry's
+   * inline cache hold what the next build reuses. By ID, with the tags still on it: a tag a newer build has
+   * moved to its own image is not this image's any more, so this may run beside that build.
    */
-  async removeImages(references: string[]): Promise<void> {
-    for (const reference of references) {
-      await this.docker
-        .getImage(reference)
-        .remove({ noprune: false })
-        .catch((error: { statusCode?: number }) => {
-          if (error.statusCode !== 404) throw engineFailure(error, 'build');
-        });
-    }
+  async removeImage(id: string): Promise<void> {
+    await this.docker
+      .getImage(id)
+      .remove({ force: true, noprune: false })
+      .catch((error: { statusCode?: number }) => {
+        if (error.statusCode !== 404) throw engineFailure(error, 'build');
+      });
   }
 
   /**
@@ -120,7 +119,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     return { version: version.Version, apiVersion: version.ApiVersion, buildKit: version.Os === 'linux' && (major > 1 || minor >= 39) };
   }
 
-  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void> {
+  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<string> {
     return this.builder === 'buildkit' ? this.buildWithBuildKit(context, options, onLog, signal) : this.buildLegacy(context, options, onLog, signal);
   }
 
@@ -150,7 +149,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
       };
       const stream = await dialBuild(this.docker, context, signal, query);
       const outcome = await readProgress(stream, onLog, (data) => trace.feed(data));
-      if (outcome.error === undefined) return;
+      if (outcome.error === undefined) return builtImageId(outcome.aux);
       const step = trace.stepThatFailed(outcome.error);
       // A command of the Dockerfile that fails is the repository's to fix; pulling a base image may pass later.
       const command = step !== undefined && /\]\s*(RUN|COPY|ADD)\b/.test(step.name);
@@ -186,6 +185,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
       throw engineFailure(error, 'build');
     });
     if (outcome.error !== undefined) throw new ImageBuildError(`docker build failed: ${explainEngineError(outcome.error)}`);
+    return builtImageId(outcome.aux);
   }
 
   async push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string> {
@@ -210,6 +210,13 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     if (typeof digest !== 'string') throw new PushError(`pushing ${reference} ended without a digest from the registry`, true);
     return digest;
   }
+}
+
+/** The engine names the image it built in an `aux` line (`moby.image.id` for BuildKit). */
+function builtImageId(aux: Record<string, unknown>[]): string {
+  const id = aux.map((entry) => entry.ID).find((value): value is string => typeof value === 'string');
+  if (!id) throw new ImageBuildError('the engine ended the build without naming the image it built', true);
+  return id;
 }
 
 /** Whether an error line inside an engine stream says the registry could not be reached. */

@@ -33,9 +33,10 @@ export interface ImageBuildOptions {
 }
 
 export interface ImageBuilder {
-  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<void>;
-  /** Removes these references from the engine (absent ones are fine). */
-  removeImages(references: string[]): Promise<void>;
+  /** Builds and tags the image; resolves to its ID. */
+  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<string>;
+  /** Removes this image from the engine, with the tags still on it (an absent one is fine). */
+  removeImage(id: string): Promise<void>;
   /** Keeps the engine's build cache within its budget, in the background: it returns at once. */
   pruneBuildCache(): void;
 }

@@ -37,13 +37,15 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
     // A version not in the registry yet has no layers there to reuse.
     const cacheFrom = await cacheSources(spec, repositoryRef, versionPublished ? references : references.filter((reference) => reference !== image), ports);
     const mask = secretMask(secrets);
+    let imageId: string | undefined;
     try {
-      await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
+      imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
       const digest = await pushTags(repositoryRef, spec.tags, ports, session);
       await ports.imageOwners.claim(repositoryRef, repository.fullName);
       return { image, tags: references, digest };
     } finally {
-      await cleanUpEngine(references, ports, reporter);
+      // Beside the next builds, not in this one's time: the build is done once pushed.
+      if (imageId) void cleanUpEngine(imageId, ports, reporter);
     }
   });
 }
@@ -90,7 +92,7 @@ async function buildImage(
   ports: BuildPorts,
   session: BuildSession,
   mask: (text: string) => string,
-) {
+): Promise<string> {
   const { repository, sha } = request;
   const { reporter, signal, retry } = session;
   const references = image.tags;
@@ -102,14 +104,15 @@ async function buildImage(
     target: spec.target,
   };
   // The tarball streams into the build, so the two are one step: a retry downloads again.
-  await retry('downloading and building', async () => {
+  return retry('downloading and building', async () => {
     reporter.log(`downloading ${repository.fullName} at ${sha}`);
     const tarball = await ports.source.tarball(repository, sha, signal);
     const context = createBuildContext(tarball, { context: spec.context, dockerfile: spec.dockerfile, ...ports.contextLimits });
     reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
     if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
+    let imageId: string;
     try {
-      await ports.builder.build(context.stream, buildOptions, reporter.output, signal);
+      imageId = await ports.builder.build(context.stream, buildOptions, reporter.output, signal);
     } catch (error) {
       const explained = explainFromContext(context, spec) ?? explainFailedStepOf(error, spec, context, mask);
       // The engine may stop reading before the end (a failed step, a closed request): close the download too.
@@ -118,6 +121,7 @@ async function buildImage(
     }
     const summary = await context.finished;
     reporter.log(`context: ${summary.entries} entries, ${summary.bytes} bytes`);
+    return imageId;
   });
 }
 
@@ -152,9 +156,9 @@ function explainFromContext(context: BuildContext, spec: BuildSpec): Error | und
  * The engine keeps nothing of a build but its cache: the pushed image lives in the registry. A failure here is
  * logged, never the build's: the next build tries again.
  */
-async function cleanUpEngine(references: string[], ports: BuildPorts, reporter: BuildReporter): Promise<void> {
+async function cleanUpEngine(imageId: string, ports: BuildPorts, reporter: BuildReporter): Promise<void> {
   try {
-    await ports.builder.removeImages(references);
+    await ports.builder.removeImage(imageId);
     ports.builder.pruneBuildCache();
   } catch (error) {
     reporter.log(`could not clean up the engine (${describeError(error)}); the next build tries again`);

@@ -214,7 +214,7 @@ export class GitHubStandIn {
     if (!repository) return sendJson(res, 404, { message: 'Not Found' });
     let content: Buffer;
     try {
-      content = (await run('git', ['-C', repository.gitDir, 'show', `${ref}:${filePath}`], { encoding: 'buffer' })).stdout;
+      content = (await run('git', ['-C', repository.gitDir, 'show', `${ref}:${filePath}`], { encoding: 'buffer', maxBuffer: 1 << 30 })).stdout;
     } catch {
       return sendJson(res, 404, { message: 'Not Found' });
     }

@@ -1,6 +1,6 @@
 /**
  * ci_service benchmarks, side by side with the physical limit on the same machine.
- *   npm run bench                      # everything (about 17 minutes)
+ *   npm run bench                      # everything (about half an hour; e2e alone takes 10 minutes)
  *   npm run bench -- ack throughput    # some: ack, throughput, e2e, rebuild, cache, memory
  * Real Docker engine, real registry (Debian's docker-registry), the GitHub stand-in, and the daemon
  * as `npm start` runs it. Figures and method: bench/README.md.

@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -53,7 +54,10 @@ async function makeNodeImage(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'node-rootfs-'));
   try {
     await run('debootstrap', ['--variant=minbase', 'bookworm', dir, 'http://deb.debian.org/debian'], { maxBuffer: 64 * 1024 * 1024 });
-    const npmRoot = (await run('npm', ['root', '-g'])).stdout.trim();
+    // npm as it is installed, wherever that is: `npm root -g` names the running Node's prefix, which need not hold
+    // npm (Node 24 from the npm registry's package comes without it; .ci/run uses the machine's npm with it).
+    const npmCli = realpathSync((await run('sh', ['-c', 'command -v npm'])).stdout.trim());
+    const npmRoot = path.dirname(path.dirname(path.dirname(npmCli)));
     await mkdir(path.join(dir, 'usr/local/lib/node_modules'), { recursive: true });
     await cp(process.execPath, path.join(dir, 'usr/local/bin/node'));
     await cp(path.join(npmRoot, 'npm'), path.join(dir, 'usr/local/lib/node_modules/npm'), { recursive: true, verbatimSymlinks: true });

@@ -131,7 +131,7 @@ export interface Config {
   maxContextBytes: number;
   maxRepositoryBytes: number;
   maxContextEntries: number;
-  /** BuildKit's cache on the engine is pruned down to this after each build; 0 never prunes. */
+  /** BuildKit's cache on the engine is pruned down to this beside the builds (at most once a minute); 0 never prunes. */
   buildCacheBytes: number;
   /** Memory and CPUs of a build's containers (0: no limit); the engine applies them with BUILDER=legacy only. */
   buildLimits: { memoryBytes: number; cpus: number };

@@ -26,8 +26,6 @@ export interface BuildStore {
   unfinished(): Promise<BuildRecord[]>;
   update(id: string, changes: BuildChanges): Promise<BuildRecord>;
   appendLog(id: string, text: string): Promise<void>;
-  /** The whole log (at most MAX_LOG_BYTES and a line, see build-log.ts), or undefined for an unknown build. */
-  readLog(id: string): Promise<string | undefined>;
   /**
    * The lines written after `cursor` (0: from the start), at most `limit` of them, and the cursor to ask
    * from next time; undefined for an unknown build. What a reader following a build polls for.

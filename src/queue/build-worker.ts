@@ -5,7 +5,7 @@ import type { BuildRequest } from '../domain/build-request.js';
 import { BuildFailure, BuildTimeoutError, describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import type { BuildStore } from './build-store.js';
-import { BuildLog, OWN_LINE_PREFIX } from './build-log.js';
+import { BuildLog } from './build-log.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createRetry, type RetryPolicy } from './retry.js';
 import { WaitingBuilds } from './waiting-builds.js';
@@ -61,7 +61,9 @@ export class BuildWorker {
         build.status === 'running'
           ? 'resumed: ci_service stopped while this build ran; running it again from the start'
           : 'resumed: taken up from the queue after a restart';
-      await this.store.appendLog(build.id, `${OWN_LINE_PREFIX}${note}`);
+      const reporter = this.reporter(build.id);
+      reporter.log(note);
+      await reporter.flushed();
       this.submit(await this.store.update(build.id, { status: 'queued', resumed: true }));
     }
     return unfinished.length;

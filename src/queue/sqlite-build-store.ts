@@ -127,7 +127,6 @@ export class SqliteBuildStore implements BuildStore {
       claimImage: this.db.prepare('INSERT INTO image_owners (image, repository, claimed_at) VALUES (?, ?, ?) ON CONFLICT (image) DO NOTHING'),
       unfinished: this.db.prepare<[], BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq"),
       appendLog: this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)'),
-      logLines: this.db.prepare<[string], { line: string }>('SELECT line FROM build_logs WHERE build_id = ? ORDER BY seq'),
       logLinesAfter: this.db.prepare<[string, number, number], { seq: number; line: string }>(
         'SELECT seq, line FROM build_logs WHERE build_id = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
@@ -201,11 +200,6 @@ export class SqliteBuildStore implements BuildStore {
     this.sql.appendLog.run(id, text);
   }
 
-  async readLog(id: string): Promise<string | undefined> {
-    if (!(await this.get(id))) return undefined;
-    const lines = this.sql.logLines.all(id);
-    return lines.map(({ line }) => `${line}\n`).join('');
-  }
 
   async readLogAfter(id: string, cursor: number, limit: number): Promise<{ lines: string[]; cursor: number } | undefined> {
     if (!this.sql.byId.get(id)) return undefined;

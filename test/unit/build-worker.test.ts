@@ -5,6 +5,7 @@ import type { BuildRequest } from '../../src/domain/build-request.js';
 import { createLogger } from '../../src/logger.js';
 import { BuildWorker, type RunBuild } from '../../src/queue/build-worker.js';
 import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
+import { logOf } from '../support/store-log.js';
 
 const logger = createLogger('silent');
 const options = { concurrency: 1, timeoutMs: 10_000, retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 1 }, logger };
@@ -118,7 +119,7 @@ describe('build worker', () => {
     await worker.onIdle();
     assert.equal((await store.get(build.id))?.status, 'succeeded');
     assert.equal(calls, 3);
-    const log = (await store.readLog(build.id)) ?? '';
+    const log = (await logOf(store, build.id)) ?? '';
     assert.match(log, /pushing reg\/app:1 failed \(registry unreachable\); retry 1 of 3 in/);
     assert.match(log, /retry 2 of 3/);
 
@@ -152,7 +153,7 @@ describe('build worker', () => {
     assert.equal(failed?.failedStage, 'push');
     assert.equal(failed?.error, 'pushing reg/app:1 failed: connection refused');
     assert.equal(
-      await store.readLog(build.id),
+      await logOf(store, build.id),
       '[ci_service] first\n#1 build output\n[ci_service] second\n[ci_service] FAILED (push): pushing reg/app:1 failed: connection refused\n',
     );
   });
@@ -176,6 +177,6 @@ describe('build worker', () => {
       assert.equal(build?.status, 'succeeded');
       assert.equal(build?.resumed, true);
     }
-    assert.match((await store.readLog(crashed.id)) ?? '', /resumed: ci_service stopped while this build ran/);
+    assert.match((await logOf(store, crashed.id)) ?? '', /resumed: ci_service stopped while this build ran/);
   });
 });

@@ -4,6 +4,7 @@ import { createLogger } from '../../src/logger.js';
 import { RetentionSweeper } from '../../src/queue/retention.js';
 import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
 import type { BuildRequest } from '../../src/domain/build-request.js';
+import { logOf } from '../support/store-log.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 
@@ -33,7 +34,7 @@ describe('retention', () => {
     const sweeper = new RetentionSweeper(store, 30 * DAY, createLogger('silent'), () => now);
     assert.equal(await sweeper.sweepNow(), 1);
     assert.equal(await store.get(old), undefined);
-    assert.equal(await store.readLog(old), undefined);
+    assert.equal(await logOf(store, old), undefined);
     assert.ok(await store.get(recent));
     assert.ok(await store.get(stillRunning), 'an unfinished build is never deleted');
     assert.equal((await store.add(request('old', '1'.repeat(40)), now, 10)).kind, 'created', 'its delivery id went with it');

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { BuildRequest } from '../../src/domain/build-request.js';
 import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
+import { logOf } from '../support/store-log.js';
 
 function request(deliveryId: string, sha = 'a'.repeat(40), repository = 'o/app'): BuildRequest {
   const [owner, name] = repository.split('/') as [string, string];
@@ -30,7 +31,7 @@ describe('SQLite build store', () => {
       assert.deepEqual(build?.tags, ['reg/app:1', 'reg/app:latest']);
       assert.equal(build?.finishedAt?.toISOString(), '2026-01-01T00:01:00.000Z');
       assert.equal(build?.request.repository.fullName, 'o/app');
-      assert.equal(await reopened.readLog(id), 'line one\nline two\n');
+      assert.equal(await logOf(reopened, id), 'line one\nline two\n');
       await reopened.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -133,7 +134,7 @@ describe('SQLite build store', () => {
     await store.update(ids[1]!, { status: 'failed' });
     assert.deepEqual((await store.list(10)).map((build) => build.id), [...ids].reverse());
     assert.deepEqual((await store.unfinished()).map((build) => build.id), [ids[0], ids[2]]);
-    assert.equal(await store.readLog('unknown'), undefined);
+    assert.equal(await logOf(store, 'unknown'), undefined);
   });
 
   it('gives a reader the log lines after its cursor, a page at a time, whatever other builds write meanwhile', async () => {

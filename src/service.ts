@@ -1,6 +1,8 @@
 import Dockerode from 'dockerode';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { Checkouts } from './build/checkout.js';
 import { DockerEngine } from './build/docker-engine.js';
 import type { BuildPorts } from './build/ports.js';
 import { runBuild } from './build/run-build.js';
@@ -55,6 +57,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const store = SqliteBuildStore.inDataDir(config.dataDir);
   const ports: BuildPorts = {
     source: new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined),
+    checkouts: await Checkouts.open(path.join(config.dataDir, 'checkouts')),
     builder: engine,
     pusher: metrics.timedPusher(engine),
     registry: config.registry,

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import protobuf from 'protobufjs';
+import { DIFF_COPY_METHOD, fileSyncService, type SyncedFolder } from './file-sync.js';
 
 /**
  * The three services BuildKit calls back on a build's session, as the docker CLI's session serves them:
@@ -33,6 +34,11 @@ export interface SessionOptions {
   credentials: RegistryCredentials | undefined;
   /** Secret id → value, for `RUN --mount=type=secret,id=…`. Nothing else can read them. */
   secrets: Record<string, string>;
+  /**
+   * The folders BuildKit loads the Dockerfile and the context from ("dockerfile", "context"), and the key under
+   * which it keeps what it received for the next build of the same repository.
+   */
+  files?: { sharedKey: string; folders: Record<string, SyncedFolder> };
 }
 
 /** The part of dockerode's modem a session needs: an HTTP request upgraded to a raw socket. */
@@ -40,9 +46,18 @@ export interface HijackingModem {
   dial(options: object, callback: (error: Error | null, socket?: Duplex) => void): void;
 }
 
+export interface ContextSent {
+  files: number;
+  bytes: number;
+}
+
 export interface BuildKitSession {
   /** Passed to /build as `session`: the engine's BuildKit calls back through it. */
   id: string;
+  /** Why sending the context failed, if it did: said better than BuildKit's own error about it. */
+  transferError(): Error | undefined;
+  /** The files of the context BuildKit asked for so far, and their bytes (the Dockerfile's own load aside). */
+  sent(): ContextSent;
   close(): void;
 }
 
@@ -56,6 +71,7 @@ export function openBuildKitSession(modem: HijackingModem, options: SessionOptio
     '/grpc.health.v1.Health/Check',
     '/moby.filesync.v1.Auth/Credentials',
     '/moby.buildkit.secrets.v1.Secrets/GetSecret',
+    ...(options.files ? [DIFF_COPY_METHOD] : []),
   ];
   const request = {
     method: 'POST',
@@ -65,6 +81,7 @@ export function openBuildKitSession(modem: HijackingModem, options: SessionOptio
       Upgrade: 'h2c',
       'X-Docker-Expose-Session-Uuid': id,
       'X-Docker-Expose-Session-Name': 'ci_service',
+      ...(options.files ? { 'X-Docker-Expose-Session-Sharedkey': options.files.sharedKey } : {}),
       // One header per method, as BuildKit reads them: it asks only for what a session announces.
       'X-Docker-Expose-Session-Grpc-Method': methods,
     },
@@ -88,10 +105,24 @@ export function openBuildKitSession(modem: HijackingModem, options: SessionOptio
         if (value === undefined) throw Object.assign(new Error(`secret ${asked.ID} not found`), { code: grpc.status.NOT_FOUND });
         return { data: Buffer.from(value, 'utf8') };
       });
+      let transferError: Error | undefined;
+      // By path: BuildKit loads the context more than once (.dockerignore first, then what the Dockerfile uses).
+      const sent = new Map<string, number>();
+      if (options.files) {
+        const service = fileSyncService(options.files.folders, {
+          onError: (error) => (transferError ??= error),
+          onFileSent: (folder, entry) => {
+            if (folder === 'context') sent.set(entry.path, entry.size);
+          },
+        });
+        server.addService(service.definition, service.handlers);
+      }
       socket.on('error', () => {}); // a session ends with its build; the build reports what went wrong
       server.createConnectionInjector(grpc.ServerCredentials.createInsecure()).injectConnection(socket);
       resolve({
         id,
+        transferError: () => transferError,
+        sent: () => ({ files: sent.size, bytes: [...sent.values()].reduce((sum, bytes) => sum + bytes, 0) }),
         close() {
           server.forceShutdown();
           socket.destroy();

@@ -48,15 +48,31 @@ const INFLATED_CHUNK_BYTES = 256 * 1024;
 /** Measured with bench/run.ts memory: the 1 GB context's peak stays within a few MB of a small one's. */
 const GARBAGE_PACE = { youngEveryBytes: 1024 * 1024, fullEveryBytes: 128 * 1024 * 1024 };
 
+/** One entry of the context, re-rooted: `name` is its path inside the context. */
+export type ContextEntryHeader = Header & { name: string };
+
 /**
- * Turns GitHub's gzipped repository tarball (every file under one `<owner>-<repo>-<sha7>/` folder)
- * into a build context: that folder stripped, only `context` kept and re-rooted.
- * Entry by entry with backpressure: nothing is held whole in memory or written to disk.
+ * Where the context's entries go, one at a time and in the tarball's order: a tar stream for the legacy builder,
+ * a folder for BuildKit's file sync (checkout.ts). `add` resolves once it has consumed `content`.
  */
-export function createBuildContext(tarball: Readable, options: ContextOptions): BuildContext {
+export type ContextSink = (header: ContextEntryHeader, content: Readable) => Promise<void>;
+
+export interface ContextReading {
+  /** Settles when the whole tarball has gone through: the summary, or the ContextError that stopped it. */
+  finished: Promise<ContextSummary>;
+  outcome(): { summary: ContextSummary } | { error: Error } | undefined;
+  dockerfileText(): string | undefined;
+  destroy(reason: Error): void;
+}
+
+/**
+ * Reads GitHub's gzipped repository tarball (every file under one `<owner>-<repo>-<sha7>/` folder) into `sink`:
+ * that folder stripped, only `context` kept and re-rooted, every limit and path checked on the way.
+ * Entry by entry with backpressure: nothing is held whole in memory.
+ */
+export function readContext(tarball: Readable, options: ContextOptions, sink: ContextSink): ContextReading {
   const gunzip = createGunzip({ chunkSize: INFLATED_CHUNK_BYTES });
   const extract = tar.extract();
-  const pack = tar.pack();
   const fail = (error: Error) => extract.destroy(error);
   tarball.on('error', (error) => fail(isAbort(error) ? error : downloadBrokeOff(error)));
   gunzip.on('error', (error: NodeJS.ErrnoException) =>
@@ -77,28 +93,37 @@ export function createBuildContext(tarball: Readable, options: ContextOptions): 
     }
   });
 
-  // A failure is reported through `finished`; without this listener it would also crash the process.
-  pack.on('error', () => {});
   let outcome: { summary: ContextSummary } | { error: Error } | undefined;
   let dockerfileText: string | undefined;
   const keepDockerfile = (text: string) => (dockerfileText = text);
-  const finished = rerootEntries(extract, pack, options, keepDockerfile).then(
+  const finished = rerootEntries(extract, sink, options, keepDockerfile).then(
     (summary) => {
       outcome = { summary };
-      pack.finalize();
       return summary;
     },
     (error: Error) => {
       outcome = { error };
       tarball.destroy();
-      pack.destroy(error);
       throw error;
     },
   );
   // The caller may only look at `finished` after the build; an early failure must not be "unhandled".
   finished.catch(() => {});
+  return { finished, outcome: () => outcome, dockerfileText: () => dockerfileText, destroy: fail };
+}
+
+/** The context as an uncompressed tar stream, for the legacy builder's /build body. */
+export function createBuildContext(tarball: Readable, options: ContextOptions): BuildContext {
+  const pack = tar.pack();
+  // A failure is reported through `finished`; without this listener it would also crash the process.
+  pack.on('error', () => {});
+  const reading = readContext(tarball, options, (header, content) => copyEntry(content, pack, header));
+  reading.finished.then(
+    () => pack.finalize(),
+    (error: Error) => pack.destroy(error),
+  );
   // tar-stream's pack is a streamx Readable: it pipes like a Node Readable, which is all its consumers do.
-  return { stream: pack as unknown as Readable, finished, outcome: () => outcome, dockerfileText: () => dockerfileText, destroy: fail };
+  return { ...reading, stream: pack as unknown as Readable };
 }
 
 /** A download that breaks off is the network's fault, so it is retried like any other network failure. */
@@ -112,13 +137,14 @@ function isAbort(error: Error): boolean {
 
 async function rerootEntries(
   extract: tar.Extract,
-  pack: Pack,
+  sink: ContextSink,
   options: ContextOptions,
   keepDockerfile: (text: string) => void,
 ): Promise<ContextSummary> {
   const summary: ContextSummary = { entries: 0, bytes: 0, hasDockerfile: false };
   let sawContextFolder = options.context === '';
   let archiveEntries = 0;
+  const symlinks = new Set<string>();
   for await (const entry of readEntries(extract)) {
     const header = entry.header;
     archiveEntries += 1;
@@ -140,11 +166,15 @@ async function rerootEntries(
         `the build context is larger than MAX_CONTEXT_MB=${megabytes(options.maxBytes)} MB (at "${name}"): set "context" in dockerInfo.json to a smaller folder, or raise MAX_CONTEXT_MB`,
       );
     }
-    if (header.type === 'symlink') checkSymlinkStaysInside(name, header.linkname ?? '');
+    checkNotUnderSymlink(name, symlinks);
+    if (header.type === 'symlink') {
+      checkSymlinkStaysInside(name, header.linkname ?? '');
+      symlinks.add(name);
+    }
     const linkname = header.type === 'link' ? hardLinkTarget(header, options.context) : header.linkname;
     const isDockerfile = name === options.dockerfile && header.type === 'file';
     if (isDockerfile && (header.size ?? 0) <= DOCKERFILE_KEPT_BYTES) collectText(entry as unknown as Readable, keepDockerfile);
-    await copyEntry(entry as unknown as Readable, pack, {
+    await sink({
       name,
       type: header.type,
       mode: header.mode,
@@ -157,7 +187,7 @@ async function rerootEntries(
       gname: '',
       devmajor: 0,
       devminor: 0,
-    });
+    }, entry as unknown as Readable);
     summary.entries += 1;
     summary.bytes += header.size ?? 0;
     if (name === options.dockerfile && header.type !== 'directory') summary.hasDockerfile = true;
@@ -196,6 +226,19 @@ function checkSymlinkStaysInside(name: string, target: string): void {
   const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(name), target));
   if (resolved === '..' || resolved.startsWith('../')) {
     throw new ContextError(`symlink "${name}" points outside the build context (to "${target}"): point it inside the "context" folder, or replace it with the file`);
+  }
+}
+
+/**
+ * git cannot track a file inside a symlinked folder, so an archive that has one is crafted: written out, it
+ * would land wherever the link points.
+ */
+function checkNotUnderSymlink(name: string, symlinks: Set<string>): void {
+  if (symlinks.size === 0) return;
+  for (let parent = path.posix.dirname(name); parent !== '.'; parent = path.posix.dirname(parent)) {
+    if (symlinks.has(parent)) {
+      throw new ContextError(`the repository tarball has an entry "${name}" inside symlink "${parent}"; refusing to build from it`);
+    }
   }
 }
 

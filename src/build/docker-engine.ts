@@ -1,11 +1,12 @@
 import type Dockerode from 'dockerode';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { describeError, ImageBuildError, PushError } from '../domain/errors.js';
 import { openBuildKitSession, type HijackingModem } from './buildkit-session.js';
 import { BuildKitTrace } from './buildkit-trace.js';
 import { explainEngineError } from './explain-build-failure.js';
 import { readProgress } from './progress.js';
-import type { ImageBuilder, ImageBuildOptions, ImagePusher } from './ports.js';
+import type { Checkout } from './checkout.js';
+import type { BuildContextInput, BuiltImage, ImageBuilder, ImageBuildOptions, ImagePusher } from './ports.js';
 
 export interface RegistryAuth {
   username: string;
@@ -57,6 +58,10 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     private readonly limits: { memoryBytes: number; cpus: number } = { memoryBytes: 0, cpus: 0 },
     private readonly onPruneFailure: (reason: string) => void = () => {},
   ) {}
+
+  get contextKind(): BuildContextInput['kind'] {
+    return this.builder === 'buildkit' ? 'checkout' : 'tar';
+  }
 
   private pruning: Promise<void> | undefined;
   private lastPrune = 0;
@@ -119,18 +124,22 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     return { version: version.Version, apiVersion: version.ApiVersion, buildKit: version.Os === 'linux' && (major > 1 || minor >= 39) };
   }
 
-  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<string> {
-    return this.builder === 'buildkit' ? this.buildWithBuildKit(context, options, onLog, signal) : this.buildLegacy(context, options, onLog, signal);
+  build(context: BuildContextInput, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<BuiltImage> {
+    if (context.kind !== this.contextKind) throw new Error(`the ${this.builder} builder takes a ${this.contextKind} context, not a ${context.kind}`);
+    return context.kind === 'checkout' ? this.buildWithBuildKit(context.checkout, options, onLog, signal) : this.buildLegacy(context.stream, options, onLog, signal);
   }
 
   /**
-   * BuildKit through the engine's /build (version=2), with a session of our own for registry credentials
-   * and secrets. Every image carries its layer cache inline, so any host can reuse it from the registry.
+   * BuildKit through the engine's /build (version=2), with a session of our own for registry credentials,
+   * secrets and the context, which BuildKit loads from the checkout through the session's file sync, as from
+   * the docker CLI. Every image carries its layer cache inline, so any host can reuse it from the registry.
    */
-  private async buildWithBuildKit(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal) {
+  private async buildWithBuildKit(checkout: Checkout, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal) {
     const session = await openBuildKitSession(this.docker.modem as HijackingModem, {
       credentials: this.auth && { host: this.auth.serveraddress, username: this.auth.username, password: this.auth.password },
       secrets: options.secrets,
+      // The Dockerfile is a path inside the context: one folder serves both.
+      files: { sharedKey: checkout.sharedKey, folders: { context: checkout, dockerfile: checkout } },
     }).catch((error: unknown) => {
       throw engineFailure(error, 'build');
     });
@@ -139,6 +148,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
       const query = {
         version: '2',
         session: session.id,
+        remote: 'client-session',
         t: options.tags,
         dockerfile: options.dockerfile,
         ...(options.target ? { target: options.target } : {}),
@@ -147,9 +157,11 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
         ...(options.cacheFrom.length > 0 ? { cachefrom: JSON.stringify(options.cacheFrom) } : {}),
         ...this.limitQuery(),
       };
-      const stream = await dialBuild(this.docker, context, signal, query);
+      const stream = await dialBuild(this.docker, undefined, signal, query);
       const outcome = await readProgress(stream, onLog, (data) => trace.feed(data));
-      if (outcome.error === undefined) return builtImageId(outcome.aux);
+      if (outcome.error === undefined) return { id: builtImageId(outcome.aux), contextSent: session.sent() };
+      const transferError = session.transferError();
+      if (transferError) throw new ImageBuildError(`sending the build context to BuildKit failed: ${transferError.message}`, true);
       const step = trace.stepThatFailed(outcome.error);
       // A command of the Dockerfile that fails is the repository's to fix; pulling a base image may pass later.
       const command = step !== undefined && /\]\s*(RUN|COPY|ADD)\b/.test(step.name);
@@ -185,7 +197,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
       throw engineFailure(error, 'build');
     });
     if (outcome.error !== undefined) throw new ImageBuildError(`docker build failed: ${explainEngineError(outcome.error)}`);
-    return builtImageId(outcome.aux);
+    return { id: builtImageId(outcome.aux) };
   }
 
   async push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string> {
@@ -225,11 +237,14 @@ export function isTransient(streamError: string): boolean {
 }
 
 /**
- * POST /build with the body streamed from `context`: dockerode's buildImage, without the session it would
- * open itself for version=2 (ours serves secrets too).
+ * POST /build, with the body streamed from `context` (none when BuildKit loads it through the session):
+ * dockerode's buildImage, without the session it would open itself for version=2 (ours serves more).
  */
-function dialBuild(docker: Dockerode, context: Readable, signal: AbortSignal, query: Record<string, unknown>): Promise<Readable> {
-  return dial(docker, { path: '/build?', method: 'POST', file: context, options: query, isStream: true, abortSignal: signal, statusCodes: { 200: true, 400: 'bad parameter', 500: 'server error' } });
+function dialBuild(docker: Dockerode, context: Readable | undefined, signal: AbortSignal, query: Record<string, unknown>): Promise<Readable> {
+  // An empty body, not none: without a file docker-modem sends the query again as a JSON body, which the engine
+  // reads as the context and ends the build without a word (measured).
+  const body = context ?? Readable.from([]);
+  return dial(docker, { path: '/build?', method: 'POST', file: body, options: query, isStream: true, abortSignal: signal, statusCodes: { 200: true, 400: 'bad parameter', 500: 'server error' } });
 }
 
 /** One request through dockerode's modem, for the engine calls dockerode does not expose with their options. */

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Repository } from '../domain/build-request.js';
+import type { Checkout } from './checkout.js';
 import type { ContextOptions } from './context.js';
 
 /**
@@ -32,9 +33,24 @@ export interface ImageBuildOptions {
   cacheFrom: string[];
 }
 
+/** The build context, as the builder takes it. */
+export type BuildContextInput =
+  /** The legacy builder's /build body: an uncompressed tar, streamed as the tarball downloads. */
+  | { kind: 'tar'; stream: Readable }
+  /** Written out first, for BuildKit to ask for the files it has not got (the session's file sync). */
+  | { kind: 'checkout'; checkout: Checkout };
+
+export interface BuiltImage {
+  id: string;
+  /** For a checkout: the files BuildKit asked for, the others it kept from the repository's last build. */
+  contextSent?: { files: number; bytes: number };
+}
+
 export interface ImageBuilder {
-  /** Builds and tags the image; resolves to its ID. */
-  build(context: Readable, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<string>;
+  /** Which form of context `build` takes. */
+  readonly contextKind: BuildContextInput['kind'];
+  /** Builds and tags the image. */
+  build(context: BuildContextInput, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<BuiltImage>;
   /** Removes this image from the engine, with the tags still on it (an absent one is fine). */
   removeImage(id: string): Promise<void>;
   /** Keeps the engine's build cache within its budget, in the background: it returns at once. */
@@ -46,8 +62,16 @@ export interface ImagePusher {
   push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string>;
 }
 
+/** Where build contexts are written out for BuildKit (checkout.ts). */
+export interface CheckoutStore {
+  /** Rejects with the context's error (a broken download, a limit, a crafted entry), leaving nothing behind. */
+  extract(repository: string, tarball: Readable, options: ContextOptions): Promise<Checkout>;
+  release(checkout: Checkout): Promise<void>;
+}
+
 export interface BuildPorts {
   source: SourceFetcher;
+  checkouts: CheckoutStore;
   builder: ImageBuilder;
   pusher: ImagePusher;
   /** host[:port][/namespace] as the Docker engine reaches the registry. */

@@ -1,13 +1,14 @@
 import type { Readable } from 'node:stream';
 import { ContextError, describeError, ImageBuildError, SourceError, SpecError } from '../domain/errors.js';
 import type { BuildRequest } from '../domain/build-request.js';
-import type { BuildPorts, BuildReporter, BuildResult, BuildSession, ImageBuildOptions } from './ports.js';
-import { createBuildContext, type BuildContext } from './context.js';
+import type { BuildPorts, BuildReporter, BuildResult, BuildSession, BuiltImage, ImageBuildOptions } from './ports.js';
+import { createBuildContext, type BuildContext, type ContextOptions } from './context.js';
 import { explainFailedStep } from './explain-build-failure.js';
 import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from './spec.js';
 
 /**
- * fetch dockerInfo.json → fetch tarball → build from the re-rooted stream → push every tag.
+ * fetch dockerInfo.json → fetch tarball → build from its context (written out for BuildKit, streamed to the
+ * legacy builder) → push every tag.
  * Each step is retried on its own: a failed push does not download the repository again.
  */
 export async function runBuild(request: BuildRequest, ports: BuildPorts, session: BuildSession): Promise<BuildResult> {
@@ -103,18 +104,25 @@ async function buildImage(
     labels: ociLabels(request, spec, ports.now()),
     target: spec.target,
   };
-  // The tarball streams into the build, so the two are one step: a retry downloads again.
+  // The download and the build are one step: a retry downloads again.
   return retry('downloading and building', async () => {
     reporter.log(`downloading ${repository.fullName} at ${sha}`);
     const tarball = await ports.source.tarball(repository, sha, signal);
-    const context = createBuildContext(tarball, { context: spec.context, dockerfile: spec.dockerfile, ...ports.contextLimits });
-    reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
-    if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
+    const contextOptions = { context: spec.context, dockerfile: spec.dockerfile, ...ports.contextLimits };
+    const announce = () => {
+      reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
+      if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
+    };
+    if (ports.builder.contextKind === 'checkout') {
+      return buildFromCheckout(repository.fullName, tarball, contextOptions, buildOptions, { spec, ports, session, mask, announce });
+    }
+    const context = createBuildContext(tarball, contextOptions);
+    announce();
     let imageId: string;
     try {
-      imageId = await ports.builder.build(context.stream, buildOptions, reporter.output, signal);
+      imageId = (await ports.builder.build({ kind: 'tar', stream: context.stream }, buildOptions, reporter.output, signal)).id;
     } catch (error) {
-      const explained = explainFromContext(context, spec) ?? explainFailedStepOf(error, spec, context, mask);
+      const explained = explainFromContext(context, spec) ?? explainFailedStepOf(error, spec, context.dockerfileText(), mask);
       // The engine may stop reading before the end (a failed step, a closed request): close the download too.
       context.destroy(error instanceof Error ? error : new Error(String(error)));
       throw explained ?? error;
@@ -123,6 +131,38 @@ async function buildImage(
     reporter.log(`context: ${summary.entries} entries, ${summary.bytes} bytes`);
     return imageId;
   });
+}
+
+/**
+ * The context written out first, then built: BuildKit asks for the files it has not got from this repository's
+ * last build, so an unchanged file does not travel twice. The checkout is removed after the build.
+ */
+async function buildFromCheckout(
+  repository: string,
+  tarball: Readable,
+  contextOptions: ContextOptions,
+  buildOptions: ImageBuildOptions,
+  { spec, ports, session, mask, announce }: { spec: BuildSpec; ports: BuildPorts; session: BuildSession; mask: (text: string) => string; announce: () => void },
+): Promise<string> {
+  const checkout = await ports.checkouts.extract(repository, tarball, contextOptions);
+  try {
+    session.reporter.log(`context: ${checkout.summary.entries} entries, ${checkout.summary.bytes} bytes`);
+    if (!checkout.summary.hasDockerfile) throw missingDockerfile(spec);
+    announce();
+    let built: BuiltImage;
+    try {
+      built = await ports.builder.build({ kind: 'checkout', checkout }, buildOptions, session.reporter.output, session.signal);
+    } catch (error) {
+      throw explainFailedStepOf(error, spec, checkout.dockerfileText, mask) ?? error;
+    }
+    if (built.contextSent) {
+      const files = checkout.entries.filter((entry) => entry.type === 'file').length;
+      session.reporter.log(`context: sent ${built.contextSent.files} of ${files} files (${built.contextSent.bytes} bytes); BuildKit kept the others from this repository's last build, or did not need them`);
+    }
+    return built.id;
+  } finally {
+    await ports.checkouts.release(checkout);
+  }
 }
 
 /** Pushes every tag; returns the digest (the same for every tag of one image). */
@@ -145,11 +185,12 @@ function explainFromContext(context: BuildContext, spec: BuildSpec): Error | und
   if (outcome === undefined) return undefined;
   // A context that failed (a broken download, a crafted archive) is why the engine saw a broken stream.
   if ('error' in outcome) return outcome.error instanceof ContextError || outcome.error instanceof SourceError ? outcome.error : undefined;
-  if (outcome.summary.hasDockerfile) return undefined;
+  return outcome.summary.hasDockerfile ? undefined : missingDockerfile(spec);
+}
+
+function missingDockerfile(spec: BuildSpec): SpecError {
   const where = spec.context === '' ? 'the repository root' : `the context folder "${spec.context}"`;
-  return new SpecError(
-    `Dockerfile "${spec.dockerfile}" is not in ${where}: add it, or set "dockerfile" (a path inside the context) in ${SPEC_FILE}`,
-  );
+  return new SpecError(`Dockerfile "${spec.dockerfile}" is not in ${where}: add it, or set "dockerfile" (a path inside the context) in ${SPEC_FILE}`);
 }
 
 /**
@@ -166,9 +207,9 @@ async function cleanUpEngine(imageId: string, ports: BuildPorts, reporter: Build
 }
 
 /** A failed Dockerfile step, named with its line in the Dockerfile the context carried. */
-function explainFailedStepOf(error: unknown, spec: BuildSpec, context: BuildContext, mask: (text: string) => string): ImageBuildError | undefined {
+function explainFailedStepOf(error: unknown, spec: BuildSpec, dockerfileText: string | undefined, mask: (text: string) => string): ImageBuildError | undefined {
   if (!(error instanceof ImageBuildError) || !error.failedStep) return undefined;
-  const dockerfile = { path: spec.dockerfile, text: context.dockerfileText() };
+  const dockerfile = { path: spec.dockerfile, text: dockerfileText };
   return new ImageBuildError(mask(explainFailedStep(error.failedStep, error.message, dockerfile)), error.retryable);
 }
 

@@ -1,0 +1,293 @@
+import dockerignore from '@balena/dockerignore';
+import type * as grpc from '@grpc/grpc-js';
+import { createReadStream } from 'node:fs';
+import { once } from 'node:events';
+import path from 'node:path';
+import protobuf from 'protobufjs';
+import type { CheckoutEntry } from './checkout.js';
+
+/**
+ * The sending side of BuildKit's file sync (`moby.filesync.v1.FileSync/DiffCopy`), as the docker CLI serves a
+ * build context: BuildKit calls it once per folder it loads ("dockerfile", "context"), with the paths it wants in
+ * the call's metadata. The protocol is fsutil's (github.com/tonistiigi/fsutil, send.go): one STAT packet per
+ * entry in walk order, an empty STAT to end them, then the file contents BuildKit asks for by number (REQ) in
+ * DATA packets, an empty DATA closing each file, and FIN both ways. BuildKit compares each STAT with the copy it
+ * kept from the last transfer under the session's shared key and asks only for files whose size, mtime or mode
+ * changed: checkout.ts gives mtimes that make that comparison safe.
+ */
+const WIRE_PROTO = `
+syntax = "proto3";
+package fsutil.types;
+message Stat {
+  string path = 1;
+  uint32 mode = 2;
+  uint32 uid = 3;
+  uint32 gid = 4;
+  int64 size = 5;
+  int64 modTime = 6;
+  string linkname = 7;
+  int64 devmajor = 8;
+  int64 devminor = 9;
+}
+message Packet {
+  enum PacketType { PACKET_STAT = 0; PACKET_REQ = 1; PACKET_DATA = 2; PACKET_FIN = 3; PACKET_ERR = 4; }
+  PacketType type = 1;
+  Stat stat = 2;
+  uint32 ID = 3;
+  bytes data = 4;
+}
+`;
+const Packet = protobuf.parse(WIRE_PROTO).root.lookupType('fsutil.types.Packet');
+const STAT = 0;
+const REQ = 1;
+const DATA = 2;
+const FIN = 3;
+const ERR = 4;
+
+/** Go's os.FileMode type bits, which fsutil sends as the mode. */
+const GO_MODE_DIR = 0x80000000;
+const GO_MODE_SYMLINK = 0x08000000;
+/** Larger than the CLI's 32 KB: fewer messages through gRPC for the same bytes, far below its 4 MB limit. */
+const DATA_CHUNK_BYTES = 256 * 1024;
+
+export const DIFF_COPY_METHOD = '/moby.filesync.v1.FileSync/DiffCopy';
+
+/** A folder BuildKit may load: where the file contents are, and every entry's metadata. */
+export interface SyncedFolder {
+  root: string;
+  entries: CheckoutEntry[];
+}
+
+interface WirePacket {
+  type?: number;
+  stat?: object;
+  ID?: number;
+  data?: Uint8Array;
+}
+
+export interface FileSyncEvents {
+  /** A transfer failed: why, for the build's error. */
+  onError(error: Error): void;
+  /** A file BuildKit asked for has been sent whole, from the folder of that name. */
+  onFileSent(folder: string, entry: CheckoutEntry): void;
+}
+
+/** The FileSync service for a session: `folders` by the names BuildKit asks for. */
+export function fileSyncService(folders: Record<string, SyncedFolder>, events: FileSyncEvents): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
+  const definition: grpc.ServiceDefinition = {
+    DiffCopy: {
+      path: DIFF_COPY_METHOD,
+      requestStream: true,
+      responseStream: true,
+      requestDeserialize: (bytes: Buffer) => Packet.decode(bytes) as unknown as WirePacket,
+      requestSerialize: () => Buffer.alloc(0),
+      responseSerialize: (packet: WirePacket) => Buffer.from(Packet.encode(Packet.fromObject(packet)).finish()),
+      responseDeserialize: () => ({}),
+    },
+  };
+  const DiffCopy = (call: grpc.ServerDuplexStream<WirePacket, WirePacket>) => {
+    const name = String(call.metadata.get('dir-name')[0] ?? '');
+    const folder = Object.hasOwn(folders, name) ? folders[name] : undefined;
+    if (!folder) {
+      call.emit('error', { code: 5, details: `no access allowed to dir "${name}"` });
+      return;
+    }
+    const selection = {
+      includes: metadataList(call.metadata, 'include-patterns'),
+      excludes: metadataList(call.metadata, 'exclude-patterns'),
+      followPaths: metadataList(call.metadata, 'followpaths'),
+    };
+    sendFolder(call, folder, selection, (entry) => events.onFileSent(name, entry)).catch((error: Error) => {
+      events.onError(error);
+      call.emit('error', { code: 2, details: error.message });
+    });
+  };
+  return { definition, handlers: { DiffCopy } };
+}
+
+/**
+ * BuildKit sends a list as one header per item; Node's HTTP/2 joins repeated headers with ", ". (A pattern that
+ * itself holds ", " cannot be told apart; .dockerignore patterns with a comma and a space are not known to exist.)
+ */
+function metadataList(metadata: grpc.Metadata, key: string): string[] {
+  return metadata.get(key).flatMap((value) => String(value).split(', ')).filter((item) => item !== '');
+}
+
+export interface Selection {
+  includes: string[];
+  excludes: string[];
+  followPaths: string[];
+}
+
+async function sendFolder(
+  call: grpc.ServerDuplexStream<WirePacket, WirePacket>,
+  folder: SyncedFolder,
+  selection: Selection,
+  onFileSent: (entry: CheckoutEntry) => void,
+): Promise<void> {
+  const walked = walk(folder.entries, selection);
+  const files = new Map<number, CheckoutEntry>();
+  const requests: number[] = [];
+  let wake: (() => void) | undefined;
+  let finished = false;
+  let failure: Error | undefined;
+  const stop = (error?: Error) => {
+    failure ??= error;
+    finished = true;
+    wake?.();
+  };
+  call.on('data', (packet: WirePacket) => {
+    const type = packet.type ?? STAT;
+    if (type === REQ) requests.push(packet.ID ?? 0);
+    else if (type === FIN) stop();
+    else if (type === ERR) stop(new Error(`BuildKit could not take the context: ${Buffer.from(packet.data ?? []).toString('utf8')}`));
+    wake?.();
+  });
+  call.on('end', () => stop());
+  call.on('cancelled', () => stop(new Error('BuildKit cancelled the context transfer')));
+  call.on('error', (error: Error) => stop(error));
+
+  for (const [id, entry] of walked.entries()) {
+    if (entry.type === 'file') files.set(id, entry);
+    await write(call, { type: STAT, stat: stat(entry) });
+  }
+  await write(call, { type: STAT });
+
+  // Files one after another, in the order asked: BuildKit writes each as its DATA arrives.
+  for (;;) {
+    const id = requests.shift();
+    if (id !== undefined) {
+      const entry = files.get(id);
+      if (!entry) throw new Error(`BuildKit asked for file number ${id}, which is not a file of this context`);
+      files.delete(id);
+      await sendFile(call, id, path.join(folder.root, entry.path));
+      onFileSent(entry);
+      continue;
+    }
+    if (finished) break;
+    await new Promise<void>((resolve) => (wake = resolve));
+    wake = undefined;
+  }
+  if (failure) throw failure;
+  await write(call, { type: FIN });
+  call.end();
+}
+
+async function sendFile(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, id: number, file: string): Promise<void> {
+  for await (const chunk of createReadStream(file, { highWaterMark: DATA_CHUNK_BYTES })) {
+    await write(call, { type: DATA, ID: id, data: chunk as Buffer });
+  }
+  await write(call, { type: DATA, ID: id });
+}
+
+/** Writes with gRPC's backpressure: waits for the stream to drain when its buffer is full. */
+async function write(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, packet: WirePacket): Promise<void> {
+  if (!call.write(packet)) await once(call, 'drain');
+}
+
+function stat(entry: CheckoutEntry): object {
+  const typeBits = entry.type === 'directory' ? GO_MODE_DIR : entry.type === 'symlink' ? GO_MODE_SYMLINK : 0;
+  return {
+    path: entry.path,
+    mode: (typeBits | entry.mode) >>> 0,
+    uid: 0,
+    gid: 0,
+    size: entry.size,
+    // Nanoseconds do not fit a double: int64 as a decimal string.
+    modTime: `${entry.mtimeSeconds}000000000`,
+    linkname: entry.linkname,
+  };
+}
+
+interface TreeNode {
+  entry: CheckoutEntry | undefined;
+  children: Map<string, TreeNode>;
+}
+
+/**
+ * The entries BuildKit asked for, in fsutil's walk order (each folder's entries sorted by their bytes, a
+ * folder before what it holds), with fsutil's include, exclude (.dockerignore's rules) and follow-path rules.
+ */
+export function walk(entries: CheckoutEntry[], selection: Selection): CheckoutEntry[] {
+  const tree = buildTree(entries);
+  const includes = [...selection.includes.map(clean), ...followed(entries, selection.followPaths)];
+  const excludes = selection.excludes.length > 0 ? dockerignore.default().add(selection.excludes) : undefined;
+  const exceptions = selection.excludes.filter((pattern) => pattern.trim().startsWith('!')).map((pattern) => clean(pattern.trim().slice(1)));
+  const out: CheckoutEntry[] = [];
+  const visit = (node: TreeNode, insideIncluded: boolean) => {
+    const children = [...node.children.entries()].sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const [, child] of children) {
+      const entry = child.entry!;
+      const isFolder = entry.type === 'directory';
+      let included = insideIncluded;
+      if (includes.length > 0 && !insideIncluded) {
+        const match = includeMatch(includes, entry.path);
+        if (match === 'none' || (match === 'partial' && !isFolder)) continue;
+        included = match === 'whole';
+      }
+      if (excludes?.ignores(entry.path)) {
+        // An excluded folder is still entered when an exception ("!pattern") may keep something inside it.
+        if (!isFolder || !exceptions.some((pattern) => `${pattern}/`.startsWith(`${entry.path}/`))) continue;
+      }
+      out.push(entry);
+      if (isFolder) visit(child, included);
+    }
+  };
+  visit(tree, includes.length === 0);
+  return out;
+}
+
+/** Whether an include pattern takes the path whole, only as a folder on the way to it ('partial'), or not. */
+function includeMatch(patterns: string[], name: string): 'whole' | 'partial' | 'none' {
+  const depth = name.split('/').length;
+  let result: 'whole' | 'partial' | 'none' = 'none';
+  for (const pattern of patterns) {
+    const parts = pattern.split('/');
+    const partial = parts.length > depth;
+    if (!path.posix.matchesGlob(name, partial ? parts.slice(0, depth).join('/') : pattern)) continue;
+    if (!partial) return 'whole';
+    result = 'partial';
+  }
+  return result;
+}
+
+/** Follow paths are includes whose symlinks are followed: the link and what it points to are both sent. */
+function followed(entries: CheckoutEntry[], followPaths: string[]): string[] {
+  const byPath = new Map(entries.map((entry) => [entry.path, entry]));
+  const out: string[] = [];
+  for (const start of followPaths.map(clean)) {
+    let current = start;
+    for (let hops = 0; hops < 40; hops += 1) {
+      out.push(current);
+      const entry = byPath.get(current);
+      if (entry?.type !== 'symlink' || path.posix.isAbsolute(entry.linkname)) break;
+      current = clean(path.posix.join(path.posix.dirname(current), entry.linkname));
+    }
+  }
+  return out;
+}
+
+function clean(pattern: string): string {
+  return path.posix.normalize(pattern).replace(/^\/+/, '').replace(/\/+$/, '');
+}
+
+function buildTree(entries: CheckoutEntry[]): TreeNode {
+  const root: TreeNode = { entry: undefined, children: new Map() };
+  const nodeAt = (name: string): TreeNode => {
+    let node = root;
+    let sofar = '';
+    for (const part of name.split('/')) {
+      sofar = sofar ? `${sofar}/${part}` : part;
+      let child = node.children.get(part);
+      if (!child) {
+        // A folder the tarball did not list: fsutil needs every parent before what it holds.
+        child = { entry: { path: sofar, type: 'directory', mode: 0o755, size: 0, mtimeSeconds: 0, linkname: '' }, children: new Map() };
+        node.children.set(part, child);
+      }
+      node = child;
+    }
+    return node;
+  };
+  for (const entry of entries) nodeAt(entry.path).entry = entry;
+  return root;
+}

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { CheckoutEntry } from '../../src/build/checkout.js';
+import { walk } from '../../src/build/file-sync.js';
+
+function entries(paths: string[], symlinks: Record<string, string> = {}): CheckoutEntry[] {
+  return paths.map((name) => {
+    const linkname = symlinks[name];
+    const type = linkname !== undefined ? 'symlink' : name.endsWith('/') ? 'directory' : 'file';
+    return { path: name.replace(/\/$/, ''), type, mode: 0o644, size: 1, mtimeSeconds: 1, linkname: linkname ?? '' };
+  });
+}
+
+const names = (walked: CheckoutEntry[]) => walked.map((entry) => entry.path);
+const none = { includes: [], excludes: [], followPaths: [] };
+
+describe('file sync walk', () => {
+  it("sends fsutil's walk order: each folder's names by their bytes, a folder before what it holds", () => {
+    const tree = entries(['b.txt', 'a.txt', 'a/', 'a/z', 'a/B', 'Z', 'é', 'a-b']);
+    assert.deepEqual(names(walk(tree, none)), ['Z', 'a', 'a/B', 'a/z', 'a-b', 'a.txt', 'b.txt', 'é']);
+  });
+
+  it('adds a folder the tarball did not list before what it holds', () => {
+    assert.deepEqual(names(walk(entries(['deep/er/file']), none)), ['deep', 'deep/er', 'deep/er/file']);
+  });
+
+  it(".dockerignore's excludes, with an exception inside an excluded folder", () => {
+    const tree = entries(['node_modules/', 'node_modules/x.js', 'logs/', 'logs/keep.log', 'logs/drop.log', 'src/', 'src/a.ts', 'src/a.test.ts']);
+    const excludes = ['node_modules', 'logs', '!logs/keep.log', '**/*.test.ts'];
+    assert.deepEqual(names(walk(tree, { ...none, excludes })), ['logs', 'logs/keep.log', 'src', 'src/a.ts']);
+  });
+
+  it('includes and follow paths take a path with the folders on the way to it, and what a symlink points to', () => {
+    const tree = entries(['Dockerfile', 'docker/', 'docker/Dockerfile.real', 'docker/other', 'src/', 'src/a'], { Dockerfile: 'docker/Dockerfile.real' });
+    assert.deepEqual(names(walk(tree, { ...none, followPaths: ['Dockerfile', 'Dockerfile.dockerignore'] })), ['Dockerfile', 'docker', 'docker/Dockerfile.real']);
+    assert.deepEqual(names(walk(tree, { ...none, includes: ['src'] })), ['src', 'src/a']);
+    assert.deepEqual(names(walk(tree, { ...none, includes: ['docker/*.real'] })), ['docker', 'docker/Dockerfile.real']);
+  });
+});

@@ -55,6 +55,9 @@ const environmentSchema = z.object({
   ),
   REGISTRY_USERNAME: optionalText,
   REGISTRY_PASSWORD: optionalText,
+  DATABASE_URL: optionalText.pipe(
+    z.url({ protocol: /^postgres(ql)?$/, error: 'must be a PostgreSQL URL such as postgres://ci:password@db:5432/ci_service' }).optional(),
+  ),
   DOCKER_HOST: z
     .string()
     .trim()
@@ -118,6 +121,8 @@ export interface Config {
   registryAuth: { username: string; password: string } | undefined;
   docker: DockerAddress;
   dataDir: string;
+  /** PostgreSQL for builds, logs and delivery ids; undefined: SQLite under DATA_DIR. */
+  databaseUrl: string | undefined;
   buildConcurrency: number;
   buildTimeoutMs: number;
   buildRetries: number;
@@ -218,6 +223,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
         : undefined,
     docker: dockerAddress(values.DOCKER_HOST),
     dataDir: values.DATA_DIR,
+    databaseUrl: values.DATABASE_URL,
     buildConcurrency: values.BUILD_CONCURRENCY,
     buildTimeoutMs: values.BUILD_TIMEOUT_S * 1000,
     buildRetries: values.BUILD_RETRIES,

@@ -21,6 +21,7 @@ import type { BuildStore } from './queue/build-store.js';
 import type { BuildObserver } from './domain/build-observer.js';
 import { BuildWorker } from './queue/build-worker.js';
 import { RetentionSweeper } from './queue/retention.js';
+import { PostgresBuildStore } from './queue/postgres-build-store.js';
 import { SqliteBuildStore } from './queue/sqlite-build-store.js';
 import { RegistryClient } from './registry/registry-client.js';
 
@@ -54,7 +55,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const github = createGitHubClient(config.githubApiUrl, config.githubToken);
   const registryClient = new RegistryClient(config.registryUrl, config.registry, config.registryAuth);
   const metrics = new Metrics(() => worker.counts());
-  const store = SqliteBuildStore.inDataDir(config.dataDir);
+  const store = config.databaseUrl ? await connectPostgres(config.databaseUrl, logger) : SqliteBuildStore.inDataDir(config.dataDir);
   const ports: BuildPorts = {
     source: new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined),
     checkouts: await Checkouts.open(path.join(config.dataDir, 'checkouts')),
@@ -95,7 +96,13 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       logger,
       now,
     },
-    health: { docker: () => engine.ping(), builder: config.builder, registry: () => registryClient.ping(), queue: () => worker.counts() },
+    health: {
+      docker: () => engine.ping(),
+      builder: config.builder,
+      registry: () => registryClient.ping(),
+      store: { engine: config.databaseUrl ? 'postgresql' : 'sqlite', check: () => store.ping() },
+      queue: () => worker.counts(),
+    },
     store,
     metrics: metrics.registry,
     adminToken,
@@ -165,4 +172,16 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** The shared store; a start-up error names the server (never the password) and what went wrong. */
+async function connectPostgres(url: string, logger: Logger): Promise<PostgresBuildStore> {
+  const { host, pathname } = new URL(url);
+  try {
+    const store = await PostgresBuildStore.connect(url);
+    logger.info({ database: `${host}${pathname}` }, 'builds are stored in PostgreSQL');
+    return store;
+  } catch (error) {
+    throw new Error(`cannot use the PostgreSQL database at DATABASE_URL (${host}${pathname}): ${describeError(error)}`);
+  }
 }

@@ -8,17 +8,27 @@ export interface HealthDependencies {
   /** The builder ci_service uses ("buildkit" or "legacy"), as /healthz shows it. */
   builder: string;
   registry: HealthCheck;
+  /** The build store: "sqlite" or "postgresql", and whether it answers. */
+  store: { engine: string; check: HealthCheck };
   queue: () => { queued: number; running: number };
   timeoutMs?: number;
 }
 
-/** 200 when the engine and the registry answer, 503 naming what is down. */
+/** 200 when the engine, the registry and the build store answer, 503 naming what is down. */
 export function healthRoute(deps: HealthDependencies): RequestHandler {
   const timeoutMs = deps.timeoutMs ?? 3000;
   return async (_req, res) => {
-    const [docker, registry] = await Promise.all([probe(deps.docker, timeoutMs), probe(deps.registry, timeoutMs)]);
-    const healthy = docker === 'ok' && registry === 'ok';
-    res.status(healthy ? 200 : 503).json({ status: healthy ? 'ok' : 'unavailable', docker, builder: deps.builder, registry, queue: deps.queue() });
+    const [docker, registry, database] = await Promise.all([probe(deps.docker, timeoutMs), probe(deps.registry, timeoutMs), probe(deps.store.check, timeoutMs)]);
+    const healthy = docker === 'ok' && registry === 'ok' && database === 'ok';
+    res.status(healthy ? 200 : 503).json({
+      status: healthy ? 'ok' : 'unavailable',
+      docker,
+      builder: deps.builder,
+      registry,
+      database,
+      store: deps.store.engine,
+      queue: deps.queue(),
+    });
   };
 }
 

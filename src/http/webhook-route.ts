@@ -1,5 +1,5 @@
 import type { Request, RequestHandler, Response } from 'express';
-import { PayloadError } from '../domain/errors.js';
+import { describeError, PayloadError } from '../domain/errors.js';
 import { decideBuild, type TriggerPolicy } from '../github/decide-build.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
 import type { Logger } from 'pino';
@@ -56,7 +56,15 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
         answer(res, 200, { ignored: decision.ignored });
         return;
       }
-      const outcome = await deps.store.add(decision.build, deps.now(), deps.maxQueuedBuilds);
+      let outcome: AddOutcome;
+      try {
+        outcome = await deps.store.add(decision.build, deps.now(), deps.maxQueuedBuilds);
+      } catch (error) {
+        // Nothing was stored (the store commits before it answers): GitHub must see a failure, to redeliver.
+        record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
+        answer(res, 503, { error: 'the build store is not answering, so this delivery was not stored: redeliver it once ci_service is healthy' }, { 'Retry-After': '30' });
+        return;
+      }
       if (outcome.kind === 'queue_full') {
         record('queue_full', 'warn', { queued: outcome.queued }, 'delivery refused');
         const error = `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): redeliver later`;

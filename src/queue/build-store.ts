@@ -37,5 +37,7 @@ export interface BuildStore {
   claimImage(repositoryRef: string, repository: string): Promise<string>;
   /** Deletes finished builds (with their logs and delivery ids) that ended before `cutoff`; how many went. */
   deleteFinishedBefore(cutoff: Date): Promise<number>;
+  /** Resolves when the store answers (for /healthz). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

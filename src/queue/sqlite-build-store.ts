@@ -227,6 +227,10 @@ export class SqliteBuildStore implements BuildStore {
     })();
   }
 
+  async ping(): Promise<void> {
+    this.sql.countQueued.get();
+  }
+
   async close(): Promise<void> {
     await this.checkpointer?.stop();
     if (this.db.open) this.db.close();

@@ -32,7 +32,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
         logger: createLogger('silent'),
         now: () => new Date(),
       },
-      health: { docker: async () => {}, builder: 'buildkit', registry: async () => {}, queue: () => ({ queued: 0, running: 0 }) },
+      health: { docker: async () => {}, builder: 'buildkit', registry: async () => {}, store: { engine: 'sqlite', check: async () => {} }, queue: () => ({ queued: 0, running: 0 }) },
       store,
       metrics: metrics.registry,
       adminToken: ADMIN_TOKEN,

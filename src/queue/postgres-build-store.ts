@@ -1,0 +1,257 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
+import type { BuildRequest } from '../domain/build-request.js';
+import type { FailureStage } from '../domain/errors.js';
+import type { AddOutcome, BuildChanges, BuildStore } from './build-store.js';
+
+/** Schema versions, applied in order at start; `ci_service_schema` records how many ran. */
+const MIGRATIONS = [
+  `CREATE TABLE builds (
+     seq          BIGSERIAL PRIMARY KEY,
+     id           UUID NOT NULL UNIQUE,
+     repository   TEXT NOT NULL,
+     sha          TEXT NOT NULL,
+     request      JSONB NOT NULL,
+     status       TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+     image        TEXT,
+     tags         JSONB NOT NULL DEFAULT '[]',
+     digest       TEXT,
+     error        TEXT,
+     failed_stage TEXT,
+     resumed      BOOLEAN NOT NULL DEFAULT false,
+     created_at   TIMESTAMPTZ NOT NULL,
+     started_at   TIMESTAMPTZ,
+     finished_at  TIMESTAMPTZ
+   );
+   CREATE INDEX builds_unfinished ON builds (status, repository, sha);
+   CREATE INDEX builds_by_image ON builds (image, seq) WHERE status = 'succeeded';
+   CREATE TABLE deliveries (
+     delivery_id TEXT PRIMARY KEY,
+     build_id    UUID NOT NULL REFERENCES builds (id)
+   );
+   CREATE INDEX deliveries_by_build ON deliveries (build_id);
+   CREATE TABLE build_logs (
+     seq      BIGSERIAL PRIMARY KEY,
+     build_id UUID NOT NULL REFERENCES builds (id),
+     line     TEXT NOT NULL
+   );
+   CREATE INDEX build_logs_by_build ON build_logs (build_id, seq);
+   CREATE TABLE image_owners (
+     image      TEXT PRIMARY KEY,
+     repository TEXT NOT NULL,
+     claimed_at TIMESTAMPTZ NOT NULL
+   );`,
+];
+
+/** Arbitrary, fixed keys of transaction-scoped advisory locks: one per kind of work that must not interleave. */
+const MIGRATION_LOCK = 7_306_001;
+const ADMISSION_LOCK = 7_306_002;
+
+interface BuildRow {
+  seq: string;
+  id: string;
+  request: BuildRequest;
+  status: BuildStatus;
+  image: string | null;
+  tags: string[];
+  digest: string | null;
+  error: string | null;
+  failed_stage: string | null;
+  resumed: boolean;
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+const COLUMNS: Record<keyof BuildChanges, string> = {
+  status: 'status',
+  image: 'image',
+  tags: 'tags',
+  digest: 'digest',
+  error: 'error',
+  failedStage: 'failed_stage',
+  resumed: 'resumed',
+  startedAt: 'started_at',
+  finishedAt: 'finished_at',
+};
+
+/**
+ * Builds, logs, delivery ids and image owners in PostgreSQL (DATABASE_URL), shared by every ci_service process
+ * that points at it. A statement is committed when its promise resolves: a delivery answered `202` is stored.
+ */
+export class PostgresBuildStore implements BuildStore {
+  private constructor(private readonly pool: pg.Pool) {}
+
+  /** Connects and brings the schema up to date (one process at a time: a lock held while migrating). */
+  static async connect(url: string): Promise<PostgresBuildStore> {
+    const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000 });
+    // An idle connection the server closed (a restart) is an event, not a crash; the next query reconnects.
+    pool.on('error', () => {});
+    const store = new PostgresBuildStore(pool);
+    try {
+      await store.migrate();
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return store;
+  }
+
+  async add(request: BuildRequest, createdAt: Date, maxQueued: number): Promise<AddOutcome> {
+    // Admissions one at a time across every server: two copies of a delivery, or two merges of one commit,
+    // each see what the other committed.
+    return this.transaction(async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [ADMISSION_LOCK]);
+      const seen = await client.query<BuildRow>('SELECT b.* FROM deliveries d JOIN builds b ON b.id = d.build_id WHERE d.delivery_id = $1', [request.deliveryId]);
+      if (seen.rows[0]) return { kind: 'redelivery', build: toRecord(seen.rows[0]) };
+
+      const sameCommit = await client.query<BuildRow>(
+        "SELECT * FROM builds WHERE repository = $1 AND sha = $2 AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
+        [request.repository.fullName, request.sha],
+      );
+      if (sameCommit.rows[0]) {
+        await client.query('INSERT INTO deliveries (delivery_id, build_id) VALUES ($1, $2)', [request.deliveryId, sameCommit.rows[0].id]);
+        return { kind: 'coalesced', build: toRecord(sameCommit.rows[0]) };
+      }
+
+      const queued = Number((await client.query<{ queued: string }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'")).rows[0]!.queued);
+      if (queued >= maxQueued) return { kind: 'queue_full', queued };
+
+      const id = randomUUID();
+      const inserted = await client.query<BuildRow>(
+        "INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES ($1, $2, $3, $4, 'queued', $5) RETURNING *",
+        [id, request.repository.fullName, request.sha, JSON.stringify(request), createdAt],
+      );
+      await client.query('INSERT INTO deliveries (delivery_id, build_id) VALUES ($1, $2)', [request.deliveryId, id]);
+      return { kind: 'created', build: toRecord(inserted.rows[0]!) };
+    });
+  }
+
+  async get(id: string): Promise<BuildRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    const row = (await this.pool.query<BuildRow>('SELECT * FROM builds WHERE id = $1', [id])).rows[0];
+    return row && toRecord(row);
+  }
+
+  async list(limit: number): Promise<BuildRecord[]> {
+    return (await this.pool.query<BuildRow>('SELECT * FROM builds ORDER BY seq DESC LIMIT $1', [limit])).rows.map(toRecord);
+  }
+
+  async lastPushedImage(repositoryRef: string): Promise<string | undefined> {
+    const prefix = `${repositoryRef}:`;
+    const row = await this.pool.query<{ image: string }>(
+      "SELECT image FROM builds WHERE status = 'succeeded' AND left(image, $1) = $2 ORDER BY seq DESC LIMIT 1",
+      [prefix.length, prefix],
+    );
+    return row.rows[0]?.image;
+  }
+
+  async unfinished(): Promise<BuildRecord[]> {
+    return (await this.pool.query<BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq")).rows.map(toRecord);
+  }
+
+  async update(id: string, changes: BuildChanges): Promise<BuildRecord> {
+    const entries = Object.entries(changes).filter(([, value]) => value !== undefined) as [keyof BuildChanges, unknown][];
+    const assignments = entries.map(([key], index) => `${COLUMNS[key]} = $${index + 2}`);
+    const values = entries.map(([, value]) => (Array.isArray(value) ? JSON.stringify(value) : value));
+    const sql = assignments.length > 0 ? `UPDATE builds SET ${assignments.join(', ')} WHERE id = $1 RETURNING *` : 'SELECT * FROM builds WHERE id = $1';
+    const row = (await this.pool.query<BuildRow>(sql, [id, ...values])).rows[0];
+    if (!row) throw new Error(`no build ${id}`);
+    return toRecord(row);
+  }
+
+  async appendLog(id: string, text: string): Promise<void> {
+    await this.pool.query('INSERT INTO build_logs (build_id, line) VALUES ($1, $2)', [id, text]);
+  }
+
+  async readLogAfter(id: string, cursor: number, limit: number): Promise<{ lines: string[]; cursor: number } | undefined> {
+    if (!(await this.get(id))) return undefined;
+    const rows = (await this.pool.query<{ seq: string; line: string }>('SELECT seq, line FROM build_logs WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [id, cursor, limit])).rows;
+    return { lines: rows.map((row) => row.line), cursor: rows.length > 0 ? Number(rows.at(-1)!.seq) : cursor };
+  }
+
+  async imageOwner(repositoryRef: string): Promise<string | undefined> {
+    return (await this.pool.query<{ repository: string }>('SELECT repository FROM image_owners WHERE image = $1', [repositoryRef])).rows[0]?.repository;
+  }
+
+  async claimImage(repositoryRef: string, repository: string): Promise<string> {
+    await this.pool.query('INSERT INTO image_owners (image, repository, claimed_at) VALUES ($1, $2, now()) ON CONFLICT (image) DO NOTHING', [repositoryRef, repository]);
+    return (await this.imageOwner(repositoryRef))!;
+  }
+
+  async deleteFinishedBefore(cutoff: Date): Promise<number> {
+    return this.transaction(async (client) => {
+      const old = "SELECT id FROM builds WHERE status IN ('succeeded', 'failed') AND finished_at < $1";
+      await client.query(`DELETE FROM build_logs WHERE build_id IN (${old})`, [cutoff]);
+      await client.query(`DELETE FROM deliveries WHERE build_id IN (${old})`, [cutoff]);
+      return (await client.query(`DELETE FROM builds WHERE id IN (${old})`, [cutoff])).rowCount ?? 0;
+    });
+  }
+
+  /** Answers when the database does: for /healthz. */
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private async migrate(): Promise<void> {
+    await this.transaction(async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await client.query('CREATE TABLE IF NOT EXISTS ci_service_schema (version INTEGER NOT NULL)');
+      const current = (await client.query<{ version: number }>('SELECT version FROM ci_service_schema')).rows[0];
+      if (!current) await client.query('INSERT INTO ci_service_schema (version) VALUES (0)');
+      const applied = current?.version ?? 0;
+      if (applied > MIGRATIONS.length) {
+        throw new Error(`the database at DATABASE_URL has schema version ${applied}, newer than this ci_service knows (${MIGRATIONS.length}): upgrade ci_service`);
+      }
+      for (let version = applied; version < MIGRATIONS.length; version += 1) {
+        await client.query(MIGRATIONS[version]!);
+        await client.query('UPDATE ci_service_schema SET version = $1', [version + 1]);
+      }
+    });
+  }
+
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let failed = false;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      failed = true;
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      // After a failure the connection may be the broken one (a server restart): it is closed, not reused.
+      client.release(failed);
+    }
+  }
+}
+
+function isUuid(id: string): boolean {
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id);
+}
+
+function toRecord(row: BuildRow): BuildRecord {
+  return {
+    id: row.id,
+    seq: Number(row.seq),
+    request: row.request,
+    status: row.status,
+    ...(row.image !== null ? { image: row.image } : {}),
+    tags: row.tags,
+    ...(row.digest !== null ? { digest: row.digest } : {}),
+    ...(row.error !== null ? { error: row.error } : {}),
+    ...(row.failed_stage !== null ? { failedStage: row.failed_stage as FailureStage } : {}),
+    resumed: row.resumed,
+    createdAt: row.created_at,
+    ...(row.started_at !== null ? { startedAt: row.started_at } : {}),
+    ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}),
+  };
+}

@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startDaemon } from '../support/daemon.js';
+import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
+import { GitHubStandIn } from '../support/github-stand-in.js';
+import { LocalRegistry } from '../support/registry.js';
+import type { BuildStore } from '../../src/queue/build-store.js';
+import { PostgresBuildStore } from '../../src/queue/postgres-build-store.js';
+import { buildStoreConformance, request } from '../support/build-store-conformance.js';
+import { LocalPostgres } from '../support/postgres.js';
+
+/** A real PostgreSQL server (Debian's postgresql-15), started for these tests; never skipped. */
+const server = new LocalPostgres();
+before(() => server.start());
+after(() => server.remove());
+
+const urls = new WeakMap<BuildStore, string>();
+
+buildStoreConformance('PostgreSQL', {
+  async open() {
+    const url = await server.createDatabase();
+    const store = await PostgresBuildStore.connect(url);
+    urls.set(store, url);
+    return store;
+  },
+  async reopen(store) {
+    await store.close();
+    const reopened = await PostgresBuildStore.connect(urls.get(store)!);
+    urls.set(reopened, urls.get(store)!);
+    return reopened;
+  },
+});
+
+describe('PostgreSQL build store, shared by several processes', () => {
+  it('brings a new database up to date once, however many processes start at the same moment', async () => {
+    const url = await server.createDatabase();
+    const stores = await Promise.all(Array.from({ length: 4 }, () => PostgresBuildStore.connect(url)));
+    try {
+      assert.equal((await stores[0]!.add(request('d1'), new Date(), 10)).kind, 'created');
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  });
+
+  it('the same delivery sent to two servers at once makes one build, and merges of one commit coalesce', async () => {
+    const url = await server.createDatabase();
+    const [one, two] = await Promise.all([PostgresBuildStore.connect(url), PostgresBuildStore.connect(url)]);
+    try {
+      const outcomes = await Promise.all(
+        Array.from({ length: 10 }, (_, n) => (n % 2 === 0 ? one! : two!).add(request('same-delivery'), new Date(), 100)),
+      );
+      assert.deepEqual(outcomes.map((outcome) => outcome.kind).sort(), ['created', ...Array(9).fill('redelivery')]);
+      const merges = await Promise.all(
+        Array.from({ length: 10 }, (_, n) => (n % 2 === 0 ? one! : two!).add(request(`merge-${n}`, 'c'.repeat(40)), new Date(), 100)),
+      );
+      assert.equal(merges.filter((outcome) => outcome.kind === 'created').length, 1);
+      assert.equal(merges.filter((outcome) => outcome.kind === 'coalesced').length, 9);
+      assert.equal((await one!.list(100)).length, 2);
+    } finally {
+      await Promise.all([one!.close(), two!.close()]);
+    }
+  });
+
+  it('a delivery while PostgreSQL is down fails (never stored half), and the store works again once it is back', async () => {
+    const url = await server.createDatabase();
+    const store = await PostgresBuildStore.connect(url);
+    try {
+      assert.equal((await store.add(request('before'), new Date(), 10)).kind, 'created');
+      await server.stop();
+      await assert.rejects(store.add(request('while-down', 'd'.repeat(40)), new Date(), 10));
+      await assert.rejects(store.ping());
+      await server.start();
+      await store.ping();
+      assert.equal((await store.add(request('while-down', 'd'.repeat(40)), new Date(), 10)).kind, 'created', 'the refused delivery, sent again');
+      assert.equal((await store.list(10)).length, 2);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('the daemon on PostgreSQL (DATABASE_URL; real process, engine and registry)', () => {
+  const SECRET = 'postgres-daemon-secret';
+  const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
+  let github: GitHubStandIn;
+  let registry: LocalRegistry;
+  let dataDir: string;
+
+  before(async () => {
+    github = await new GitHubStandIn().start();
+    registry = await new LocalRegistry().start();
+    dataDir = await mkdtemp(path.join(tmpdir(), 'ci-postgres-daemon-'));
+  });
+
+  after(async () => {
+    await github?.close();
+    await registry?.remove();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('stores builds in PostgreSQL; while it is down a delivery gets 503, never a 202, and is taken once it is back', async () => {
+    const url = await server.createDatabase();
+    const daemon = await startDaemon({ WEBHOOK_SECRET: SECRET, GITHUB_API_URL: github.url, REGISTRY: registry.address, DATA_DIR: dataDir, DATABASE_URL: url });
+    try {
+      const health = (await (await fetch(`${daemon.url}/healthz`)).json()) as Record<string, unknown>;
+      assert.deepEqual({ database: health.database, store: health.store }, { database: 'ok', store: 'postgresql' });
+
+      const first = await github.addRepository('octo-org/on-postgres', path.join(FIXTURES, 'hello'), { image: 'ci-test/on-postgres' });
+      const accepted = await sendDelivery(daemon.url, mergedPullRequest(first, first.sha), { secret: SECRET });
+      assert.equal(accepted.status, 202);
+      const { build } = (await accepted.json()) as { build: { id: string } };
+      assert.equal((await daemon.waitForBuild(build.id, (b) => b.status === 'succeeded' || b.status === 'failed')).status, 'succeeded');
+      const reader = await PostgresBuildStore.connect(url);
+      assert.equal((await reader.get(build.id))?.status, 'succeeded', 'the record is in PostgreSQL');
+      await reader.close();
+
+      await server.stop();
+      const second = await github.addRepository('octo-org/on-postgres', path.join(FIXTURES, 'hello'), {
+        image: 'ci-test/on-postgres',
+        extraFiles: { 'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/on-postgres', version: '1.0.1' }) },
+      });
+      const delivery = mergedPullRequest(second, second.sha);
+      // GitHub redelivers with the same delivery id.
+      const deliveryId = randomUUID();
+      const refused = await sendDelivery(daemon.url, delivery, { secret: SECRET, deliveryId });
+      assert.equal(refused.status, 503);
+      assert.match(((await refused.json()) as { error: string }).error, /not stored: redeliver it/);
+      const down = await fetch(`${daemon.url}/healthz`);
+      assert.equal(down.status, 503);
+      assert.match(((await down.json()) as { database: string }).database, /^down: /);
+
+      await server.start();
+      const redelivered = await sendDelivery(daemon.url, delivery, { secret: SECRET, deliveryId });
+      assert.equal(redelivered.status, 202);
+      const again = (await redelivered.json()) as { build: { id: string } };
+      assert.equal((await daemon.waitForBuild(again.build.id, (b) => b.status === 'succeeded' || b.status === 'failed')).status, 'succeeded');
+    } finally {
+      daemon.child.kill('SIGKILL');
+      await server.start().catch(() => {});
+    }
+  });
+});

@@ -21,7 +21,7 @@ import type { BuildStore } from './queue/build-store.js';
 import type { BuildObserver } from './domain/build-observer.js';
 import { BuildWorker } from './queue/build-worker.js';
 import { RetentionSweeper } from './queue/retention.js';
-import { PostgresBuildStore } from './queue/postgres-build-store.js';
+import type { PostgresBuildStore } from './queue/postgres-build-store.js';
 import { SqliteBuildStore } from './queue/sqlite-build-store.js';
 import { RegistryClient } from './registry/registry-client.js';
 
@@ -174,10 +174,14 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
-/** The shared store; a start-up error names the server (never the password) and what went wrong. */
+/**
+ * The shared store; a start-up error names the server (never the password) and what went wrong. Loaded only
+ * when DATABASE_URL is set: a daemon on SQLite does not carry the PostgreSQL client in its memory.
+ */
 async function connectPostgres(url: string, logger: Logger): Promise<PostgresBuildStore> {
   const { host, pathname } = new URL(url);
   try {
+    const { PostgresBuildStore } = await import('./queue/postgres-build-store.js');
     const store = await PostgresBuildStore.connect(url);
     logger.info({ database: `${host}${pathname}` }, 'builds are stored in PostgreSQL');
     return store;

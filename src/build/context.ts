@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar, { type Header, type Pack } from 'tar-stream';
 import { BuildFailure, ContextError, describeError, SourceError } from '../domain/errors.js';
-import { collectGarbageAsBytesPass } from './stream-garbage.js';
+import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE } from './stream-garbage.js';
 import { untilEndOfArchive } from './tar-end.js';
 
 export interface ContextOptions {
@@ -45,8 +45,6 @@ const KEPT_TYPES = new Set<Header['type']>(['file', 'directory', 'symlink', 'lin
 
 /** zlib's default 16 KB output chunks make inflating twice as slow (bench/README.md). */
 const INFLATED_CHUNK_BYTES = 256 * 1024;
-/** Measured with bench/run.ts memory: the 1 GB context's peak stays within a few MB of a small one's. */
-const GARBAGE_PACE = { youngEveryBytes: 1024 * 1024, fullEveryBytes: 128 * 1024 * 1024 };
 
 /** One entry of the context, re-rooted: `name` is its path inside the context. */
 export type ContextEntryHeader = Header & { name: string };
@@ -83,7 +81,7 @@ export function readContext(tarball: Readable, options: ContextOptions, sink: Co
   const endOfArchive = untilEndOfArchive(() => tarball.destroy());
   endOfArchive.on('error', fail);
   tarball.pipe(gunzip).pipe(endOfArchive).pipe(extract);
-  const collectGarbage = collectGarbageAsBytesPass(GARBAGE_PACE);
+  const collectGarbage = collectGarbageAsBytesPass(CONTEXT_GARBAGE_PACE);
   let inflated = 0;
   gunzip.on('data', (chunk: Buffer) => {
     collectGarbage(chunk.length);

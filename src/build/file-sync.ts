@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import type { CheckoutEntry } from './checkout.js';
+import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE } from './stream-garbage.js';
 
 /**
  * The sending side of BuildKit's file sync (`moby.filesync.v1.FileSync/DiffCopy`), as the docker CLI serves a
@@ -126,6 +127,7 @@ async function sendFolder(
   onFileSent: (entry: CheckoutEntry) => void,
 ): Promise<void> {
   const walked = walk(folder.entries, selection);
+  const collectGarbage = collectGarbageAsBytesPass(CONTEXT_GARBAGE_PACE);
   const files = new Map<number, CheckoutEntry>();
   const requests: number[] = [];
   let wake: (() => void) | undefined;
@@ -160,7 +162,7 @@ async function sendFolder(
       const entry = files.get(id);
       if (!entry) throw new Error(`BuildKit asked for file number ${id}, which is not a file of this context`);
       files.delete(id);
-      await sendFile(call, id, path.join(folder.root, entry.path));
+      await sendFile(call, id, path.join(folder.root, entry.path), collectGarbage);
       onFileSent(entry);
       continue;
     }
@@ -173,9 +175,10 @@ async function sendFolder(
   call.end();
 }
 
-async function sendFile(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, id: number, file: string): Promise<void> {
+async function sendFile(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, id: number, file: string, collectGarbage: (bytes: number) => void): Promise<void> {
   for await (const chunk of createReadStream(file, { highWaterMark: DATA_CHUNK_BYTES })) {
-    await write(call, { type: DATA, ID: id, data: chunk as Buffer });
+    await written(call, { type: DATA, ID: id, data: chunk as Buffer });
+    collectGarbage((chunk as Buffer).length);
   }
   await write(call, { type: DATA, ID: id });
 }
@@ -183,6 +186,14 @@ async function sendFile(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, i
 /** Writes with gRPC's backpressure: waits for the stream to drain when its buffer is full. */
 async function write(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, packet: WirePacket): Promise<void> {
   if (!call.write(packet)) await once(call, 'drain');
+}
+
+/**
+ * Resolves once HTTP/2 has taken the packet: one file chunk in flight at a time. Each chunk is copied twice on
+ * its way (encoded, framed), and with gRPC's 16 messages of buffer a large context's memory grew by tens of MB.
+ */
+function written(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, packet: WirePacket): Promise<void> {
+  return new Promise((resolve, reject) => call.write(packet, (error?: Error | null) => (error ? reject(error) : resolve())));
 }
 
 function stat(entry: CheckoutEntry): object {

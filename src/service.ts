@@ -56,9 +56,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const registryClient = new RegistryClient(config.registryUrl, config.registry, config.registryAuth);
   const metrics = new Metrics(() => worker.counts());
   const store = config.databaseUrl ? await connectPostgres(config.databaseUrl, logger) : SqliteBuildStore.inDataDir(config.dataDir);
+  const source = new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined);
   const ports: BuildPorts = {
-    source: new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined),
-    checkouts: await Checkouts.open(path.join(config.dataDir, 'checkouts')),
+    source,
+    checkouts: await Checkouts.open(path.join(config.dataDir, 'checkouts'), source),
     builder: engine,
     pusher: metrics.timedPusher(engine),
     registry: config.registry,

@@ -1,16 +1,30 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { readContext, type ContextEntryHeader, type ContextOptions, type ContextSummary } from './context.js';
+import type { Repository } from '../domain/build-request.js';
+import { ContextError, describeError, SourceError } from '../domain/errors.js';
+import {
+  checkNotUnderSymlink,
+  checkSymlinkStaysInside,
+  contextTooLarge,
+  DOCKERFILE_KEPT_BYTES,
+  missingContextFolder,
+  readContext,
+  tooManyEntries,
+  type ContextEntryHeader,
+  type ContextOptions,
+  type ContextSummary,
+} from './context.js';
+import type { GitTreeEntry, SourceFetcher } from './ports.js';
 
 /** A file, folder or symlink of a checkout, with the metadata BuildKit's file sync compares. */
 export interface CheckoutEntry {
   /** Inside the context, '/'-separated, never empty. */
   path: string;
   type: 'file' | 'directory' | 'symlink';
-  /** Permission bits only. */
+  /** 0o644 or 0o755 for files (git keeps only the executable bit), 0o755 for folders, 0o777 for symlinks. */
   mode: number;
   size: number;
   mtimeSeconds: number;
@@ -18,7 +32,13 @@ export interface CheckoutEntry {
   linkname: string;
 }
 
-/** A build context written out under its own folder, for BuildKit to ask for the files it needs. */
+/** How a checkout's files got there. */
+export type Fetched =
+  | { kind: 'unchanged' }
+  | { kind: 'changes'; files: number; bytes: number }
+  | { kind: 'tarball' };
+
+/** A build context on disk, for BuildKit to ask for the files it needs. Held until `release`. */
 export interface Checkout {
   /** The folder holding the context's regular files (folders and symlinks are described in `entries` only). */
   root: string;
@@ -30,103 +50,259 @@ export interface Checkout {
    * key): the same for every checkout of one repository and context folder, as long as its manifest lives.
    */
   sharedKey: string;
+  fetched: Fetched;
 }
 
+/** Each entry with its git blob id ('' for folders): what tells a changed file from an unchanged one. */
+type KeptEntry = CheckoutEntry & { blob: string };
+
 /**
- * What the last checkout of one repository and context held: each path's content hash and the mtime it was
- * given. Invariant, for BuildKit's sake: within one generation a path's mtime changes whenever its content
- * does, and never comes back to a value it had, because each new content gets an mtime above `clock`, the
- * highest ever given. BuildKit's file sync takes a file whose size and mtime are what it holds as unchanged,
- * so this is what makes sending only what changed safe.
+ * What the kept folder of one repository and context holds. Invariant, for BuildKit's sake: within one
+ * generation a path's mtime changes whenever its content does, and never comes back to a value it had, because
+ * each new content gets an mtime above `clock`, the highest ever given. BuildKit's file sync takes a file whose
+ * size and mtime are what it holds as unchanged, so this is what makes sending only what changed safe. The folder
+ * is trusted only while its manifest exists: the manifest is deleted before the folder changes, written after.
  */
 interface Manifest {
   generation: string;
   clock: number;
-  files: Record<string, [hash: string, mtimeSeconds: number]>;
+  sha: string;
+  entries: KeptEntry[];
 }
 
+/** More changed files than this, and one tarball is cheaper than a request per file (and GitHub's rate limit). */
+const MAX_FILES_FETCHED_ONE_BY_ONE = 20;
+/** Folders kept (one per repository and context), the least recently built removed first. */
+const MAX_KEPT_CHECKOUTS = 16;
+const SYMLINK_MAX_BYTES = 4096;
+
 /**
- * The checkouts of one build host, under one folder: each build writes its context into a folder of its own
- * (removed after the build), and the manifest of each repository's last checkout stays, so unchanged files keep
- * their mtime and BuildKit asks only for what changed.
+ * The build contexts of one build host, one kept folder per repository and `context` folder. A build updates
+ * its folder to the commit: with the commit's file list (git's tree) and only the files whose git blob id changed
+ * when few did, from the tarball otherwise. Unchanged files keep their mtime, so BuildKit asks only for what
+ * changed. A folder is used by one build at a time (builds of one repository run one at a time anyway).
  */
 export class Checkouts {
-  /** Extractions of one repository and context one at a time: each reads the manifest the last one wrote. */
-  private readonly running = new Map<string, Promise<unknown>>();
+  private readonly holders = new Map<string, Promise<void>>();
 
-  private constructor(private readonly folder: string) {}
+  private constructor(
+    private readonly folder: string,
+    private readonly source: Pick<SourceFetcher, 'tarball' | 'tree' | 'blob'>,
+  ) {}
 
-  /** Creates the folder, and removes the build folders a stopped process left behind. */
-  static async open(folder: string): Promise<Checkouts> {
+  /** Creates the folder, and removes what a stopped process left half done (folders without a manifest). */
+  static async open(folder: string, source: Pick<SourceFetcher, 'tarball' | 'tree' | 'blob'>): Promise<Checkouts> {
     await mkdir(folder, { recursive: true });
-    for (const entry of await readdir(folder, { withFileTypes: true })) {
-      if (entry.isDirectory()) await rm(path.join(folder, entry.name), { recursive: true, force: true });
+    const names = new Set(await readdir(folder));
+    for (const name of names) {
+      if (name.endsWith('.json') || names.has(`${name}.json`)) continue;
+      await rm(path.join(folder, name), { recursive: true, force: true });
     }
-    return new Checkouts(folder);
+    return new Checkouts(folder, source);
   }
 
-  /**
-   * Writes the tarball's context into a new folder. Rejects with the context's error (the download broke off,
-   * a limit, a crafted entry), and leaves no folder behind then.
-   */
-  extract(repository: string, tarball: Readable, options: ContextOptions): Promise<Checkout> {
-    const key = createHash('sha256').update(`${repository.toLowerCase()}\0${options.context}`).digest('hex').slice(0, 32);
-    const previous = this.running.get(key) ?? Promise.resolve();
-    const next = previous.catch(() => {}).then(() => this.extractInOrder(key, tarball, options));
-    this.running.set(key, next);
-    void next.catch(() => {}).finally(() => {
-      if (this.running.get(key) === next) this.running.delete(key);
-    });
-    return next;
-  }
-
-  /** Removes the checkout's folder; the manifest stays for the next build. */
-  async release(checkout: Checkout): Promise<void> {
-    await rm(checkout.root, { recursive: true, force: true });
-  }
-
-  private async extractInOrder(key: string, tarball: Readable, options: ContextOptions): Promise<Checkout> {
-    const manifestFile = path.join(this.folder, `${key}.json`);
-    const manifest = (await readManifest(manifestFile)) ?? { generation: randomUUID(), clock: 0, files: {} };
-    const root = path.join(this.folder, `build-${randomUUID()}`);
-    const writer = new CheckoutWriter(root, manifest);
-    const reading = readContext(tarball, options, (header, content) => writer.add(header, content));
+  /** The context of `repository` at `sha`, on disk. Rejects with the context's error, holding nothing then. */
+  async checkout(repository: Repository, sha: string, options: ContextOptions, signal: AbortSignal): Promise<Checkout & { release(): void }> {
+    const key = createHash('sha256').update(`${repository.fullName.toLowerCase()}\0${options.context}`).digest('hex').slice(0, 32);
+    const release = await this.acquire(key);
     try {
-      const summary = await reading.finished;
-      const next = writer.manifest();
-      await writeFile(`${manifestFile}.new`, JSON.stringify(next));
+      const root = path.join(this.folder, key);
+      const manifestFile = `${root}.json`;
+      const kept = await readManifest(manifestFile);
+      const start = { generation: kept?.generation ?? randomUUID(), clock: kept?.clock ?? 0 };
+      let entries: KeptEntry[];
+      let fetched: Fetched;
+      let clock = start.clock;
+      if (kept && kept.sha === sha) {
+        entries = kept.entries;
+        fetched = { kind: 'unchanged' };
+      } else {
+        const plan = kept ? await this.planChanges(kept, repository, sha, options, signal) : undefined;
+        const mtimes = new MtimeChooser(kept);
+        // From here the folder is in flux: without its manifest, a restart throws it away.
+        await rm(manifestFile, { force: true });
+        if (plan) {
+          entries = await this.applyChanges(root, plan, mtimes, repository, signal);
+          fetched = { kind: 'changes', files: plan.fetch.length, bytes: plan.fetch.reduce((sum, entry) => sum + (entry.size ?? 0), 0) };
+        } else {
+          entries = await this.fromTarball(root, repository, sha, options, mtimes, signal);
+          fetched = { kind: 'tarball' };
+        }
+        clock = mtimes.clock;
+      }
+      await writeFile(`${manifestFile}.new`, JSON.stringify({ ...start, clock, sha, entries } satisfies Manifest));
       await rename(`${manifestFile}.new`, manifestFile);
-      return { root, entries: writer.entries, summary, dockerfileText: reading.dockerfileText(), sharedKey: `${key}-${manifest.generation}` };
+      await this.evictBeyondLimit(key);
+      const summary = summarize(entries, options);
+      return {
+        root,
+        entries: entries.map(({ blob: _blob, ...entry }) => entry),
+        summary,
+        dockerfileText: await readDockerfile(root, entries, options.dockerfile),
+        sharedKey: `${key}-${start.generation}`,
+        fetched,
+        release,
+      };
     } catch (error) {
-      await rm(root, { recursive: true, force: true });
+      release();
       throw error;
     }
   }
-}
 
-async function readManifest(file: string): Promise<Manifest | undefined> {
-  try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<Manifest>;
-    if (typeof parsed.generation !== 'string' || typeof parsed.clock !== 'number' || typeof parsed.files !== 'object' || parsed.files === null) return undefined;
-    return parsed as Manifest;
-  } catch {
-    // None yet, or unreadable: a new generation, which BuildKit knows nothing of, so it asks for every file.
-    return undefined;
+  /** What to fetch file by file, or undefined when the tarball is the better way (or the only one). */
+  private async planChanges(kept: Manifest, repository: Repository, sha: string, options: ContextOptions, signal: AbortSignal): Promise<ChangePlan | undefined> {
+    const tree = await this.source.tree(repository, sha, signal);
+    if (tree.truncated) return undefined;
+    if (tree.entries.length > options.maxEntries) throw tooManyEntries(options.maxEntries);
+    if (options.context !== '' && !tree.entries.some((entry) => entry.path === options.context && entry.type === 'tree')) throw missingContextFolder(options.context);
+    const before = new Map(kept.entries.map((entry) => [entry.path, entry]));
+    const wanted: { name: string; entry: GitTreeEntry }[] = [];
+    let bytes = 0;
+    for (const entry of tree.entries) {
+      const name = insideContext(entry.path, options.context);
+      if (name === undefined || name === '' || entry.type === 'commit') continue;
+      bytes += entry.size ?? 0;
+      if (bytes > options.maxBytes) throw contextTooLarge(options.maxBytes, name);
+      wanted.push({ name, entry });
+    }
+    const fetch = wanted.filter(({ name, entry }) => entry.type === 'blob' && before.get(name)?.blob !== entry.sha).map(({ name, entry }) => ({ name, ...entry }));
+    if (fetch.length > MAX_FILES_FETCHED_ONE_BY_ONE) return undefined;
+    return { wanted, fetch, before };
+  }
+
+  private async applyChanges(root: string, plan: ChangePlan, mtimes: MtimeChooser, repository: Repository, signal: AbortSignal): Promise<KeptEntry[]> {
+    // What is no longer there, or no longer of the same kind (a file that became a folder, or back), goes first.
+    const wantedKinds = new Map(plan.wanted.map(({ name, entry }) => [name, entry.type === 'tree' ? 'directory' : entry.mode === '120000' ? 'symlink' : 'file']));
+    for (const previous of plan.before.values()) {
+      if (previous.type !== 'symlink' && wantedKinds.get(previous.path) !== previous.type) await rm(path.join(root, previous.path), { recursive: true, force: true });
+    }
+    const linknames = new Map<string, string>();
+    for (const entry of plan.fetch) {
+      if (entry.mode === '120000') {
+        linknames.set(entry.name, await readSymlinkBlob(this.source, repository, entry, signal));
+        continue;
+      }
+      const target = path.join(root, entry.name);
+      await mkdir(path.dirname(target), { recursive: true });
+      await writeVerifiedBlob(await this.source.blob(repository, entry.sha, signal), entry.sha, entry.size ?? 0, target);
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const symlinks = new Set<string>();
+    const entries: KeptEntry[] = [];
+    for (const { name, entry } of plan.wanted) {
+      checkNotUnderSymlink(name, symlinks);
+      if (entry.type === 'tree') {
+        entries.push({ path: name, type: 'directory', mode: 0o755, size: 0, mtimeSeconds: mtimes.forFolder(name, now), linkname: '', blob: '' });
+      } else if (entry.mode === '120000') {
+        const linkname = linknames.get(name) ?? plan.before.get(name)!.linkname;
+        checkSymlinkStaysInside(name, linkname);
+        symlinks.add(name);
+        entries.push({ path: name, type: 'symlink', mode: 0o777, size: Buffer.byteLength(linkname), mtimeSeconds: mtimes.forContent(name, entry.sha, now), linkname, blob: entry.sha });
+      } else {
+        const mode = entry.mode === '100755' ? 0o755 : 0o644;
+        entries.push({ path: name, type: 'file', mode, size: entry.size ?? 0, mtimeSeconds: mtimes.forContent(name, entry.sha, now), linkname: '', blob: entry.sha });
+      }
+    }
+    return entries;
+  }
+
+  /** The whole context from the tarball, into a new folder that then takes the old one's place. */
+  private async fromTarball(root: string, repository: Repository, sha: string, options: ContextOptions, mtimes: MtimeChooser, signal: AbortSignal): Promise<KeptEntry[]> {
+    const staging = `${root}.new-${randomUUID()}`;
+    const writer = new TarballWriter(staging, mtimes);
+    try {
+      const tarball = await this.source.tarball(repository, sha, signal);
+      await readContext(tarball, options, (header, content) => writer.add(header, content)).finished;
+      await rm(root, { recursive: true, force: true });
+      await rename(staging, root);
+      return writer.entries;
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** Waits for the build holding this folder, if any; the returned function lets the next one have it. */
+  private async acquire(key: string): Promise<() => void> {
+    const previous = this.holders.get(key) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    const held = previous.then(() => mine);
+    this.holders.set(key, held);
+    await previous;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      release();
+      if (this.holders.get(key) === held) this.holders.delete(key);
+    };
+  }
+
+  /** Keeps the most recently built folders; one in use is never removed. */
+  private async evictBeyondLimit(current: string): Promise<void> {
+    const manifests = (await readdir(this.folder)).filter((name) => name.endsWith('.json'));
+    if (manifests.length <= MAX_KEPT_CHECKOUTS) return;
+    // A manifest may go meanwhile (another build updating its folder): that one is not a candidate.
+    const used = await Promise.all(
+      manifests.map(async (name) => ({ key: name.slice(0, -'.json'.length), at: (await stat(path.join(this.folder, name)).catch(() => undefined))?.mtimeMs ?? Infinity })),
+    );
+    used.sort((a, b) => a.at - b.at);
+    for (const { key } of used.slice(0, used.length - MAX_KEPT_CHECKOUTS)) {
+      if (key === current || this.holders.has(key)) continue;
+      await rm(path.join(this.folder, `${key}.json`), { force: true });
+      await rm(path.join(this.folder, key), { recursive: true, force: true });
+    }
   }
 }
 
-/** Writes entries out as they come, hashing file contents to choose their mtimes. */
-class CheckoutWriter {
-  readonly entries: CheckoutEntry[] = [];
-  private readonly files: Manifest['files'] = {};
-  private clock: number;
+interface ChangePlan {
+  /** Every entry of the context at the new commit. */
+  wanted: { name: string; entry: GitTreeEntry }[];
+  /** The blobs that changed (files and symlinks). */
+  fetch: (GitTreeEntry & { name: string })[];
+  before: Map<string, KeptEntry>;
+}
+
+/** Chooses mtimes that keep the manifest's invariant. */
+class MtimeChooser {
+  /** The highest mtime given, this build's included. */
+  clock: number;
+  private readonly keptClock: number;
+  private readonly before: Map<string, KeptEntry>;
+
+  constructor(kept: Manifest | undefined) {
+    this.keptClock = kept?.clock ?? 0;
+    this.clock = this.keptClock;
+    this.before = new Map((kept?.entries ?? []).map((entry) => [entry.path, entry]));
+  }
+
+  /** The previous mtime when the content is the same; otherwise one above every mtime given before. */
+  forContent(name: string, blob: string, given: number): number {
+    const before = this.before.get(name);
+    const mtime = before !== undefined && before.blob === blob ? before.mtimeSeconds : Math.max(given, this.keptClock + 1);
+    this.clock = Math.max(this.clock, mtime);
+    return mtime;
+  }
+
+  /** BuildKit does not compare folders' mtimes; a folder keeps its own so that images stay alike. */
+  forFolder(name: string, given: number): number {
+    const before = this.before.get(name);
+    return before?.type === 'directory' ? before.mtimeSeconds : given;
+  }
+}
+
+/** Writes a tarball's entries out as they come, with their git blob ids. */
+class TarballWriter {
+  readonly entries: KeptEntry[] = [];
+  private readonly blobs = new Map<string, string>();
   private readonly createdFolders = new Set<string>();
 
   constructor(
     private readonly root: string,
-    private readonly previous: Manifest,
+    private readonly mtimes: MtimeChooser,
   ) {
-    this.clock = previous.clock;
+    mkdirSync(root, { recursive: true });
   }
 
   /**
@@ -134,48 +310,35 @@ class CheckoutWriter {
    * and bytes emitted before the pipe would be lost. Hence the synchronous mkdir.
    */
   async add(header: ContextEntryHeader, content: Readable): Promise<void> {
-    const mode = (header.mode ?? 0o644) & 0o777;
-    const givenMtime = Math.floor((header.mtime?.getTime() ?? 0) / 1000);
+    const given = Math.floor((header.mtime?.getTime() ?? 0) / 1000);
     if (header.type === 'directory') {
       content.resume();
       this.folder(header.name);
-      this.entries.push({ path: header.name, type: 'directory', mode, size: 0, mtimeSeconds: givenMtime, linkname: '' });
+      this.entries.push({ path: header.name, type: 'directory', mode: 0o755, size: 0, mtimeSeconds: this.mtimes.forFolder(header.name, given), linkname: '', blob: '' });
       return;
     }
     if (header.type === 'symlink') {
       content.resume();
       const linkname = header.linkname ?? '';
-      const mtimeSeconds = this.mtimeFor(header.name, `symlink:${linkname}`, givenMtime);
-      this.entries.push({ path: header.name, type: 'symlink', mode: 0o777, size: Buffer.byteLength(linkname), mtimeSeconds, linkname });
+      const blob = gitBlobId(Buffer.from(linkname));
+      this.entries.push({ path: header.name, type: 'symlink', mode: 0o777, size: Buffer.byteLength(linkname), mtimeSeconds: this.mtimes.forContent(header.name, blob, given), linkname, blob });
       return;
     }
     this.folder(path.posix.dirname(header.name));
     const target = path.join(this.root, header.name);
-    let hash: string;
+    let blob: string;
     if (header.type === 'link') {
       // A hard link is written as a copy: BuildKit gets a regular file either way.
       content.resume();
       const source = header.linkname ?? '';
       await copyFile(path.join(this.root, source), target);
-      hash = this.files[source]?.[0] ?? '';
+      blob = this.blobs.get(source) ?? '';
     } else {
-      hash = await writeHashed(content, target);
+      blob = await writeWithBlobId(content, header.size ?? 0, target);
     }
-    const mtimeSeconds = this.mtimeFor(header.name, hash, givenMtime);
-    this.entries.push({ path: header.name, type: 'file', mode, size: header.size ?? 0, mtimeSeconds, linkname: '' });
-  }
-
-  manifest(): Manifest {
-    return { generation: this.previous.generation, clock: this.clock, files: this.files };
-  }
-
-  /** The previous mtime when the content is the same; otherwise one above every mtime given so far. */
-  private mtimeFor(name: string, hash: string, givenMtime: number): number {
-    const before = this.previous.files[name];
-    const mtime = before !== undefined && before[0] === hash ? before[1] : Math.max(givenMtime, this.previous.clock + 1);
-    this.clock = Math.max(this.clock, mtime);
-    this.files[name] = [hash, mtime];
-    return mtime;
+    this.blobs.set(header.name, blob);
+    const mode = (header.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
+    this.entries.push({ path: header.name, type: 'file', mode, size: header.size ?? 0, mtimeSeconds: this.mtimes.forContent(header.name, blob, given), linkname: '', blob });
   }
 
   private folder(name: string): void {
@@ -185,16 +348,91 @@ class CheckoutWriter {
   }
 }
 
-/** The entry's content to `target`, hashed on the way. tar-stream's entries are streamx streams: piped, not pipeline()d. */
-function writeHashed(content: Readable, target: string): Promise<string> {
+/** git's id of a blob: SHA-1 over "blob <size>\0" and the content. */
+function gitBlobId(content: Buffer): string {
+  return createHash('sha1').update(`blob ${content.length}\0`).update(content).digest('hex');
+}
+
+/** The entry's content to `target`, with its git blob id. tar-stream's entries are streamx streams: piped. */
+function writeWithBlobId(content: Readable, size: number, target: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
+    const hash = createHash('sha1').update(`blob ${size}\0`);
     const file = createWriteStream(target);
     // Either end can fail while the file is half written (a download that breaks off, a full disk).
     content.on('error', reject);
     file.on('error', reject);
-    file.on('finish', () => resolve(hash.digest('base64')));
+    file.on('finish', () => resolve(hash.digest('hex')));
     content.on('data', (chunk: Buffer) => hash.update(chunk));
     content.pipe(file);
   });
+}
+
+/** A blob from GitHub to `target`, checked against its id: a download that broke off never passes for the file. */
+async function writeVerifiedBlob(content: Readable, blobId: string, size: number, target: string): Promise<void> {
+  const partial = `${target}.ci-part`;
+  const hash = createHash('sha1').update(`blob ${size}\0`);
+  const file = createWriteStream(partial);
+  try {
+    for await (const chunk of content) {
+      hash.update(chunk as Buffer);
+      if (!file.write(chunk)) await new Promise<void>((resolve) => file.once('drain', () => resolve()));
+    }
+    await new Promise<void>((resolve, reject) => file.end((error?: Error | null) => (error ? reject(error) : resolve())));
+  } catch (error) {
+    file.destroy();
+    await rm(partial, { force: true });
+    if (error instanceof Error && (error.name === 'AbortError' || error.name === 'CanceledError')) throw error;
+    throw new SourceError(`the download of a file (${blobId.slice(0, 7)}) broke off (${describeError(error)})`, true);
+  }
+  if (hash.digest('hex') !== blobId) {
+    await rm(partial, { force: true });
+    throw new SourceError(`GitHub sent a file that is not blob ${blobId.slice(0, 7)} (a download cut short?): it will be fetched again`, true);
+  }
+  await rename(partial, target);
+}
+
+async function readSymlinkBlob(source: Pick<SourceFetcher, 'blob'>, repository: Repository, entry: GitTreeEntry & { name: string }, signal: AbortSignal): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of await source.blob(repository, entry.sha, signal)) {
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    if (size > SYMLINK_MAX_BYTES) throw new ContextError(`symlink "${entry.name}" has a target of more than ${SYMLINK_MAX_BYTES} bytes; refusing to build from it`);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function insideContext(repositoryPath: string, context: string): string | undefined {
+  if (repositoryPath.split('/').includes('..') || repositoryPath.startsWith('/')) {
+    throw new ContextError(`the repository has an entry "${repositoryPath}" that escapes the repository; refusing to build from it`);
+  }
+  if (context === '') return repositoryPath;
+  if (repositoryPath === context) return '';
+  return repositoryPath.startsWith(`${context}/`) ? repositoryPath.slice(context.length + 1) : undefined;
+}
+
+function summarize(entries: KeptEntry[], options: ContextOptions): ContextSummary {
+  return {
+    entries: entries.length,
+    bytes: entries.reduce((sum, entry) => sum + (entry.type === 'directory' ? 0 : entry.size), 0),
+    hasDockerfile: entries.some((entry) => entry.path === options.dockerfile && entry.type !== 'directory'),
+  };
+}
+
+async function readDockerfile(root: string, entries: KeptEntry[], dockerfile: string): Promise<string | undefined> {
+  const entry = entries.find((candidate) => candidate.path === dockerfile && candidate.type === 'file');
+  if (!entry || entry.size > DOCKERFILE_KEPT_BYTES) return undefined;
+  return readFile(path.join(root, dockerfile), 'utf8');
+}
+
+async function readManifest(file: string): Promise<Manifest | undefined> {
+  try {
+    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<Manifest>;
+    if (typeof parsed.generation !== 'string' || typeof parsed.clock !== 'number' || typeof parsed.sha !== 'string' || !Array.isArray(parsed.entries)) return undefined;
+    await stat(file.slice(0, -'.json'.length));
+    return parsed as Manifest;
+  } catch {
+    // None yet, unreadable, or its folder gone: a new generation, which BuildKit knows nothing of.
+    return undefined;
+  }
 }

@@ -26,7 +26,7 @@ export interface ContextSummary {
 }
 
 /** A Dockerfile is text of a few KB; one larger than this is not kept to explain a failed step. */
-const DOCKERFILE_KEPT_BYTES = 256 * 1024;
+export const DOCKERFILE_KEPT_BYTES = 256 * 1024;
 
 export interface BuildContext {
   /** Uncompressed tar, rooted at the chosen context: what the Docker engine's /build takes. */
@@ -146,9 +146,7 @@ async function rerootEntries(
   for await (const entry of readEntries(extract)) {
     const header = entry.header;
     archiveEntries += 1;
-    if (archiveEntries > options.maxEntries) {
-      throw new ContextError(`the repository tarball has more than MAX_CONTEXT_ENTRIES=${options.maxEntries} entries: raise MAX_CONTEXT_ENTRIES, or keep generated files out of the repository`);
-    }
+    if (archiveEntries > options.maxEntries) throw tooManyEntries(options.maxEntries);
     const name = KEPT_TYPES.has(header.type) ? contextPath(header.name, options.context) : undefined;
     if (name === undefined) {
       entry.resume();
@@ -159,11 +157,7 @@ async function rerootEntries(
       entry.resume();
       continue;
     }
-    if (summary.bytes + (header.size ?? 0) > options.maxBytes) {
-      throw new ContextError(
-        `the build context is larger than MAX_CONTEXT_MB=${megabytes(options.maxBytes)} MB (at "${name}"): set "context" in dockerInfo.json to a smaller folder, or raise MAX_CONTEXT_MB`,
-      );
-    }
+    if (summary.bytes + (header.size ?? 0) > options.maxBytes) throw contextTooLarge(options.maxBytes, name);
     checkNotUnderSymlink(name, symlinks);
     if (header.type === 'symlink') {
       checkSymlinkStaysInside(name, header.linkname ?? '');
@@ -191,7 +185,7 @@ async function rerootEntries(
     if (name === options.dockerfile && header.type !== 'directory') summary.hasDockerfile = true;
   }
   if (!sawContextFolder) {
-    throw new ContextError(`"context" folder "${options.context}" is not in the repository: fix "context" in dockerInfo.json`);
+    throw missingContextFolder(options.context);
   }
   return summary;
 }
@@ -219,7 +213,21 @@ export function contextPath(archiveName: string, context: string): string | unde
  * A relative symlink must resolve inside the context. An absolute one is kept as a link: the engine resolves it
  * inside the context (or, in the image, inside the image), never on the host.
  */
-function checkSymlinkStaysInside(name: string, target: string): void {
+export function missingContextFolder(context: string): ContextError {
+  return new ContextError(`"context" folder "${context}" is not in the repository: fix "context" in dockerInfo.json`);
+}
+
+export function tooManyEntries(maxEntries: number): ContextError {
+  return new ContextError(`the repository has more than MAX_CONTEXT_ENTRIES=${maxEntries} entries: raise MAX_CONTEXT_ENTRIES, or keep generated files out of the repository`);
+}
+
+export function contextTooLarge(maxBytes: number, at: string): ContextError {
+  return new ContextError(
+    `the build context is larger than MAX_CONTEXT_MB=${megabytes(maxBytes)} MB (at "${at}"): set "context" in dockerInfo.json to a smaller folder, or raise MAX_CONTEXT_MB`,
+  );
+}
+
+export function checkSymlinkStaysInside(name: string, target: string): void {
   if (target === '' || path.posix.isAbsolute(target)) return;
   const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(name), target));
   if (resolved === '..' || resolved.startsWith('../')) {
@@ -231,7 +239,7 @@ function checkSymlinkStaysInside(name: string, target: string): void {
  * git cannot track a file inside a symlinked folder, so an archive that has one is crafted: written out, it
  * would land wherever the link points.
  */
-function checkNotUnderSymlink(name: string, symlinks: Set<string>): void {
+export function checkNotUnderSymlink(name: string, symlinks: Set<string>): void {
   if (symlinks.size === 0) return;
   for (let parent = path.posix.dirname(name); parent !== '.'; parent = path.posix.dirname(parent)) {
     if (symlinks.has(parent)) {

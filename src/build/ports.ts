@@ -17,6 +17,26 @@ export interface SourceFetcher {
   readFile(repository: Repository, sha: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined>;
   /** The gzipped tarball of the whole repository, as GitHub serves it. */
   tarball(repository: Repository, sha: string, signal: AbortSignal): Promise<Readable>;
+  /** Every path of the commit with its git mode and blob id (git's tree, recursive). */
+  tree(repository: Repository, sha: string, signal: AbortSignal): Promise<GitTree>;
+  /** A blob's bytes, by its git id. */
+  blob(repository: Repository, blobId: string, signal: AbortSignal): Promise<Readable>;
+}
+
+export interface GitTree {
+  entries: GitTreeEntry[];
+  /** GitHub lists at most 100,000 entries (7 MB): a truncated tree is not the whole commit. */
+  truncated: boolean;
+}
+
+export interface GitTreeEntry {
+  path: string;
+  /** '100644', '100755' (executable), '120000' (symlink), '040000' (folder), '160000' (submodule). */
+  mode: string;
+  type: 'blob' | 'tree' | 'commit';
+  /** The git object id: for a blob, the SHA-1 of "blob <size>\0" and its content. */
+  sha: string;
+  size?: number;
 }
 
 export interface ImageBuildOptions {
@@ -62,11 +82,13 @@ export interface ImagePusher {
   push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string>;
 }
 
-/** Where build contexts are written out for BuildKit (checkout.ts). */
+/** Where build contexts are kept on disk for BuildKit (checkout.ts). */
 export interface CheckoutStore {
-  /** Rejects with the context's error (a broken download, a limit, a crafted entry), leaving nothing behind. */
-  extract(repository: string, tarball: Readable, options: ContextOptions): Promise<Checkout>;
-  release(checkout: Checkout): Promise<void>;
+  /**
+   * The context of the repository at `sha`, held for this build until `release`. Rejects with the context's
+   * error (a broken download, a limit, a crafted entry), holding nothing then.
+   */
+  checkout(repository: Repository, sha: string, options: ContextOptions, signal: AbortSignal): Promise<Checkout & { release(): void }>;
 }
 
 export interface BuildPorts {

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { ContextError, describeError, ImageBuildError, SourceError, SpecError } from '../domain/errors.js';
 import type { BuildRequest } from '../domain/build-request.js';
 import type { BuildPorts, BuildReporter, BuildResult, BuildSession, BuiltImage, ImageBuildOptions } from './ports.js';
+import type { Fetched } from './checkout.js';
 import { createBuildContext, type BuildContext, type ContextOptions } from './context.js';
 import { explainFailedStep } from './explain-build-failure.js';
 import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from './spec.js';
@@ -106,16 +107,16 @@ async function buildImage(
   };
   // The download and the build are one step: a retry downloads again.
   return retry('downloading and building', async () => {
-    reporter.log(`downloading ${repository.fullName} at ${sha}`);
-    const tarball = await ports.source.tarball(repository, sha, signal);
     const contextOptions = { context: spec.context, dockerfile: spec.dockerfile, ...ports.contextLimits };
     const announce = () => {
       reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
       if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
     };
     if (ports.builder.contextKind === 'checkout') {
-      return buildFromCheckout(repository.fullName, tarball, contextOptions, buildOptions, { spec, ports, session, mask, announce });
+      return buildFromCheckout(request, contextOptions, buildOptions, { spec, ports, session, mask, announce });
     }
+    reporter.log(`downloading ${repository.fullName} at ${sha}`);
+    const tarball = await ports.source.tarball(repository, sha, signal);
     const context = createBuildContext(tarball, contextOptions);
     announce();
     let imageId: string;
@@ -134,19 +135,20 @@ async function buildImage(
 }
 
 /**
- * The context written out first, then built: BuildKit asks for the files it has not got from this repository's
- * last build, so an unchanged file does not travel twice. The checkout is removed after the build.
+ * The context brought up to date in this repository's kept folder, then built: BuildKit asks for the files it
+ * has not got from this repository's last build, so an unchanged file does not travel twice.
  */
 async function buildFromCheckout(
-  repository: string,
-  tarball: Readable,
+  request: BuildRequest,
   contextOptions: ContextOptions,
   buildOptions: ImageBuildOptions,
   { spec, ports, session, mask, announce }: { spec: BuildSpec; ports: BuildPorts; session: BuildSession; mask: (text: string) => string; announce: () => void },
 ): Promise<string> {
-  const checkout = await ports.checkouts.extract(repository, tarball, contextOptions);
+  const { repository, sha } = request;
+  session.reporter.log(`fetching ${repository.fullName} at ${sha}`);
+  const checkout = await ports.checkouts.checkout(repository, sha, contextOptions, session.signal);
   try {
-    session.reporter.log(`context: ${checkout.summary.entries} entries, ${checkout.summary.bytes} bytes`);
+    session.reporter.log(`context: ${checkout.summary.entries} entries, ${checkout.summary.bytes} bytes; ${describeFetch(checkout.fetched)}`);
     if (!checkout.summary.hasDockerfile) throw missingDockerfile(spec);
     announce();
     let built: BuiltImage;
@@ -161,8 +163,14 @@ async function buildFromCheckout(
     }
     return built.id;
   } finally {
-    await ports.checkouts.release(checkout);
+    checkout.release();
   }
+}
+
+function describeFetch(fetched: Fetched): string {
+  if (fetched.kind === 'unchanged') return 'the same commit as this host last built: nothing fetched';
+  if (fetched.kind === 'tarball') return "downloaded the repository's tarball";
+  return `fetched the ${fetched.files} changed files (${fetched.bytes} bytes) since this host's last build of the repository`;
 }
 
 /** Pushes every tag; returns the digest (the same for every tag of one image). */

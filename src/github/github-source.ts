@@ -1,6 +1,6 @@
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import type { Readable } from 'node:stream';
-import type { SourceFetcher } from '../build/ports.js';
+import type { GitTree, GitTreeEntry, SourceFetcher } from '../build/ports.js';
 import type { Repository } from '../domain/build-request.js';
 import { describeError, SourceError } from '../domain/errors.js';
 
@@ -44,6 +44,35 @@ export class GitHubSource implements SourceFetcher {
       response.data.resume();
       this.throwIfPrivateWithoutToken(repository);
       throw new SourceError(`GitHub has no commit ${sha} in ${repository.fullName} (404): was the branch force-pushed or the repository deleted?`);
+    }
+    return response.data;
+  }
+
+  async tree(repository: Repository, sha: string, signal: AbortSignal): Promise<GitTree> {
+    const response = await this.request(repository, `the file list at ${sha.slice(0, 7)}`, () =>
+      this.http.get<{ tree?: GitTreeEntry[]; truncated?: boolean }>(`/repos/${repositoryPath(repository)}/git/trees/${encodeURIComponent(sha)}`, {
+        params: { recursive: 1 },
+        signal,
+      }),
+    );
+    if (response.status === 404 || !Array.isArray(response.data.tree)) {
+      this.throwIfPrivateWithoutToken(repository);
+      throw new SourceError(`GitHub has no commit ${sha} in ${repository.fullName} (404): was the branch force-pushed or the repository deleted?`);
+    }
+    return { entries: response.data.tree, truncated: response.data.truncated === true };
+  }
+
+  async blob(repository: Repository, blobId: string, signal: AbortSignal): Promise<Readable> {
+    const response = await this.request(repository, `file ${blobId.slice(0, 7)}`, () =>
+      this.http.get<Readable>(`/repos/${repositoryPath(repository)}/git/blobs/${encodeURIComponent(blobId)}`, {
+        headers: { Accept: 'application/vnd.github.raw+json' },
+        responseType: 'stream',
+        signal,
+      }),
+    );
+    if (response.status === 404) {
+      response.data.resume();
+      throw new SourceError(`GitHub has no file ${blobId} in ${repository.fullName} (404)`, true);
     }
     return response.data;
   }

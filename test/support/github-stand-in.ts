@@ -168,6 +168,10 @@ export class GitHubStandIn {
     if (hooks) return this.serveHooks(req, res, hooks[1]!, hooks[2] === undefined ? undefined : Number(hooks[2]));
     const contents = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/contents\/(.+)$/);
     if (contents) return this.serveContents(req, res, contents[1]!, contents[2]!, decodeURIComponent(contents[3]!), url.searchParams.get('ref') ?? '');
+    const tree = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/git\/trees\/([0-9a-f]{40})$/);
+    if (tree) return this.serveTree(req, res, tree[1]!, tree[2]!, tree[3]!);
+    const blob = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/git\/blobs\/([0-9a-f]{40})$/);
+    if (blob) return this.serveBlob(req, res, `${blob[1]}/${blob[2]}`, blob[3]!);
     const tarball = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/tarball\/([0-9a-f]{40})$/);
     if (tarball) return this.redirectToCodeload(req, res, tarball[1]!, tarball[2]!, tarball[3]!);
     const codeload = url.pathname.match(/^\/codeload\/([^/]+)\/([^/]+)\/legacy\.tar\.gz\/([0-9a-f]{40})$/);
@@ -224,6 +228,38 @@ export class GitHubStandIn {
       return;
     }
     return sendJson(res, 200, { type: 'file', path: filePath, encoding: 'base64', content: content.toString('base64') });
+  }
+
+  /** GET /repos/{owner}/{repo}/git/trees/{commit}?recursive=1, from `git ls-tree`. */
+  private async serveTree(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {
+    const repository = this.visible(req, owner, name, sha);
+    if (!repository) return sendJson(res, 404, { message: 'Not Found' });
+    const listing = (await run('git', ['-C', repository.gitDir, 'ls-tree', '-r', '-t', '-l', '-z', sha], { maxBuffer: 1 << 30 })).stdout;
+    const tree = listing
+      .split('\0')
+      .filter(Boolean)
+      .map((line) => {
+        const [meta, entryPath] = line.split('\t') as [string, string];
+        const [mode, type, objectId, size] = meta.split(/\s+/) as [string, string, string, string];
+        return { path: entryPath, mode: mode.padStart(6, '0'), type, sha: objectId, ...(size !== '-' ? { size: Number(size) } : {}) };
+      });
+    return sendJson(res, 200, { sha, tree, truncated: false });
+  }
+
+  /** GET /repos/{owner}/{repo}/git/blobs/{id} with the raw media type: the blob from any commit of that repository. */
+  private async serveBlob(req: IncomingMessage, res: ServerResponse, fullName: string, blobId: string) {
+    for (const repository of this.repositories.values()) {
+      if (repository.fullName !== fullName || (repository.private && req.headers.authorization !== `Bearer ${this.token}`)) continue;
+      try {
+        const content = (await run('git', ['-C', repository.gitDir, 'cat-file', 'blob', blobId], { encoding: 'buffer', maxBuffer: 1 << 30 })).stdout;
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.end(content);
+        return;
+      } catch {
+        // not in this commit's repository; another may have it
+      }
+    }
+    return sendJson(res, 404, { message: 'Not Found' });
   }
 
   private redirectToCodeload(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {

@@ -1,120 +1,159 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { after, describe, it } from 'node:test';
-import { gzipSync } from 'node:zlib';
-import tar from 'tar-stream';
-import { Checkouts } from '../../src/build/checkout.js';
+import { after, before, describe, it } from 'node:test';
+import axios from 'axios';
+import { Checkouts, type Checkout } from '../../src/build/checkout.js';
 import { ContextError } from '../../src/domain/errors.js';
+import { GitHubSource } from '../../src/github/github-source.js';
+import { GitHubStandIn } from '../support/github-stand-in.js';
 
-type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; content?: string; linkname?: string; mode?: number };
+const OPTIONS = { context: '', dockerfile: 'Dockerfile', maxBytes: 1024 * 1024, maxArchiveBytes: 1024 * 1024, maxEntries: 1000 };
+const signal = new AbortController().signal;
 
-const ROOT = 'octo-hello-abc1234/';
-const LIMITS = { maxBytes: 1024 * 1024, maxArchiveBytes: 1024 * 1024, maxEntries: 1000 };
-const OPTIONS = { context: '', dockerfile: 'Dockerfile', ...LIMITS };
-
-/** GitHub's tarball of a commit made at `committed`: git archive gives every entry the commit's time. */
-async function commit(entries: Entry[], committed: Date): Promise<Readable> {
-  const pack = tar.pack();
-  pack.entry({ name: ROOT, type: 'directory', mtime: committed });
-  for (const entry of entries) {
-    const type = entry.type ?? 'file';
-    const header = { name: `${ROOT}${entry.name}`, mtime: committed, mode: entry.mode };
-    if (type === 'file') pack.entry(header, entry.content ?? '');
-    else pack.entry({ ...header, type, linkname: entry.linkname });
-  }
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  for await (const chunk of pack) chunks.push(chunk as Buffer);
-  return Readable.from([gzipSync(Buffer.concat(chunks))]);
-}
-
+let github: GitHubStandIn;
+let source: GitHubSource;
 const folders: string[] = [];
 async function newFolder(): Promise<string> {
   const folder = await mkdtemp(path.join(tmpdir(), 'checkouts-'));
   folders.push(folder);
   return folder;
 }
-after(() => Promise.all(folders.map((folder) => rm(folder, { recursive: true, force: true }))));
+before(async () => {
+  github = await new GitHubStandIn().start();
+  source = new GitHubSource(axios.create({ baseURL: github.url, validateStatus: () => true }), github.url, false);
+});
+after(async () => {
+  await github.close();
+  await Promise.all(folders.map((folder) => rm(folder, { recursive: true, force: true })));
+});
 
-const seconds = (iso: string) => Date.parse(iso) / 1000;
+/** A commit of `files` (path → content; a content starting with "-> " is a symlink) on the stand-in. */
+async function commit(fullName: string, files: Record<string, string>, executable: string[] = []) {
+  const dir = await newFolder();
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
+    if (content.startsWith('-> ')) await symlink(content.slice(3), path.join(dir, name));
+    else await writeFile(path.join(dir, name), content);
+  }
+  for (const name of executable) await chmod(path.join(dir, name), 0o755);
+  return github.addRepository(fullName, dir);
+}
+
+function requestsSince(count: number): string[] {
+  return github.requests.slice(count).map((request) => request.path.replace(/^\/repos\/[^/]+\/[^/]+\//, '').replace(/\/[0-9a-f]{40}.*$/, ''));
+}
+
+const byPath = (checkout: Checkout) => Object.fromEntries(checkout.entries.map((entry) => [entry.path, entry]));
 
 describe('checkouts', () => {
-  it('writes the files of the context, and describes folders, symlinks and hard links', async () => {
-    const checkouts = await Checkouts.open(await newFolder());
-    const checkout = await checkouts.extract(
-      'octo/hello',
-      await commit(
-        [
-          { name: 'Dockerfile', content: 'FROM scratch\n' },
-          { name: 'bin/', type: 'directory' },
-          { name: 'bin/run.sh', content: 'echo hi\n', mode: 0o755 },
-          { name: 'run', type: 'symlink', linkname: 'bin/run.sh' },
-          { name: 'copy.sh', type: 'link', linkname: `${ROOT}bin/run.sh` },
-        ],
-        new Date('2026-01-01T00:00:00Z'),
-      ),
-      OPTIONS,
-    );
-    assert.equal(checkout.dockerfileText, 'FROM scratch\n');
-    assert.deepEqual(checkout.summary, { entries: 5, bytes: 21, hasDockerfile: true });
-    const byPath = Object.fromEntries(checkout.entries.map((entry) => [entry.path, entry]));
-    assert.deepEqual(
-      { type: byPath['bin/run.sh']!.type, mode: byPath['bin/run.sh']!.mode.toString(8), size: byPath['bin/run.sh']!.size },
-      { type: 'file', mode: '755', size: 8 },
-    );
-    assert.deepEqual({ type: byPath.run!.type, linkname: byPath.run!.linkname }, { type: 'symlink', linkname: 'bin/run.sh' });
-    assert.equal(byPath.bin!.type, 'directory');
-    assert.equal(byPath['copy.sh']!.type, 'file', 'a hard link becomes a copy');
-    assert.equal(await readFile(path.join(checkout.root, 'copy.sh'), 'utf8'), 'echo hi\n');
-    assert.equal(await readFile(path.join(checkout.root, 'bin/run.sh'), 'utf8'), 'echo hi\n');
-    assert.equal(existsSync(path.join(checkout.root, 'run')), false, 'symlinks are described, never written out');
-    await checkouts.release(checkout);
-    assert.equal(existsSync(checkout.root), false);
+  it("first from the tarball: files written, git's modes, symlinks described and never written out", async () => {
+    const checkouts = await Checkouts.open(await newFolder(), source);
+    const repository = await commit('octo/first', { Dockerfile: 'FROM scratch\n', 'bin/run.sh': 'echo hi\n', run: '-> bin/run.sh' }, ['bin/run.sh']);
+    const checkout = await checkouts.checkout(repository, repository.sha, OPTIONS, signal);
+    try {
+      assert.deepEqual(checkout.fetched, { kind: 'tarball' });
+      assert.equal(checkout.dockerfileText, 'FROM scratch\n');
+      assert.deepEqual(checkout.summary, { entries: 4, bytes: 13 + 8 + 10, hasDockerfile: true });
+      const entries = byPath(checkout);
+      assert.deepEqual({ type: entries['bin/run.sh']!.type, mode: entries['bin/run.sh']!.mode.toString(8) }, { type: 'file', mode: '755' });
+      assert.equal(entries.Dockerfile!.mode.toString(8), '644');
+      assert.deepEqual({ type: entries.run!.type, linkname: entries.run!.linkname }, { type: 'symlink', linkname: 'bin/run.sh' });
+      assert.equal(await readFile(path.join(checkout.root, 'bin/run.sh'), 'utf8'), 'echo hi\n');
+      assert.equal(existsSync(path.join(checkout.root, 'run')), false);
+    } finally {
+      checkout.release();
+    }
   });
 
-  it('keeps the mtime of unchanged files, and gives changed ones an mtime never given before', async () => {
-    const checkouts = await Checkouts.open(await newFolder());
-    const first = await checkouts.extract('octo/hello', await commit([{ name: 'Dockerfile' }, { name: 'a.txt', content: 'one' }, { name: 'b.txt', content: 'bee' }], new Date('2026-01-02T00:00:00Z')), OPTIONS);
-    // The next commit is older (a rebase, a clock behind), and b.txt changes without changing its size.
-    const second = await checkouts.extract('octo/hello', await commit([{ name: 'Dockerfile' }, { name: 'a.txt', content: 'one' }, { name: 'b.txt', content: 'BEE' }], new Date('2026-01-01T00:00:00Z')), OPTIONS);
-    const mtimes = (checkout: typeof first) => Object.fromEntries(checkout.entries.map((entry) => [entry.path, entry.mtimeSeconds]));
-    assert.equal(mtimes(second)['a.txt'], seconds('2026-01-02T00:00:00Z'), 'unchanged: the mtime BuildKit already has');
-    assert.equal(mtimes(second)['b.txt'], seconds('2026-01-02T00:00:01Z'), 'changed: above every mtime given so far');
-    // Back to the first content: BuildKit may still hold it from the first build, with that build's mtime.
-    const third = await checkouts.extract('octo/hello', await commit([{ name: 'Dockerfile' }, { name: 'a.txt', content: 'one' }, { name: 'b.txt', content: 'bee' }], new Date('2026-01-03T00:00:00Z')), OPTIONS);
-    assert.equal(mtimes(third)['b.txt'], seconds('2026-01-03T00:00:00Z'));
-    assert.equal(first.sharedKey, third.sharedKey, 'one repository and context: one key for BuildKit');
-    const other = await checkouts.extract('octo/other', await commit([{ name: 'Dockerfile' }], new Date('2026-01-01T00:00:00Z')), OPTIONS);
-    assert.notEqual(other.sharedKey, first.sharedKey);
+  it('then fetches only the files that changed, keeps the mtime of the others, and removes what went', async () => {
+    const checkouts = await Checkouts.open(await newFolder(), source);
+    const first = await commit('octo/changes', { Dockerfile: 'FROM scratch\n', 'a.txt': 'one', 'b.txt': 'bee', 'gone.txt': 'x', 'dir/kept.txt': 'k' });
+    const one = await checkouts.checkout(first, first.sha, OPTIONS, signal);
+    one.release();
+    const second = await commit('octo/changes', { Dockerfile: 'FROM scratch\n', 'a.txt': 'one', 'b.txt': 'BEE', 'new.txt': 'new', 'dir/kept.txt': 'k' });
+    const seen = github.requests.length;
+    const two = await checkouts.checkout(second, second.sha, OPTIONS, signal);
+    try {
+      assert.deepEqual(two.fetched, { kind: 'changes', files: 2, bytes: 6 });
+      assert.deepEqual(requestsSince(seen).sort(), ['git/blobs', 'git/blobs', 'git/trees']);
+      assert.equal(two.root, one.root, 'one kept folder per repository');
+      assert.equal(await readFile(path.join(two.root, 'b.txt'), 'utf8'), 'BEE');
+      assert.equal(await readFile(path.join(two.root, 'new.txt'), 'utf8'), 'new');
+      assert.equal(existsSync(path.join(two.root, 'gone.txt')), false);
+      const [before, after] = [byPath(one), byPath(two)];
+      assert.equal(after['a.txt']!.mtimeSeconds, before['a.txt']!.mtimeSeconds, 'unchanged: the mtime BuildKit already has');
+      const highest = Math.max(...one.entries.map((entry) => entry.mtimeSeconds));
+      assert.ok(after['b.txt']!.mtimeSeconds > highest, 'changed, same size: an mtime above every one given before');
+      assert.equal(two.sharedKey, one.sharedKey);
+      assert.deepEqual(Object.keys(after).sort(), ['Dockerfile', 'a.txt', 'b.txt', 'dir', 'dir/kept.txt', 'new.txt']);
+    } finally {
+      two.release();
+    }
+    const seenAgain = github.requests.length;
+    const three = await checkouts.checkout(second, second.sha, OPTIONS, signal);
+    three.release();
+    assert.deepEqual(three.fetched, { kind: 'unchanged' });
+    assert.deepEqual(requestsSince(seenAgain), [], 'the same commit again: nothing fetched');
   });
 
-  it('starts a new generation, with a new key for BuildKit, when the manifest is lost', async () => {
+  it('takes the tarball again when many files changed', async () => {
+    const checkouts = await Checkouts.open(await newFolder(), source);
+    const files = (suffix: string) => Object.fromEntries([['Dockerfile', 'FROM scratch\n'], ...Array.from({ length: 25 }, (_, n) => [`f${n}.txt`, `${n}${suffix}`])]);
+    const first = await commit('octo/many', files('a'));
+    (await checkouts.checkout(first, first.sha, OPTIONS, signal)).release();
+    const second = await commit('octo/many', files('b'));
+    const checkout = await checkouts.checkout(second, second.sha, OPTIONS, signal);
+    checkout.release();
+    assert.deepEqual(checkout.fetched, { kind: 'tarball' });
+    assert.equal(await readFile(path.join(checkout.root, 'f24.txt'), 'utf8'), '24b');
+  });
+
+  it('a commit whose file sits inside a symlinked folder is refused, and the folder is free for the next build', async () => {
+    const checkouts = await Checkouts.open(await newFolder(), source);
+    const good = await commit('octo/crafted', { Dockerfile: 'FROM scratch\n' });
+    (await checkouts.checkout(good, good.sha, OPTIONS, signal)).release();
+    // git cannot commit this; a crafted tree could list it. The stand-in's tree for a repository is git's own,
+    // so this checks the tarball path's refusal, on a fresh store.
+    const fresh = await Checkouts.open(await newFolder(), {
+      ...source,
+      tree: source.tree.bind(source),
+      blob: source.blob.bind(source),
+      tarball: async () => (await import('node:stream')).Readable.from([await craftedTarball()]),
+    });
+    await assert.rejects(fresh.checkout(good, good.sha, OPTIONS, signal), (error: Error) => error instanceof ContextError && /inside symlink "escape"/.test(error.message));
+    const again = await fresh.checkout(good, good.sha, { ...OPTIONS }, signal).catch((error: Error) => error);
+    assert.ok(again instanceof ContextError, 'the lock was released: the next checkout ran (and met the same tarball)');
+  });
+
+  it('throws away a folder a stopped process left without its manifest, and starts a new generation without one', async () => {
     const folder = await newFolder();
-    const checkouts = await Checkouts.open(folder);
-    const first = await checkouts.extract('octo/hello', await commit([{ name: 'Dockerfile' }], new Date('2026-01-01T00:00:00Z')), OPTIONS);
-    for (const file of await readdir(folder)) if (file.endsWith('.json')) await rm(path.join(folder, file));
-    const second = await checkouts.extract('octo/hello', await commit([{ name: 'Dockerfile' }], new Date('2026-01-01T00:00:00Z')), OPTIONS);
-    assert.notEqual(second.sharedKey, first.sharedKey);
-  });
-
-  it('leaves no folder behind when the context fails, and refuses a file inside a symlink', async () => {
-    const folder = await newFolder();
-    const checkouts = await Checkouts.open(folder);
-    await assert.rejects(
-      checkouts.extract('octo/hello', await commit([{ name: 'escape', type: 'symlink', linkname: '/etc' }, { name: 'escape/passwd', content: 'x' }], new Date()), OPTIONS),
-      (error: Error) => error instanceof ContextError && /inside symlink "escape"/.test(error.message),
-    );
-    assert.deepEqual((await readdir(folder)).filter((name) => name.startsWith('build-')), []);
-  });
-
-  it('removes the build folders a stopped process left behind when it opens', async () => {
-    const folder = await newFolder();
-    await mkdir(path.join(folder, 'build-left-over', 'src'), { recursive: true });
-    await Checkouts.open(folder);
+    const checkouts = await Checkouts.open(folder, source);
+    const repository = await commit('octo/crash', { Dockerfile: 'FROM scratch\n' });
+    const first = await checkouts.checkout(repository, repository.sha, OPTIONS, signal);
+    first.release();
+    await rm(`${first.root}.json`);
+    await Checkouts.open(folder, source);
     assert.deepEqual(await readdir(folder), []);
+    const second = await (await Checkouts.open(folder, source)).checkout(repository, repository.sha, OPTIONS, signal);
+    second.release();
+    assert.notEqual(second.sharedKey, first.sharedKey, 'BuildKit must not trust what it kept under the old key');
   });
 });
+
+/** GitHub's tarball shape, with a symlink to /etc and a file "inside" it. */
+async function craftedTarball(): Promise<Buffer> {
+  const tar = (await import('tar-stream')).default;
+  const { gzipSync } = await import('node:zlib');
+  const pack = tar.pack();
+  pack.entry({ name: 'octo-crafted-abc1234/', type: 'directory' });
+  pack.entry({ name: 'octo-crafted-abc1234/Dockerfile' }, 'FROM scratch\n');
+  pack.entry({ name: 'octo-crafted-abc1234/escape', type: 'symlink', linkname: '/etc' });
+  pack.entry({ name: 'octo-crafted-abc1234/escape/passwd' }, 'x');
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  return gzipSync(Buffer.concat(chunks));
+}

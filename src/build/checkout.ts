@@ -75,6 +75,8 @@ const MAX_FILES_FETCHED_ONE_BY_ONE = 20;
 /** Folders kept (one per repository and context), the least recently built removed first. */
 const MAX_KEPT_CHECKOUTS = 16;
 const SYMLINK_MAX_BYTES = 4096;
+/** Changed files fetched at once: each is a request to GitHub, and most are small. */
+const PARALLEL_FETCHES = 4;
 
 /**
  * The build contexts of one build host, one kept folder per repository and `context` folder. A build updates
@@ -177,15 +179,15 @@ export class Checkouts {
       if (previous.type !== 'symlink' && wantedKinds.get(previous.path) !== previous.type) await rm(path.join(root, previous.path), { recursive: true, force: true });
     }
     const linknames = new Map<string, string>();
-    for (const entry of plan.fetch) {
+    await inParallel(plan.fetch, PARALLEL_FETCHES, async (entry) => {
       if (entry.mode === '120000') {
         linknames.set(entry.name, await readSymlinkBlob(this.source, repository, entry, signal));
-        continue;
+        return;
       }
       const target = path.join(root, entry.name);
       await mkdir(path.dirname(target), { recursive: true });
       await writeVerifiedBlob(await this.source.blob(repository, entry.sha, signal), entry.sha, entry.size ?? 0, target);
-    }
+    });
     const now = Math.floor(Date.now() / 1000);
     const symlinks = new Set<string>();
     const entries: KeptEntry[] = [];
@@ -400,6 +402,17 @@ async function readSymlinkBlob(source: Pick<SourceFetcher, 'blob'>, repository: 
     if (size > SYMLINK_MAX_BYTES) throw new ContextError(`symlink "${entry.name}" has a target of more than ${SYMLINK_MAX_BYTES} bytes; refusing to build from it`);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Runs `work` on every item, at most `limit` at a time; rejects with the first failure once all have settled. */
+async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  const outcomes = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 function insideContext(repositoryPath: string, context: string): string | undefined {

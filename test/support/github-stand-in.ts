@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,8 @@ export interface StandInRepository extends Repository {
   gitDir: string;
   /** A tarball made ahead of time (prepareTarball), served as a file. */
   preparedTarball?: string;
+  /** git's tree of the commit, listed once when committed: GitHub answers it without running git. */
+  tree: { path: string; mode: string; type: string; sha: string; size?: number }[];
 }
 
 export interface StoredHook {
@@ -43,6 +45,8 @@ export class GitHubStandIn {
   private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
   private readonly hangs: RegExp[] = [];
   private readonly brokenTarballs = new Map<string, TarballBreak>();
+  /** Blob id → where its bytes are: the committed file in the repository's work tree. */
+  private readonly blobs = new Map<string, { gitDir: string; path: string; symlink: boolean; fullName: string }>();
   /** Webhooks by owner/name, as GitHub stores them (the secret unmasked, for assertions). */
   readonly hooks = new Map<string, StoredHook[]>();
   /** Commit statuses posted, by commit SHA, in order. */
@@ -109,6 +113,15 @@ export class GitHubStandIn {
     await git('add', '-A');
     await git('-c', 'user.name=fixture', '-c', 'user.email=fixture@example.com', 'commit', '-q', '-m', `fixture ${fullName}`);
     const sha = (await git('rev-parse', 'HEAD')).stdout.trim();
+    const tree = (await run('git', ['-C', gitDir, 'ls-tree', '-r', '-t', '-l', '-z', sha], { maxBuffer: 1 << 30 })).stdout
+      .split('\0')
+      .filter(Boolean)
+      .map((line) => {
+        const [meta, entryPath] = line.split('\t') as [string, string];
+        const [mode, type, objectId, size] = meta.split(/\s+/) as [string, string, string, string];
+        return { path: entryPath, mode: mode.padStart(6, '0'), type, sha: objectId, ...(size !== '-' ? { size: Number(size) } : {}) };
+      });
+    for (const entry of tree) if (entry.type === 'blob') this.blobs.set(entry.sha, { gitDir, path: entry.path, symlink: entry.mode === '120000', fullName });
     let preparedTarball: string | undefined;
     if (options.prepareTarball) {
       // As GitHub's codeload has it ready: the download is then not held up by compressing on the fly.
@@ -123,6 +136,7 @@ export class GitHubStandIn {
       private: options.private ?? false,
       sha,
       gitDir,
+      tree,
       ...(preparedTarball ? { preparedTarball } : {}),
     };
     this.repositories.set(`${fullName}@${sha}`, repository);
@@ -230,36 +244,22 @@ export class GitHubStandIn {
     return sendJson(res, 200, { type: 'file', path: filePath, encoding: 'base64', content: content.toString('base64') });
   }
 
-  /** GET /repos/{owner}/{repo}/git/trees/{commit}?recursive=1, from `git ls-tree`. */
-  private async serveTree(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {
+  /** GET /repos/{owner}/{repo}/git/trees/{commit}?recursive=1. */
+  private serveTree(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {
     const repository = this.visible(req, owner, name, sha);
     if (!repository) return sendJson(res, 404, { message: 'Not Found' });
-    const listing = (await run('git', ['-C', repository.gitDir, 'ls-tree', '-r', '-t', '-l', '-z', sha], { maxBuffer: 1 << 30 })).stdout;
-    const tree = listing
-      .split('\0')
-      .filter(Boolean)
-      .map((line) => {
-        const [meta, entryPath] = line.split('\t') as [string, string];
-        const [mode, type, objectId, size] = meta.split(/\s+/) as [string, string, string, string];
-        return { path: entryPath, mode: mode.padStart(6, '0'), type, sha: objectId, ...(size !== '-' ? { size: Number(size) } : {}) };
-      });
-    return sendJson(res, 200, { sha, tree, truncated: false });
+    return sendJson(res, 200, { sha, tree: repository.tree, truncated: false });
   }
 
-  /** GET /repos/{owner}/{repo}/git/blobs/{id} with the raw media type: the blob from any commit of that repository. */
+  /** GET /repos/{owner}/{repo}/git/blobs/{id} with the raw media type, read from the committed work tree. */
   private async serveBlob(req: IncomingMessage, res: ServerResponse, fullName: string, blobId: string) {
-    for (const repository of this.repositories.values()) {
-      if (repository.fullName !== fullName || (repository.private && req.headers.authorization !== `Bearer ${this.token}`)) continue;
-      try {
-        const content = (await run('git', ['-C', repository.gitDir, 'cat-file', 'blob', blobId], { encoding: 'buffer', maxBuffer: 1 << 30 })).stdout;
-        res.writeHead(200, { 'content-type': 'application/octet-stream' });
-        res.end(content);
-        return;
-      } catch {
-        // not in this commit's repository; another may have it
-      }
-    }
-    return sendJson(res, 404, { message: 'Not Found' });
+    const blob = this.blobs.get(blobId);
+    const visible = blob && blob.fullName === fullName && [...this.repositories.values()].some((repository) => repository.fullName === fullName && (!repository.private || req.headers.authorization === `Bearer ${this.token}`));
+    if (!blob || !visible) return sendJson(res, 404, { message: 'Not Found' });
+    const file = path.join(blob.gitDir, blob.path);
+    const content = blob.symlink ? Buffer.from(await readlink(file)) : await readFile(file);
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.end(content);
   }
 
   private redirectToCodeload(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {

@@ -49,7 +49,7 @@ const ERR = 4;
 const GO_MODE_DIR = 0x80000000;
 const GO_MODE_SYMLINK = 0x08000000;
 /** Larger than the CLI's 32 KB: fewer messages through gRPC for the same bytes, far below its 4 MB limit. */
-const DATA_CHUNK_BYTES = 256 * 1024;
+const DATA_CHUNK_BYTES = 64 * 1024;
 
 export const DIFF_COPY_METHOD = '/moby.filesync.v1.FileSync/DiffCopy';
 

@@ -61,7 +61,7 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     return line.split(' ')[0]!;
   }
 
-  it('a new commit sends BuildKit only the files it changed, and .dockerignore keeps files out of the context', async () => {
+  it('a new commit fetches and sends BuildKit only the files it changed, and .dockerignore keeps files out of the context', async () => {
     const commit = (changing: string, version: string) =>
       github.addRepository('octo-org/file-sync', path.join(FIXTURES, 'file-sync'), {
         extraFiles: { 'changing.txt': changing, 'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/file-sync', version }) },
@@ -69,12 +69,16 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     const first = await built(ci, await commit('first\n', '1.0.0'));
     assert.equal(first.status, 'succeeded', first.error);
     // Dockerfile, .dockerignore, dockerInfo.json, changing.txt, notes-public.txt and the five data files.
-    assert.match(await ci.getLog(first.id), /context: sent 10 of 11 files \(\d+ bytes\)/);
+    const firstLog = await ci.getLog(first.id);
+    assert.match(firstLog, /downloaded the repository's tarball/);
+    assert.match(firstLog, /context: sent 10 of 11 files \(\d+ bytes\)/);
 
     // A new commit: changing.txt keeps its size, so only its mtime tells BuildKit; dockerInfo.json changes too.
     const second = await built(ci, await commit('again\n', '1.0.1'));
     assert.equal(second.status, 'succeeded', second.error);
-    assert.match(await ci.getLog(second.id), /context: sent 2 of 11 files \(\d+ bytes\)/);
+    const secondLog = await ci.getLog(second.id);
+    assert.match(secondLog, /fetched the 2 changed files \(\d+ bytes\) since this host's last build/, 'from GitHub, too, only what changed');
+    assert.match(secondLog, /context: sent 2 of 11 files \(\d+ bytes\)/);
     assert.equal((await fileInImage(second.image!, '/app/changing.txt')).content, 'again\n');
     assert.equal((await fileInImage(second.image!, '/app/data/file-5.txt')).content, 'unchanging 5\n');
     assert.equal((await fileInImage(second.image!, '/app/notes-public.txt')).content, 'public\n');

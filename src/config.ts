@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './domain/errors.js';
 
@@ -66,6 +67,11 @@ const environmentSchema = z.object({
       message: 'must be unix:///path/to/docker.sock or tcp://host:port',
     }),
   DATA_DIR: z.string().trim().min(1).default('./data'),
+  WORKER_NAME: z
+    .string()
+    .trim()
+    .default(() => hostname())
+    .refine((value) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(value), { message: 'must be a name of letters, digits, ".", "_" or "-", at most 63 characters' }),
   BUILD_CONCURRENCY: integer(2, 1, 64),
   BUILD_TIMEOUT_S: integer(1800, 1, 86400),
   BUILD_RETRIES: integer(3, 0, 10),
@@ -121,6 +127,8 @@ export interface Config {
   registryAuth: { username: string; password: string } | undefined;
   docker: DockerAddress;
   dataDir: string;
+  /** Recorded on every build this process runs; default the host name. */
+  workerName: string;
   /** PostgreSQL for builds, logs and delivery ids; undefined: SQLite under DATA_DIR. */
   databaseUrl: string | undefined;
   buildConcurrency: number;
@@ -224,6 +232,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     docker: dockerAddress(values.DOCKER_HOST),
     dataDir: values.DATA_DIR,
     databaseUrl: values.DATABASE_URL,
+    workerName: values.WORKER_NAME,
     buildConcurrency: values.BUILD_CONCURRENCY,
     buildTimeoutMs: values.BUILD_TIMEOUT_S * 1000,
     buildRetries: values.BUILD_RETRIES,

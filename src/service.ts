@@ -81,6 +81,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     concurrency: config.buildConcurrency,
     timeoutMs: config.buildTimeoutMs,
     retry: { retries: config.buildRetries, baseDelayMs: config.buildRetryDelayMs, maxDelayMs: 60_000 },
+    workerName: config.workerName,
     logger,
     now,
   });

@@ -13,6 +13,7 @@ export function buildView(build: BuildRecord) {
     tags: build.tags,
     status: build.status,
     resumed: build.resumed,
+    ...(build.worker !== undefined ? { worker: build.worker } : {}),
     ...(build.error !== undefined ? { error: build.error, failedStage: build.failedStage } : {}),
     ...(build.digest !== undefined ? { digest: build.digest } : {}),
     createdAt: build.createdAt.toISOString(),

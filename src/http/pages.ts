@@ -102,6 +102,7 @@ export function renderBuildPage(build: BuildRecord, log: { lines: string[]; curs
     ...(build.error ? [field(`Error${build.failedStage ? ` (${build.failedStage})` : ''}`, `<span class="error">${escapeHtml(build.error)}</span>`)] : []),
     field('Duration', `<span id="build-duration">${duration(build, now)}</span>`),
     field('Queued', `<time datetime="${build.createdAt.toISOString()}">${formatAge(build.createdAt, now)}</time>`),
+    ...(build.worker ? [field('Worker', `<code>${escapeHtml(build.worker)}</code>`)] : []),
     ...(build.resumed ? [field('Resumed', 'yes: taken up again after a restart of ci_service')] : []),
     field('Delivery', `<code>${escapeHtml(deliveryId)}</code>`),
   ];

@@ -1,7 +1,7 @@
 import type { BuildRecord } from '../domain/build-record.js';
 import type { BuildRequest } from '../domain/build-request.js';
 
-export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt'>>;
+export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt' | 'worker'>>;
 
 export type AddOutcome =
   /** A new build was stored. */

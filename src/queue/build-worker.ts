@@ -22,6 +22,8 @@ export interface WorkerOptions {
    */
   stopWaitMs?: number;
   retry: RetryPolicy;
+  /** Recorded on each build it runs (WORKER_NAME). */
+  workerName: string;
   logger: Logger;
   now?: () => Date;
 }
@@ -125,7 +127,7 @@ export class BuildWorker {
   private async execute(build: BuildRecord): Promise<void> {
     const log = this.options.logger.child({ buildId: build.id, deliveryId: build.request.deliveryId });
     const reporter = this.reporter(build.id);
-    await this.store.update(build.id, { status: 'running', startedAt: this.now() });
+    await this.store.update(build.id, { status: 'running', startedAt: this.now(), worker: this.options.workerName });
     log.info({ repository: build.request.repository.fullName, sha: build.request.sha, resumed: build.resumed }, 'build started');
 
     const controller = new AbortController();

@@ -42,6 +42,8 @@ const MIGRATIONS = [
      repository TEXT NOT NULL,
      claimed_at TIMESTAMPTZ NOT NULL
    );`,
+  // Which worker ran a build (WORKER_NAME).
+  `ALTER TABLE builds ADD COLUMN worker TEXT;`,
 ];
 
 /** Arbitrary, fixed keys of transaction-scoped advisory locks: one per kind of work that must not interleave. */
@@ -62,6 +64,7 @@ interface BuildRow {
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
+  worker: string | null;
 }
 
 const COLUMNS: Record<keyof BuildChanges, string> = {
@@ -74,6 +77,7 @@ const COLUMNS: Record<keyof BuildChanges, string> = {
   resumed: 'resumed',
   startedAt: 'started_at',
   finishedAt: 'finished_at',
+  worker: 'worker',
 };
 
 /**
@@ -253,5 +257,6 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: row.created_at,
     ...(row.started_at !== null ? { startedAt: row.started_at } : {}),
     ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}),
+    ...(row.worker !== null ? { worker: row.worker } : {}),
   };
 }

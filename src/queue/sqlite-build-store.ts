@@ -47,6 +47,8 @@ const MIGRATIONS = [
      repository TEXT NOT NULL,
      claimed_at TEXT NOT NULL
    );`,
+  // Which worker ran a build (WORKER_NAME).
+  `ALTER TABLE builds ADD COLUMN worker TEXT;`,
 ];
 
 interface BuildRow {
@@ -63,6 +65,7 @@ interface BuildRow {
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
+  worker: string | null;
 }
 
 const COLUMNS: Record<keyof BuildChanges, string> = {
@@ -75,6 +78,7 @@ const COLUMNS: Record<keyof BuildChanges, string> = {
   resumed: 'resumed',
   startedAt: 'started_at',
   finishedAt: 'finished_at',
+  worker: 'worker',
 };
 
 /**
@@ -275,5 +279,6 @@ function toRecord(row: BuildRow): BuildRecord {
     createdAt: new Date(row.created_at),
     ...(row.started_at !== null ? { startedAt: new Date(row.started_at) } : {}),
     ...(row.finished_at !== null ? { finishedAt: new Date(row.finished_at) } : {}),
+    ...(row.worker !== null ? { worker: row.worker } : {}),
   };
 }

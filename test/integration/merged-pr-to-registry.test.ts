@@ -31,6 +31,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
       REGISTRY_PASSWORD,
       PUBLIC_URL: 'https://ci.example.com',
       ALLOWED_IMAGE_WRITERS: 'ci-test/shared=octo-org/shared-b',
+      WORKER_NAME: 'build-host-1',
     });
   });
 
@@ -60,6 +61,8 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     assert.equal(build.digest, await registry.digest('ci-test/hello', 'latest'));
     assert.equal(build.sha, repository.sha);
     assert.ok(build.startedAt && build.finishedAt);
+    assert.equal(build.worker, 'build-host-1', 'the worker that ran it');
+    assert.match(await (await fetch(`${ci.url}/builds/${build.id}`, { headers: { accept: 'text/html' } })).text(), /<dt>Worker<\/dt><dd><code>build-host-1<\/code><\/dd>/);
 
     const log = await ci.getLog(build.id);
     assert.match(log, /^#\d+ \[1\/2\] COPY message.txt \/message.txt$/m, 'BuildKit\'s steps, as docker build prints them');

@@ -35,6 +35,7 @@ export function buildStoreConformance(name: string, engine: StoreEngine): void {
 
     it('keeps builds, their changes and their logs across reopening', withStore(async (first) => {
       const id = createdId(await first.add(request('d1'), new Date('2026-01-01T00:00:00Z'), 10));
+      await first.update(id, { status: 'running', worker: 'host-a' });
       await first.update(id, { status: 'succeeded', image: 'reg/app:1', tags: ['reg/app:1', 'reg/app:latest'], digest: 'sha256:1', finishedAt: new Date('2026-01-01T00:01:00Z') });
       await first.appendLog(id, 'line one');
       await first.appendLog(id, 'line two');
@@ -46,6 +47,7 @@ export function buildStoreConformance(name: string, engine: StoreEngine): void {
       assert.equal(build?.createdAt.toISOString(), '2026-01-01T00:00:00.000Z');
       assert.equal(build?.request.repository.fullName, 'o/app');
       assert.equal(build?.resumed, false);
+      assert.equal(build?.worker, 'host-a');
       assert.equal(await logOf(reopened, id), 'line one\nline two\n');
       return reopened;
     }));

@@ -8,7 +8,7 @@ import { SqliteBuildStore } from '../../src/queue/sqlite-build-store.js';
 import { logOf } from '../support/store-log.js';
 
 const logger = createLogger('silent');
-const options = { concurrency: 1, timeoutMs: 10_000, retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 1 }, logger };
+const options = { concurrency: 1, timeoutMs: 10_000, retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 1 }, logger, workerName: 'unit-worker' };
 
 function request(n: number, repository = `o/r${n}`): BuildRequest {
   const [owner, name] = repository.split('/') as [string, string];

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config.js';
 import { ConfigError } from '../../src/domain/errors.js';
@@ -35,6 +36,16 @@ describe('configuration', () => {
     assert.equal(config.builder, 'buildkit');
     assert.deepEqual(config.buildSecretVariables, {});
     assert.equal(config.logLevel, 'info');
+    assert.equal(config.workerName, hostname());
+    assert.equal(config.databaseUrl, undefined);
+  });
+
+  it('takes a PostgreSQL DATABASE_URL and a WORKER_NAME, and says what is wrong with bad ones', () => {
+    const config = loadConfig({ ...base, DATABASE_URL: 'postgres://ci:pw@db:5432/ci_service', WORKER_NAME: 'build-host-2' });
+    assert.equal(config.databaseUrl, 'postgres://ci:pw@db:5432/ci_service');
+    assert.equal(config.workerName, 'build-host-2');
+    assert.throws(() => loadConfig({ ...base, DATABASE_URL: 'mysql://db/ci' }), /DATABASE_URL must be a PostgreSQL URL such as postgres:\/\//);
+    assert.throws(() => loadConfig({ ...base, WORKER_NAME: 'a host' }), /WORKER_NAME must be a name of letters, digits/);
   });
 
   it('reads every variable', () => {

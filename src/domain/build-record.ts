@@ -15,6 +15,8 @@ export interface BuildRecord {
   digest?: string;
   error?: string;
   failedStage?: FailureStage;
+  /** How many times a worker has started it: the claim a worker's writes must still hold. */
+  attempt: number;
   /** The WORKER_NAME of the process that ran (or runs) it, once started. */
   worker?: string;
   /** True once a restart took this build up again. */

@@ -13,6 +13,17 @@ export type AddOutcome =
   /** `maxQueued` builds are already waiting: nothing was stored. */
   | { kind: 'queue_full'; queued: number };
 
+/**
+ * A worker wrote for a run of a build that is no longer the current one: another worker took the build up (this
+ * one stopped answering), or it was queued again. Nothing was written.
+ */
+export class LostClaimError extends Error {
+  constructor(id: string, attempt: number) {
+    super(`build ${id} is no longer run ${attempt}: another run took it over, so this one records nothing`);
+    this.name = 'LostClaimError';
+  }
+}
+
 /** Where builds and their logs live. Owned by the queue; the SQLite adapter serves one machine. */
 export interface BuildStore {
   /** Stores the build (committed before this resolves), or returns the build that already answers it. */
@@ -24,8 +35,15 @@ export interface BuildStore {
   lastPushedImage(repositoryRef: string): Promise<string | undefined>;
   /** Queued and running builds, oldest first: what a start takes up. */
   unfinished(): Promise<BuildRecord[]>;
-  update(id: string, changes: BuildChanges): Promise<BuildRecord>;
-  appendLog(id: string, text: string): Promise<void>;
+  /**
+   * Starts a run of a queued or running build for `worker`: status running, `attempt` one higher (a build that
+   * was running is `resumed`). Undefined when the build has finished (or is unknown): it is not run again.
+   */
+  claim(id: string, worker: string, startedAt: Date): Promise<BuildRecord | undefined>;
+  /** With `attempt`, only while the build is still at that run: otherwise LostClaimError, and nothing changes. */
+  update(id: string, changes: BuildChanges, attempt?: number): Promise<BuildRecord>;
+  /** With `attempt`, only while the build is still at that run: otherwise LostClaimError. */
+  appendLog(id: string, text: string, attempt?: number): Promise<void>;
   /**
    * The lines written after `cursor` (0: from the start), at most `limit` of them, and the cursor to ask
    * from next time; undefined for an unknown build. What a reader following a build polls for.

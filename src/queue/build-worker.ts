@@ -4,13 +4,16 @@ import type { BuildRecord } from '../domain/build-record.js';
 import type { BuildRequest } from '../domain/build-request.js';
 import { BuildFailure, BuildTimeoutError, describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
-import type { BuildStore } from './build-store.js';
+import { LostClaimError, type BuildStore } from './build-store.js';
 import { BuildLog } from './build-log.js';
 import { KeyedLock } from './keyed-lock.js';
 import { createRetry, type RetryPolicy } from './retry.js';
 import { WaitingBuilds } from './waiting-builds.js';
 
 export type RunBuild = (request: BuildRequest, session: BuildSession) => Promise<BuildResult>;
+
+/** Runs `action` while no other build of `imageName` builds or pushes; `order` is the build's arrival order. */
+export type ImageLock = <T>(imageName: string, order: number, signal: AbortSignal, action: () => Promise<T>) => Promise<T>;
 
 export interface WorkerOptions {
   observers?: BuildObserver[];
@@ -24,6 +27,8 @@ export interface WorkerOptions {
   retry: RetryPolicy;
   /** Recorded on each build it runs (WORKER_NAME). */
   workerName: string;
+  /** Default: one image name at a time within this process. */
+  imageLock?: ImageLock;
   logger: Logger;
   now?: () => Date;
 }
@@ -38,7 +43,8 @@ export class BuildWorker {
   private readonly running = new Map<string, string>(); // build id → repository
   private idleWaiters: (() => void)[] = [];
   private paused = false;
-  private readonly imageLock = new KeyedLock();
+  /** Builds of one image name one at a time: in this process (KeyedLock), or across hosts (WorkerOptions.imageLock). */
+  private readonly imageLock: ImageLock;
   private readonly now: () => Date;
 
   constructor(
@@ -47,6 +53,8 @@ export class BuildWorker {
     private readonly options: WorkerOptions,
   ) {
     this.now = options.now ?? (() => new Date());
+    const local = new KeyedLock();
+    this.imageLock = options.imageLock ?? ((name, order, signal, action) => local.run(name, order, signal, action));
   }
 
   submit(build: BuildRecord): void {
@@ -63,7 +71,7 @@ export class BuildWorker {
         build.status === 'running'
           ? 'resumed: ci_service stopped while this build ran; running it again from the start'
           : 'resumed: taken up from the queue after a restart';
-      const reporter = this.reporter(build.id);
+      const reporter = this.reporter(build.id, undefined);
       reporter.log(note);
       await reporter.flushed();
       this.submit(await this.store.update(build.id, { status: 'queued', resumed: true }));
@@ -124,13 +132,24 @@ export class BuildWorker {
     }
   }
 
-  private async execute(build: BuildRecord): Promise<void> {
+  /**
+   * Runs one build now: claims it (a new run, whose writes hold only while it stays the current one), runs the
+   * pipeline within the timeout and records the outcome. Used for the builds this worker queues itself, and for
+   * builds a shared queue hands it.
+   */
+  async execute(build: BuildRecord): Promise<void> {
     const log = this.options.logger.child({ buildId: build.id, deliveryId: build.request.deliveryId });
-    const reporter = this.reporter(build.id);
-    await this.store.update(build.id, { status: 'running', startedAt: this.now(), worker: this.options.workerName });
-    log.info({ repository: build.request.repository.fullName, sha: build.request.sha, resumed: build.resumed }, 'build started');
-
+    const claimed = await this.store.claim(build.id, this.options.workerName, this.now());
+    if (!claimed) {
+      log.info('build already finished; not run again');
+      return;
+    }
+    const attempt = claimed.attempt;
     const controller = new AbortController();
+    const lost = (error: LostClaimError) => controller.abort(error);
+    const reporter = this.reporter(build.id, attempt, lost);
+    log.info({ repository: build.request.repository.fullName, sha: build.request.sha, resumed: claimed.resumed, attempt }, 'build started');
+
     const timeout = new BuildTimeoutError(
       `build did not finish within BUILD_TIMEOUT_S=${Math.round(this.options.timeoutMs / 1000)} s; raise it or make the build faster`,
     );
@@ -148,20 +167,31 @@ export class BuildWorker {
     try {
       const exclusive = <T>(imageName: string, action: () => Promise<T>) => {
         reporter.log(`waiting for other builds of ${imageName}, if any`);
-        return this.imageLock.run(imageName, build.seq, controller.signal, action);
+        return this.imageLock(imageName, build.seq, controller.signal, action);
       };
-      running = this.run(build.request, { reporter, signal: controller.signal, retry, exclusive });
+      running = this.run(claimed.request, { reporter, signal: controller.signal, retry, exclusive });
       const result = await Promise.race([running, rejectOnAbort(controller.signal)]);
       await reporter.flushed();
-      const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() });
+      const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() }, attempt);
       this.notify('finished', done);
       log.info({ image: result.image, digest: result.digest }, 'build succeeded');
     } catch (thrown) {
-      const error = controller.signal.aborted ? timeout : thrown;
+      const error = controller.signal.aborted ? (controller.signal.reason as Error) : thrown;
+      if (error instanceof LostClaimError || thrown instanceof LostClaimError) {
+        log.warn({ attempt }, 'another run took this build over: this run stops and records nothing');
+        return;
+      }
       const stage = error instanceof BuildFailure ? error.stage : undefined;
       reporter.log(`FAILED${stage ? ` (${stage})` : ''}: ${describeError(error)}`);
       await reporter.flushed();
-      const done = await this.store.update(build.id, { status: 'failed', error: describeError(error), failedStage: stage, finishedAt: this.now() });
+      const done = await this.store.update(build.id, { status: 'failed', error: describeError(error), failedStage: stage, finishedAt: this.now() }, attempt).catch((failure: unknown) => {
+        if (failure instanceof LostClaimError) return undefined;
+        throw failure;
+      });
+      if (!done) {
+        log.warn({ attempt }, 'another run took this build over: this run stops and records nothing');
+        return;
+      }
       this.notify('finished', done);
       log.warn({ stage, error: describeError(error) }, 'build failed');
     } finally {
@@ -185,20 +215,25 @@ export class BuildWorker {
     if (!stopped) log.warn({ waitedMs: waitMs }, 'a timed-out build has not stopped; its slot goes to the next build');
   }
 
-  /** Log lines reach the store in the order they were written, cleaned and capped (build-log.ts). */
-  private reporter(buildId: string): BuildReporter & { flushed(): Promise<void> } {
+  /**
+   * Log lines reach the store in the order they were written, cleaned and capped (build-log.ts), for this run
+   * only: once another run has taken the build over, `onLost` stops this one.
+   */
+  private reporter(buildId: string, attempt: number | undefined, onLost: (error: LostClaimError) => void = () => {}): BuildReporter & { flushed(): Promise<void> } {
     let pending: Promise<void> = Promise.resolve();
     const enqueue = (write: () => Promise<unknown>) => {
       pending = pending.then(write).then(
         () => {},
-        () => {},
+        (error: unknown) => {
+          if (error instanceof LostClaimError) onLost(error);
+        },
       );
     };
-    const log = new BuildLog((line) => enqueue(() => this.store.appendLog(buildId, line)));
+    const log = new BuildLog((line) => enqueue(() => this.store.appendLog(buildId, line, attempt)));
     return {
       log: (text) => log.own(text),
       output: (text) => log.output(text),
-      imageResolved: (image, tags) => enqueue(() => this.store.update(buildId, { image, tags })),
+      imageResolved: (image, tags) => enqueue(() => this.store.update(buildId, { image, tags }, attempt)),
       flushed: () => pending,
     };
   }

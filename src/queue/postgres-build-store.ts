@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
 import type { BuildRequest } from '../domain/build-request.js';
 import type { FailureStage } from '../domain/errors.js';
-import type { AddOutcome, BuildChanges, BuildStore } from './build-store.js';
+import { LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
 
 /** Schema versions, applied in order at start; `ci_service_schema` records how many ran. */
 const MIGRATIONS = [
@@ -44,6 +44,8 @@ const MIGRATIONS = [
    );`,
   // Which worker ran a build (WORKER_NAME).
   `ALTER TABLE builds ADD COLUMN worker TEXT;`,
+  // Runs started: a worker's writes hold only while its run is the current one.
+  `ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 /** Arbitrary, fixed keys of transaction-scoped advisory locks: one per kind of work that must not interleave. */
@@ -65,6 +67,7 @@ interface BuildRow {
   started_at: Date | null;
   finished_at: Date | null;
   worker: string | null;
+  attempt: number;
 }
 
 const COLUMNS: Record<keyof BuildChanges, string> = {
@@ -155,18 +158,34 @@ export class PostgresBuildStore implements BuildStore {
     return (await this.pool.query<BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq")).rows.map(toRecord);
   }
 
-  async update(id: string, changes: BuildChanges): Promise<BuildRecord> {
+  async claim(id: string, worker: string, startedAt: Date): Promise<BuildRecord | undefined> {
+    const row = await this.pool.query<BuildRow>(
+      `UPDATE builds SET status = 'running', attempt = attempt + 1, worker = $2, started_at = $3, resumed = (resumed OR attempt > 0)
+       WHERE id = $1 AND status IN ('queued', 'running') RETURNING *`,
+      [id, worker, startedAt],
+    );
+    return row.rows[0] && toRecord(row.rows[0]);
+  }
+
+  async update(id: string, changes: BuildChanges, attempt?: number): Promise<BuildRecord> {
     const entries = Object.entries(changes).filter(([, value]) => value !== undefined) as [keyof BuildChanges, unknown][];
-    const assignments = entries.map(([key], index) => `${COLUMNS[key]} = $${index + 2}`);
+    const assignments = entries.map(([key], index) => `${COLUMNS[key]} = $${index + 3}`);
     const values = entries.map(([, value]) => (Array.isArray(value) ? JSON.stringify(value) : value));
-    const sql = assignments.length > 0 ? `UPDATE builds SET ${assignments.join(', ')} WHERE id = $1 RETURNING *` : 'SELECT * FROM builds WHERE id = $1';
-    const row = (await this.pool.query<BuildRow>(sql, [id, ...values])).rows[0];
+    const fence = attempt !== undefined ? ' AND attempt = $2' : ' AND $2::int IS NULL';
+    const sql = assignments.length > 0 ? `UPDATE builds SET ${assignments.join(', ')} WHERE id = $1${fence} RETURNING *` : `SELECT * FROM builds WHERE id = $1${fence}`;
+    const row = (await this.pool.query<BuildRow>(sql, [id, attempt ?? null, ...values])).rows[0];
+    if (!row && attempt !== undefined) throw new LostClaimError(id, attempt);
     if (!row) throw new Error(`no build ${id}`);
     return toRecord(row);
   }
 
-  async appendLog(id: string, text: string): Promise<void> {
-    await this.pool.query('INSERT INTO build_logs (build_id, line) VALUES ($1, $2)', [id, text]);
+  async appendLog(id: string, text: string, attempt?: number): Promise<void> {
+    if (attempt === undefined) {
+      await this.pool.query('INSERT INTO build_logs (build_id, line) VALUES ($1, $2)', [id, text]);
+      return;
+    }
+    const inserted = await this.pool.query('INSERT INTO build_logs (build_id, line) SELECT id, $2 FROM builds WHERE id = $1 AND attempt = $3', [id, text, attempt]);
+    if (inserted.rowCount === 0) throw new LostClaimError(id, attempt);
   }
 
   async readLogAfter(id: string, cursor: number, limit: number): Promise<{ lines: string[]; cursor: number } | undefined> {
@@ -258,5 +277,6 @@ function toRecord(row: BuildRow): BuildRecord {
     ...(row.started_at !== null ? { startedAt: row.started_at } : {}),
     ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}),
     ...(row.worker !== null ? { worker: row.worker } : {}),
+    attempt: row.attempt,
   };
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { FailureStage } from '../domain/errors.js';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
 import type { BuildRequest } from '../domain/build-request.js';
-import type { AddOutcome, BuildChanges, BuildStore } from './build-store.js';
+import { LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
 const CHECKPOINT_EVERY_MS = 1000;
@@ -49,6 +49,8 @@ const MIGRATIONS = [
    );`,
   // Which worker ran a build (WORKER_NAME).
   `ALTER TABLE builds ADD COLUMN worker TEXT;`,
+  // Runs started: a worker's writes hold only while its run is the current one.
+  `ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 interface BuildRow {
@@ -66,6 +68,7 @@ interface BuildRow {
   started_at: string | null;
   finished_at: string | null;
   worker: string | null;
+  attempt: number;
 }
 
 const COLUMNS: Record<keyof BuildChanges, string> = {
@@ -131,6 +134,10 @@ export class SqliteBuildStore implements BuildStore {
       claimImage: this.db.prepare('INSERT INTO image_owners (image, repository, claimed_at) VALUES (?, ?, ?) ON CONFLICT (image) DO NOTHING'),
       unfinished: this.db.prepare<[], BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq"),
       appendLog: this.db.prepare('INSERT INTO build_logs (build_id, line) VALUES (?, ?)'),
+      appendLogOfAttempt: this.db.prepare('INSERT INTO build_logs (build_id, line) SELECT id, ? FROM builds WHERE id = ? AND attempt = ?'),
+      claim: this.db.prepare(
+        "UPDATE builds SET status = 'running', attempt = attempt + 1, worker = ?, started_at = ?, resumed = CASE WHEN attempt > 0 THEN 1 ELSE resumed END WHERE id = ? AND status IN ('queued', 'running')",
+      ),
       logLinesAfter: this.db.prepare<[string, number, number], { seq: number; line: string }>(
         'SELECT seq, line FROM build_logs WHERE build_id = ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
@@ -183,25 +190,36 @@ export class SqliteBuildStore implements BuildStore {
     return this.sql.unfinished.all().map(toRecord);
   }
 
-  async update(id: string, changes: BuildChanges): Promise<BuildRecord> {
+  async claim(id: string, worker: string, startedAt: Date): Promise<BuildRecord | undefined> {
+    const before = this.sql.statusOf.get(id)?.status;
+    if (this.sql.claim.run(worker, startedAt.toISOString(), id).changes === 0) return undefined;
+    if (before === 'queued') this.queued -= 1;
+    return this.mustGet(id);
+  }
+
+  async update(id: string, changes: BuildChanges, attempt?: number): Promise<BuildRecord> {
     const entries = Object.entries(changes).filter(([, value]) => value !== undefined) as [keyof BuildChanges, unknown][];
     if (entries.length > 0) {
       const assignments = entries.map(([key]) => `${COLUMNS[key]} = @${key}`).join(', ');
+      const fenced = attempt !== undefined;
       const values = Object.fromEntries(entries.map(([key, value]) => [key, toColumn(value)]));
-      let statement = this.updates.get(assignments);
+      const sql = `UPDATE builds SET ${assignments} WHERE id = @id${fenced ? ' AND attempt = @attempt' : ''}`;
+      let statement = this.updates.get(sql);
       if (!statement) {
-        statement = this.db.prepare(`UPDATE builds SET ${assignments} WHERE id = @id`);
-        this.updates.set(assignments, statement);
+        statement = this.db.prepare(sql);
+        this.updates.set(sql, statement);
       }
       const before = changes.status && this.sql.statusOf.get(id)?.status;
-      statement.run({ ...values, id });
+      const changed = statement.run({ ...values, id, ...(fenced ? { attempt } : {}) }).changes;
+      if (fenced && changed === 0) throw new LostClaimError(id, attempt);
       if (before) this.queued += Number(changes.status === 'queued') - Number(before === 'queued');
     }
     return this.mustGet(id);
   }
 
-  async appendLog(id: string, text: string): Promise<void> {
-    this.sql.appendLog.run(id, text);
+  async appendLog(id: string, text: string, attempt?: number): Promise<void> {
+    if (attempt === undefined) this.sql.appendLog.run(id, text);
+    else if (this.sql.appendLogOfAttempt.run(text, id, attempt).changes === 0) throw new LostClaimError(id, attempt);
   }
 
 
@@ -280,5 +298,6 @@ function toRecord(row: BuildRow): BuildRecord {
     ...(row.started_at !== null ? { startedAt: new Date(row.started_at) } : {}),
     ...(row.finished_at !== null ? { finishedAt: new Date(row.finished_at) } : {}),
     ...(row.worker !== null ? { worker: row.worker } : {}),
+    attempt: row.attempt,
   };
 }

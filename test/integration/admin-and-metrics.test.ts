@@ -70,7 +70,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
     await sendDelivery(url, examplePullRequest('opened'), { secret: SECRET });
     await sendDelivery(url, examplePullRequest('opened'), { secret: 'wrong' });
     metrics.finished({
-      id: 'b', seq: 1, request: {} as never, status: 'failed', failedStage: 'push', tags: [], resumed: false,
+      id: 'b', seq: 1, request: {} as never, status: 'failed', failedStage: 'push', tags: [], resumed: false, attempt: 1,
       createdAt: new Date(0), startedAt: new Date(1000), finishedAt: new Date(13_000),
     });
     const response = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });

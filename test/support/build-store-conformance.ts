@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BuildRequest } from '../../src/domain/build-request.js';
-import type { AddOutcome, BuildStore } from '../../src/queue/build-store.js';
+import { LostClaimError, type AddOutcome, type BuildStore } from '../../src/queue/build-store.js';
 import { logOf } from './store-log.js';
 
 export function request(deliveryId: string, sha = 'a'.repeat(40), repository = 'o/app'): BuildRequest {
@@ -133,6 +133,24 @@ export function buildStoreConformance(name: string, engine: StoreEngine): void {
       assert.equal(await store.claimImage('reg/app', 'o/app'), 'o/app');
       assert.equal(await store.claimImage('reg/app', 'o/other'), 'o/app');
       assert.equal(await store.imageOwner('reg/app'), 'o/app');
+    }));
+
+    it('a claim starts a new run; writes of a run that was taken over are refused; a finished build is not claimed', withStore(async (store) => {
+      const id = createdId(await store.add(request('c1'), new Date(), 10));
+      const first = await store.claim(id, 'host-a', new Date('2026-01-01T00:00:00Z'));
+      assert.deepEqual([first?.status, first?.attempt, first?.worker, first?.resumed], ['running', 1, 'host-a', false]);
+      assert.equal((await store.add(request('c2', '2'.repeat(40)), new Date(), 1)).kind, 'created', 'a running build does not wait');
+      await store.appendLog(id, 'from run 1', 1);
+      // host-a stopped answering; host-b takes the build up.
+      const second = await store.claim(id, 'host-b', new Date('2026-01-01T00:01:00Z'));
+      assert.deepEqual([second?.attempt, second?.worker, second?.resumed], [2, 'host-b', true]);
+      await assert.rejects(store.update(id, { status: 'succeeded' }, 1), LostClaimError);
+      await assert.rejects(store.appendLog(id, 'late line of run 1', 1), LostClaimError);
+      assert.equal((await store.get(id))?.status, 'running', 'the stale run changed nothing');
+      await store.appendLog(id, 'from run 2', 2);
+      assert.equal((await store.update(id, { status: 'succeeded' }, 2)).status, 'succeeded');
+      assert.equal(await logOf(store, id), 'from run 1\nfrom run 2\n');
+      assert.equal(await store.claim(id, 'host-c', new Date()), undefined, 'finished: never run again');
     }));
 
     it('deletes finished builds older than the cutoff with their logs and delivery ids, never unfinished ones', withStore(async (store) => {

@@ -30,6 +30,30 @@ async function add(store: SqliteBuildStore, req: BuildRequest) {
 const succeed: RunBuild = async (req) => ({ image: `reg/app:${req.prNumber}`, tags: [`reg/app:${req.prNumber}`], digest: `sha256:${req.prNumber}` });
 
 describe('build worker', () => {
+  it('a run another worker took over stops, and records neither its lines nor its outcome', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const build = await add(store, request(1));
+    let sawAbort = false;
+    const run: RunBuild = async (req, session) => {
+      session.reporter.log('before the takeover');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      // Meanwhile this worker stopped answering, and another one took the build up.
+      await store.claim(build.id, 'other-worker', new Date());
+      session.reporter.log('after the takeover');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      sawAbort = session.signal.aborted;
+      return succeed(req, session);
+    };
+    const worker = new BuildWorker(store, run, options);
+    worker.submit(build);
+    await worker.onIdle();
+    const after = await store.get(build.id);
+    assert.deepEqual([after?.status, after?.attempt, after?.worker], ['running', 2, 'other-worker'], 'the new run owns the build');
+    assert.equal(after?.digest, undefined);
+    assert.equal(await logOf(store, build.id), '[ci_service] before the takeover\n');
+    assert.ok(sawAbort, 'the stale run was told to stop');
+  });
+
   it('never runs more than BUILD_CONCURRENCY builds at once, and runs them all', async () => {
     const store = new SqliteBuildStore(':memory:');
     let running = 0;

@@ -22,6 +22,7 @@ function build(overrides: Partial<BuildRecord> = {}): BuildRecord {
     error: `docker build failed: ${hostile}`,
     failedStage: 'build',
     resumed: false,
+    attempt: 1,
     createdAt: new Date('2026-11-25T11:55:00Z'),
     startedAt: new Date('2026-11-25T11:55:00Z'),
     finishedAt: new Date('2026-11-25T11:56:30Z'),

@@ -106,6 +106,7 @@ const environmentSchema = z.object({
   ADMIN_TOKEN: optionalText.pipe(z.string().min(16, 'must be at least 16 characters (make one with `openssl rand -hex 32`)').optional()),
   OPEN_PAGES: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
+  CI_ROLE: z.enum(['all', 'server', 'worker'], { error: 'must be "all" (the default: one process does everything), "server" or "worker"' }).default('all'),
   BUILDER: z.enum(['buildkit', 'legacy'], { error: 'must be "buildkit" (the default) or "legacy" (for engines without BuildKit)' }).default('buildkit'),
   BUILD_SECRET_VARIABLES: commaList,
   ALLOWED_IMAGE_WRITERS: commaList,
@@ -160,6 +161,8 @@ export interface Config {
   openPages: boolean;
   buildRef: 'head' | 'merge';
   builder: 'buildkit' | 'legacy';
+  /** all: one process does everything; server: webhooks, pages, API, no builds; worker: builds, no HTTP port. */
+  role: 'all' | 'server' | 'worker';
   /**
    * The environment variables dockerInfo.json's "secrets" may hand to builds (BUILD_SECRET_VARIABLES),
    * with their values; undefined where one is listed but not set.
@@ -213,6 +216,9 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (values.OPEN_PAGES === 'true' && values.ADMIN_TOKEN) {
     throw new ConfigError('invalid configuration: OPEN_PAGES=true opens the pages to anyone, so ADMIN_TOKEN would guard nothing: set one or the other');
   }
+  if (values.CI_ROLE !== 'all' && !values.DATABASE_URL) {
+    throw new ConfigError(`invalid configuration: CI_ROLE=${values.CI_ROLE} shares builds with other processes through PostgreSQL: set DATABASE_URL`);
+  }
   if (Boolean(values.REGISTRY_USERNAME) !== Boolean(values.REGISTRY_PASSWORD)) {
     throw new ConfigError(
       'invalid configuration: REGISTRY_USERNAME and REGISTRY_PASSWORD go together: set both, or neither for a registry without login',
@@ -256,6 +262,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     openPages: values.OPEN_PAGES === 'true',
     buildRef: values.BUILD_REF,
     builder: values.BUILDER,
+    role: values.CI_ROLE,
     allowedImageWriters,
     buildSecretVariables: Object.fromEntries(values.BUILD_SECRET_VARIABLES.map((name) => [name, given[name]])),
     runAs: values.RUN_AS ? { uid: Number(values.RUN_AS.split(':')[0]), gid: Number(values.RUN_AS.split(':')[1]) } : undefined,

@@ -19,6 +19,7 @@ import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import type { BuildStore } from './queue/build-store.js';
 import type { BuildObserver } from './domain/build-observer.js';
+import type { BuildRecord } from './domain/build-record.js';
 import { BuildWorker } from './queue/build-worker.js';
 import { RetentionSweeper } from './queue/retention.js';
 import type { PostgresBuildStore } from './queue/postgres-build-store.js';
@@ -26,8 +27,9 @@ import { SqliteBuildStore } from './queue/sqlite-build-store.js';
 import { RegistryClient } from './registry/registry-client.js';
 
 export interface RunningService {
+  /** '' for a worker (CI_ROLE=worker), which serves no HTTP. */
   url: string;
-  server: Server;
+  server: Server | undefined;
   store: BuildStore;
   worker: BuildWorker;
   /** Present when WEBHOOK_REPOSITORIES is set. */
@@ -76,7 +78,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   };
   const observers: BuildObserver[] = [metrics];
   if (config.githubToken) observers.push(new CommitStatusReporter(github, config.publicUrl, logger));
+  // With PostgreSQL, builds wait in the shared queue, for any worker process; with SQLite, in this one.
+  const shared = config.databaseUrl ? await startSharedQueue(config.databaseUrl, config.buildTimeoutMs, logger) : undefined;
   const worker = new BuildWorker(store, (request, session) => runBuild(request, ports, session), {
+    ...(shared ? { imageLock: shared.imageLock } : {}),
     observers,
     concurrency: config.buildConcurrency,
     timeoutMs: config.buildTimeoutMs,
@@ -91,7 +96,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       verifyDelivery: createDeliveryVerifier(webhookSecret),
       policy: { allowedRepositories: config.allowedRepositories, baseBranches: config.baseBranches, buildRef: config.buildRef },
       store,
-      submit: (build) => worker.submit(build),
+      submit: shared
+        ? (build) => {
+            worker.announceQueued(build);
+            void shared.queue.enqueue(build).catch((error: unknown) => logger.warn({ buildId: build.id, error: describeError(error) }, 'could not queue a stored build; the next reconciliation queues it'));
+          }
+        : (build) => worker.submit(build),
       isAccepting: () => accepting,
       maxQueuedBuilds: config.maxQueuedBuilds,
       onOutcome: (outcome) => metrics.delivery(outcome),
@@ -99,7 +109,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       now,
     },
     health: {
-      docker: () => engine.ping(),
+      docker: config.role === 'server' ? undefined : () => engine.ping(),
       builder: config.builder,
       registry: () => registryClient.ping(),
       store: { engine: config.databaseUrl ? 'postgresql' : 'sqlite', check: () => store.ping() },
@@ -135,8 +145,41 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const retention = config.retentionMs > 0 ? new RetentionSweeper(store, config.retentionMs, logger, now) : undefined;
   retention?.start();
 
-  const resumed = await worker.resumeUnfinished();
-  if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');
+  let reconciler: NodeJS.Timeout | undefined;
+  if (!shared) {
+    const resumed = await worker.resumeUnfinished();
+    if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');
+  } else {
+    if (config.role !== 'worker') {
+      // A build stored by a server that stopped before it queued it is queued here (a queued build is not sent twice).
+      const reconcile = () => queueStoredBuilds(store, shared.queue).catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not reconcile stored builds with the shared queue'));
+      await reconcile();
+      reconciler = setInterval(reconcile, RECONCILE_EVERY_MS);
+      reconciler.unref();
+    }
+    if (config.role !== 'server') {
+      await shared.queue.work(config.buildConcurrency, async (id) => {
+        const build = await store.get(id);
+        if (build) await worker.execute(build);
+      });
+      logger.info({ worker: config.workerName, concurrency: config.buildConcurrency }, 'taking builds from the shared queue');
+    }
+  }
+
+  if (config.role === 'worker') {
+    return {
+      url: '',
+      server: undefined,
+      store,
+      worker,
+      webhookSync,
+      async stop() {
+        retention?.stop();
+        await shared!.queue.stop(config.shutdownGraceMs);
+        await store.close();
+      },
+    };
+  }
 
   const server = await new Promise<Server>((resolve, reject) => {
     const listening = app.listen(config.port, () => resolve(listening));
@@ -160,7 +203,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     async stop() {
       accepting = false;
       retention?.stop();
+      clearInterval(reconciler);
       await webhookSync?.stop();
+      await shared?.queue.stop(config.shutdownGraceMs);
       worker.pause();
       const finished = await Promise.race([worker.onIdle().then(() => true), delay(config.shutdownGraceMs).then(() => false)]);
       if (!finished) logger.warn({ ...worker.counts() }, 'builds still running after SHUTDOWN_GRACE_S; the next start runs them again');
@@ -170,6 +215,19 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       await store.close();
     },
   };
+}
+
+const RECONCILE_EVERY_MS = 30_000;
+
+/** Queues every build stored as queued: one already queued is not queued twice (the job's id is the build's). */
+async function queueStoredBuilds(store: BuildStore, queue: { enqueue(build: BuildRecord): Promise<void> }): Promise<void> {
+  for (const build of await store.unfinished()) if (build.status === 'queued') await queue.enqueue(build);
+}
+
+/** The shared queue and the image lock across hosts, loaded only with DATABASE_URL. */
+async function startSharedQueue(url: string, buildTimeoutMs: number, logger: Logger) {
+  const { SharedBuildQueue, postgresImageLock } = await import('./queue/shared-queue.js');
+  return { queue: await SharedBuildQueue.start(url, buildTimeoutMs, logger), imageLock: postgresImageLock(url) };
 }
 
 function delay(ms: number): Promise<void> {

@@ -4,7 +4,8 @@ import { describeError } from '../domain/errors.js';
 export type HealthCheck = () => Promise<void>;
 
 export interface HealthDependencies {
-  docker: HealthCheck;
+  /** Undefined where this process builds nothing (CI_ROLE=server). */
+  docker: HealthCheck | undefined;
   /** The builder ci_service uses ("buildkit" or "legacy"), as /healthz shows it. */
   builder: string;
   registry: HealthCheck;
@@ -18,8 +19,12 @@ export interface HealthDependencies {
 export function healthRoute(deps: HealthDependencies): RequestHandler {
   const timeoutMs = deps.timeoutMs ?? 3000;
   return async (_req, res) => {
-    const [docker, registry, database] = await Promise.all([probe(deps.docker, timeoutMs), probe(deps.registry, timeoutMs), probe(deps.store.check, timeoutMs)]);
-    const healthy = docker === 'ok' && registry === 'ok' && database === 'ok';
+    const [docker, registry, database] = await Promise.all([
+      deps.docker ? probe(deps.docker, timeoutMs) : 'not used: this process builds nothing (CI_ROLE=server)',
+      probe(deps.registry, timeoutMs),
+      probe(deps.store.check, timeoutMs),
+    ]);
+    const healthy = (docker === 'ok' || !deps.docker) && registry === 'ok' && database === 'ok';
     res.status(healthy ? 200 : 503).json({
       status: healthy ? 'ok' : 'unavailable',
       docker,

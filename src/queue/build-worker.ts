@@ -12,8 +12,16 @@ import { WaitingBuilds } from './waiting-builds.js';
 
 export type RunBuild = (request: BuildRequest, session: BuildSession) => Promise<BuildResult>;
 
-/** Runs `action` while no other build of `imageName` builds or pushes; `order` is the build's arrival order. */
-export type ImageLock = <T>(imageName: string, order: number, signal: AbortSignal, action: () => Promise<T>) => Promise<T>;
+/**
+ * Runs `action` while no other build of `imageName` builds or pushes; `order` is the build's arrival order. A lock
+ * that can be lost (held across hosts) calls `lost` then, and the build stops.
+ */
+export type ImageLock = <T>(imageName: string, order: number, signal: AbortSignal, action: () => Promise<T>, lost?: (error: Error) => void) => Promise<T>;
+
+/** The build's image lock was lost mid-build: this run stops without recording, and its queue runs it again. */
+export class LostLockError extends Error {
+  override name = 'LostLockError';
+}
 
 export interface WorkerOptions {
   observers?: BuildObserver[];
@@ -55,6 +63,11 @@ export class BuildWorker {
     this.now = options.now ?? (() => new Date());
     const local = new KeyedLock();
     this.imageLock = options.imageLock ?? ((name, order, signal, action) => local.run(name, order, signal, action));
+  }
+
+  /** Tells the observers (commit statuses, metrics) that a build waits, when another queue holds it. */
+  announceQueued(build: BuildRecord): void {
+    this.notify('queued', build);
   }
 
   submit(build: BuildRecord): void {
@@ -167,7 +180,7 @@ export class BuildWorker {
     try {
       const exclusive = <T>(imageName: string, action: () => Promise<T>) => {
         reporter.log(`waiting for other builds of ${imageName}, if any`);
-        return this.imageLock(imageName, build.seq, controller.signal, action);
+        return this.imageLock(imageName, build.seq, controller.signal, action, (error) => controller.abort(new LostLockError(error.message)));
       };
       running = this.run(claimed.request, { reporter, signal: controller.signal, retry, exclusive });
       const result = await Promise.race([running, rejectOnAbort(controller.signal)]);
@@ -180,6 +193,10 @@ export class BuildWorker {
       if (error instanceof LostClaimError || thrown instanceof LostClaimError) {
         log.warn({ attempt }, 'another run took this build over: this run stops and records nothing');
         return;
+      }
+      if (error instanceof LostLockError) {
+        log.warn({ attempt, error: error.message }, 'this run lost its image lock: it stops, records nothing, and the build is run again');
+        throw error;
       }
       const stage = error instanceof BuildFailure ? error.stage : undefined;
       reporter.log(`FAILED${stage ? ` (${stage})` : ''}: ${describeError(error)}`);

@@ -46,6 +46,10 @@ describe('configuration', () => {
     assert.equal(config.workerName, 'build-host-2');
     assert.throws(() => loadConfig({ ...base, DATABASE_URL: 'mysql://db/ci' }), /DATABASE_URL must be a PostgreSQL URL such as postgres:\/\//);
     assert.throws(() => loadConfig({ ...base, WORKER_NAME: 'a host' }), /WORKER_NAME must be a name of letters, digits/);
+    assert.equal(loadConfig(base).role, 'all');
+    assert.equal(loadConfig({ ...base, CI_ROLE: 'worker', DATABASE_URL: 'postgres://db/ci' }).role, 'worker');
+    assert.throws(() => loadConfig({ ...base, CI_ROLE: 'server' }), /CI_ROLE=server shares builds with other processes through PostgreSQL: set DATABASE_URL/);
+    assert.throws(() => loadConfig({ ...base, CI_ROLE: 'builder' }), /CI_ROLE must be "all" \(the default/);
   });
 
   it('reads every variable', () => {

@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { BuildView } from '../../src/http/build-view.js';
+import { startDaemon, type Daemon } from '../support/daemon.js';
+import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
+import { BUSYBOX_IMAGE, docker, ensureBusyboxImage, secondEngine } from '../support/docker-environment.js';
+import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
+import { LocalPostgres } from '../support/postgres.js';
+import { LocalRegistry, waitFor } from '../support/registry.js';
+
+const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
+const SECRET = 'shared-queue-secret';
+
+/**
+ * Servers and workers as separate processes (CI_ROLE), on a real PostgreSQL, two real Docker engines and one
+ * registry: what a team runs when builds outgrow one host.
+ */
+describe('one build queue on PostgreSQL, many build hosts (real processes)', () => {
+  const postgres = new LocalPostgres();
+  let github: GitHubStandIn;
+  let registry: LocalRegistry;
+  let url: string;
+  let base: string;
+  let secondHost: string;
+  const folders: string[] = [];
+  const running: Daemon[] = [];
+  const workers = new Map<string, Daemon>();
+  let server: Daemon;
+
+  before(async () => {
+    await postgres.start();
+    url = await postgres.createDatabase();
+    github = await new GitHubStandIn().start();
+    registry = await new LocalRegistry().start();
+    // The base comes from the registry, so that either engine has it.
+    await ensureBusyboxImage();
+    base = `${registry.address}/ci-test/shared-base:1`;
+    await docker.getImage(BUSYBOX_IMAGE).tag({ repo: `${registry.address}/ci-test/shared-base`, tag: '1' });
+    const push = await docker.getImage(base).push({ authconfig: {} });
+    await new Promise((resolve, reject) => docker.modem.followProgress(push, (error) => (error ? reject(error) : resolve(undefined))));
+    const engine = await secondEngine();
+    if (!('host' in engine)) throw new Error(engine.unavailable);
+    secondHost = engine.host;
+  });
+
+  after(async () => {
+    for (const daemon of running) daemon.child.kill('SIGKILL');
+    await github?.close();
+    await registry?.remove();
+    await postgres.remove();
+    await Promise.all(folders.map((folder) => rm(folder, { recursive: true, force: true })));
+  });
+
+  async function start(role: 'server' | 'worker', name: string, env: Record<string, string> = {}): Promise<Daemon> {
+    const dataDir = await mkdtemp(path.join(tmpdir(), `ci-${name}-`));
+    folders.push(dataDir);
+    const daemon = await startDaemon(
+      { CI_ROLE: role, WORKER_NAME: name, DATABASE_URL: url, WEBHOOK_SECRET: SECRET, GITHUB_API_URL: github.url, REGISTRY: registry.address, DATA_DIR: dataDir, BUILD_CONCURRENCY: '1', ...env },
+      { waitUntilUp: role === 'server' },
+    );
+    running.push(daemon);
+    if (role === 'worker') workers.set(name, daemon);
+    if (role === 'worker') await waitFor(async () => daemon.output().includes('taking builds from the shared queue'), 20_000, `worker ${name}:\n${daemon.output()}`);
+    return daemon;
+  }
+
+  /** A repository whose build takes a while: long enough to kill or freeze the worker running it. */
+  function slowRepository(name: string, seconds: number): Promise<StandInRepository> {
+    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'hello'), {
+      image: `ci-test/${name}`,
+      extraFiles: { Dockerfile: `FROM ${base}\nRUN sleep ${seconds}\nCOPY message.txt /message.txt\n` },
+    });
+  }
+
+  async function deliver(server: Daemon, repository: StandInRepository): Promise<string> {
+    const response = await sendDelivery(server.url, mergedPullRequest(repository, repository.sha), { secret: SECRET });
+    assert.equal(response.status, 202, await response.clone().text());
+    return ((await response.json()) as { build: { id: string } }).build.id;
+  }
+
+  const finished = (build: BuildView) => build.status === 'succeeded' || build.status === 'failed';
+
+  it('builds spread over workers on two engines; each build says which worker ran it', async () => {
+    server = await start('server', 'server-1');
+    await start('worker', 'worker-a');
+    await start('worker', 'worker-b', { DOCKER_HOST: secondHost });
+    const health = (await (await fetch(`${server.url}/healthz`)).json()) as Record<string, string>;
+    assert.match(health.docker!, /^not used/);
+    const ids = await Promise.all([1, 2, 3, 4].map(async (n) => deliver(server, await slowRepository(`spread-${n}`, 2))));
+    const builds = await Promise.all(ids.map((id) => server.waitForBuild(id, finished, 90_000)));
+    assert.ok(builds.every((build) => build.status === 'succeeded'), JSON.stringify(builds));
+    assert.deepEqual([...new Set(builds.map((build) => build.worker))].sort(), ['worker-a', 'worker-b']);
+    for (const n of [1, 2, 3, 4]) assert.deepEqual((await registry.tags(`ci-test/spread-${n}`)).sort(), ['1.0.0', 'latest']);
+  });
+
+  it('a worker killed with kill -9 mid-build: another worker runs the build again, and it succeeds once', async () => {
+    const id = await deliver(server, await slowRepository('killed', 6));
+    const claimed = await server.waitForBuild(id, (build) => build.status === 'running' && build.worker !== undefined, 30_000);
+    const victim = workers.get(claimed.worker!)!;
+    const killedAt = Date.now();
+    victim.child.kill('SIGKILL');
+    const taken = await server.waitForBuild(id, (build) => build.worker !== claimed.worker && build.status === 'running', 60_000);
+    const takenAfterS = (Date.now() - killedAt) / 1000;
+    assert.ok(takenAfterS <= 60, `taken up again ${takenAfterS} s after the kill`);
+    const done = await server.waitForBuild(id, finished, 60_000);
+    assert.equal(done.status, 'succeeded', done.error);
+    assert.equal(done.resumed, true);
+    assert.notEqual(taken.worker, claimed.worker);
+    assert.deepEqual((await registry.tags('ci-test/killed')).sort(), ['1.0.0', 'latest']);
+    workers.delete(claimed.worker!);
+    await start('worker', `${claimed.worker}-again`, claimed.worker!.startsWith('worker-b') ? { DOCKER_HOST: secondHost } : {});
+  });
+
+  it('a frozen worker (SIGSTOP) loses its build to another; woken, it records nothing and pushes nothing', async () => {
+    const id = await deliver(server, await slowRepository('frozen', 8));
+    const claimed = await server.waitForBuild(id, (build) => build.status === 'running' && build.worker !== undefined, 30_000);
+    const frozen = workers.get(claimed.worker!)!;
+    frozen.child.kill('SIGSTOP');
+    const done = await server.waitForBuild(id, (build) => finished(build) && build.worker !== claimed.worker, 90_000).catch((error: Error) => {
+      throw new Error(`${error.message}\nserver:\n${server.output().slice(-3000)}\nworkers:\n${[...workers.values()].map((w) => w.output().slice(-3000)).join('\n---\n')}`);
+    });
+    assert.equal(done.status, 'succeeded', done.error);
+    const digest = await registry.digest('ci-test/frozen', '1.0.0');
+    frozen.child.kill('SIGCONT');
+    // Awake: its run sees it lost the build (its lock's session is gone, its writes are refused).
+    await waitFor(async () => /records nothing|lost its image lock/.test(frozen.output()), 30_000, `the woken worker:\n${frozen.output()}`);
+    const after = await server.waitForBuild(id, () => true);
+    assert.deepEqual([after.status, after.worker, after.digest], ['succeeded', done.worker, done.digest], 'the woken run changed nothing');
+    assert.equal(await registry.digest('ci-test/frozen', '1.0.0'), digest, 'and pushed nothing over the newer run');
+  });
+});

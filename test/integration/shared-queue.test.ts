@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
+import { PostgresBuildStore } from '../../src/queue/postgres-build-store.js';
 import { startDaemon, type Daemon } from '../support/daemon.js';
 import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
 import { BUSYBOX_IMAGE, docker, ensureBusyboxImage, secondEngine } from '../support/docker-environment.js';
@@ -130,5 +132,53 @@ describe('one build queue on PostgreSQL, many build hosts (real processes)', () 
     const after = await server.waitForBuild(id, () => true);
     assert.deepEqual([after.status, after.worker, after.digest], ['succeeded', done.worker, done.digest], 'the woken run changed nothing');
     assert.equal(await registry.digest('ci-test/frozen', '1.0.0'), digest, 'and pushed nothing over the newer run');
+  });
+
+  it('the same delivery sent to two servers at once makes one build; 100 deliveries in a burst across two servers are all built once', async () => {
+    const second = await start('server', 'server-2');
+    const repository = await github.addRepository('octo-org/twice', path.join(FIXTURES, 'hello'), { image: 'ci-test/twice' });
+    const payload = mergedPullRequest(repository, repository.sha);
+    const deliveryId = randomUUID();
+    const answers = await Promise.all([server, second].map((target) => sendDelivery(target.url, payload, { secret: SECRET, deliveryId })));
+    assert.deepEqual(answers.map((answer) => answer.status).sort(), [200, 202]);
+
+    const repositories = await Promise.all(Array.from({ length: 100 }, (_, n) => github.addRepository(`octo-org/burst-${n}`, path.join(FIXTURES, 'hello'), { image: `ci-test/burst-${n}` })));
+    const accepted = await Promise.all(repositories.map((each, n) => sendDelivery((n % 2 === 0 ? server : second).url, mergedPullRequest(each, each.sha), { secret: SECRET })));
+    assert.deepEqual([...new Set(accepted.map((answer) => answer.status))], [202]);
+    const ids = await Promise.all(accepted.map(async (answer) => ((await answer.json()) as { build: { id: string } }).build.id));
+    const store = await PostgresBuildStore.connect(url);
+    try {
+      await waitFor(async () => (await Promise.all(ids.map((id) => store.get(id)))).every((build) => build?.status === 'succeeded' || build?.status === 'failed'), 240_000, 'the burst to finish');
+      const builds = await Promise.all(ids.map((id) => store.get(id)));
+      assert.ok(builds.every((build) => build?.status === 'succeeded'), JSON.stringify(builds.filter((build) => build?.status !== 'succeeded')));
+      assert.ok(builds.every((build) => build?.attempt === 1), 'each built once');
+      const all = await store.list(1000);
+      for (const each of repositories) assert.equal(all.filter((build) => build.request.repository.fullName === each.fullName).length, 1);
+      assert.equal(all.filter((build) => build.request.repository.fullName === 'octo-org/twice').length, 1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('PostgreSQL restarted during a build: deliveries meanwhile get 503, and the build ends succeeded once', async () => {
+    const id = await deliver(server, await slowRepository('restart', 6));
+    await server.waitForBuild(id, (build) => build.status === 'running', 30_000);
+    await postgres.stop();
+    const meanwhile = await github.addRepository('octo-org/during-restart', path.join(FIXTURES, 'hello'), { image: 'ci-test/during-restart' });
+    const refused = await sendDelivery(server.url, mergedPullRequest(meanwhile, meanwhile.sha), { secret: SECRET });
+    assert.equal(refused.status, 503);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await postgres.start();
+    const done = await server.waitForBuild(id, finished, 120_000);
+    assert.equal(done.status, 'succeeded', done.error);
+    assert.deepEqual((await registry.tags('ci-test/restart')).sort(), ['1.0.0', 'latest']);
+    const store = await PostgresBuildStore.connect(url);
+    try {
+      const all = await store.list(1000);
+      assert.equal(all.filter((build) => build.request.repository.fullName === 'octo-org/restart').length, 1, 'one build, never doubled');
+      assert.equal(all.filter((build) => build.request.repository.fullName === 'octo-org/during-restart').length, 0, 'the refused delivery stored nothing');
+    } finally {
+      await store.close();
+    }
   });
 });

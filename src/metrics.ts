@@ -11,7 +11,10 @@ export class Metrics implements BuildObserver {
   private readonly buildSeconds: Histogram<'outcome'>;
   private readonly pushSeconds: Histogram;
 
-  constructor(queue: () => { queued: number; running: number }) {
+  constructor(
+    queue: () => Promise<{ queued: number; running: number }>,
+    workers: () => Promise<{ name: string; seenAt: Date }[]> = async () => [],
+  ) {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
     this.deliveries = new Counter({
@@ -44,10 +47,20 @@ export class Metrics implements BuildObserver {
       help: 'Builds waiting (queued) and building (running) now.',
       labelNames: ['state'],
       registers,
-      collect() {
-        const counts = queue();
+      async collect() {
+        const counts = await queue();
         this.set({ state: 'queued' }, counts.queued);
         this.set({ state: 'running' }, counts.running);
+      },
+    });
+    new Gauge({
+      name: 'ci_service_worker_last_seen_seconds',
+      help: 'When each worker process was last seen (Unix time): one that stopped stops moving.',
+      labelNames: ['worker'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const worker of await workers()) this.set({ worker: worker.name }, Math.floor(worker.seenAt.getTime() / 1000));
       },
     });
   }

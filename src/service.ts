@@ -56,7 +56,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   );
   const github = createGitHubClient(config.githubApiUrl, config.githubToken);
   const registryClient = new RegistryClient(config.registryUrl, config.registry, config.registryAuth);
-  const metrics = new Metrics(() => worker.counts());
+  // The queue is the shared one's (every process's builds) with PostgreSQL, this process's with SQLite.
+  const queueCounts = async () => (shared ? store.counts() : worker.counts());
+  const metrics = new Metrics(queueCounts, () => store.workers());
   const store = config.databaseUrl ? await connectPostgres(config.databaseUrl, logger) : SqliteBuildStore.inDataDir(config.dataDir);
   const source = new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined);
   const ports: BuildPorts = {
@@ -113,7 +115,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       builder: config.builder,
       registry: () => registryClient.ping(),
       store: { engine: config.databaseUrl ? 'postgresql' : 'sqlite', check: () => store.ping() },
-      queue: () => worker.counts(),
+      queue: queueCounts,
     },
     store,
     metrics: metrics.registry,
@@ -146,6 +148,14 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   retention?.start();
 
   let reconciler: NodeJS.Timeout | undefined;
+  let presence: NodeJS.Timeout | undefined;
+  if (config.role !== 'server') {
+    // Seen on /metrics (ci_service_worker_last_seen_seconds) while it runs.
+    const beat = () => store.recordWorker(config.workerName, now()).catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not record this worker as seen'));
+    await beat();
+    presence = setInterval(beat, WORKER_PRESENCE_MS);
+    presence.unref();
+  }
   if (!shared) {
     const resumed = await worker.resumeUnfinished();
     if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');
@@ -175,6 +185,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       webhookSync,
       async stop() {
         retention?.stop();
+        clearInterval(presence);
         await shared!.queue.stop(config.shutdownGraceMs);
         await store.close();
       },
@@ -204,6 +215,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       accepting = false;
       retention?.stop();
       clearInterval(reconciler);
+      clearInterval(presence);
       await webhookSync?.stop();
       await shared?.queue.stop(config.shutdownGraceMs);
       worker.pause();
@@ -218,6 +230,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
 }
 
 const RECONCILE_EVERY_MS = 30_000;
+const WORKER_PRESENCE_MS = 15_000;
 
 /** Queues every build stored as queued: one already queued is not queued twice (the job's id is the build's). */
 async function queueStoredBuilds(store: BuildStore, queue: { enqueue(build: BuildRecord): Promise<void> }): Promise<void> {

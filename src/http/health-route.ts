@@ -11,7 +11,7 @@ export interface HealthDependencies {
   registry: HealthCheck;
   /** The build store: "sqlite" or "postgresql", and whether it answers. */
   store: { engine: string; check: HealthCheck };
-  queue: () => { queued: number; running: number };
+  queue: () => Promise<{ queued: number; running: number }>;
   timeoutMs?: number;
 }
 
@@ -32,7 +32,7 @@ export function healthRoute(deps: HealthDependencies): RequestHandler {
       registry,
       database,
       store: deps.store.engine,
-      queue: deps.queue(),
+      queue: await deps.queue().catch(() => null),
     });
   };
 }

@@ -55,6 +55,12 @@ export interface BuildStore {
   claimImage(repositoryRef: string, repository: string): Promise<string>;
   /** Deletes finished builds (with their logs and delivery ids) that ended before `cutoff`; how many went. */
   deleteFinishedBefore(cutoff: Date): Promise<number>;
+  /** Builds waiting and building now, in every process that shares this store. */
+  counts(): Promise<{ queued: number; running: number }>;
+  /** A worker process says it is there (each WORKER_PRESENCE interval). */
+  recordWorker(name: string, seenAt: Date): Promise<void>;
+  /** Every worker seen, with when it was last. */
+  workers(): Promise<{ name: string; seenAt: Date }[]>;
   /** Resolves when the store answers (for /healthz). */
   ping(): Promise<void>;
   close(): Promise<void>;

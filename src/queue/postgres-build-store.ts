@@ -46,6 +46,8 @@ const MIGRATIONS = [
   `ALTER TABLE builds ADD COLUMN worker TEXT;`,
   // Runs started: a worker's writes hold only while its run is the current one.
   `ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;`,
+  // The worker processes seen, for /metrics.
+  `CREATE TABLE workers (name TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);`,
 ];
 
 /** Arbitrary, fixed keys of transaction-scoped advisory locks: one per kind of work that must not interleave. */
@@ -210,6 +212,20 @@ export class PostgresBuildStore implements BuildStore {
       await client.query(`DELETE FROM deliveries WHERE build_id IN (${old})`, [cutoff]);
       return (await client.query(`DELETE FROM builds WHERE id IN (${old})`, [cutoff])).rowCount ?? 0;
     });
+  }
+
+  async counts(): Promise<{ queued: number; running: number }> {
+    const { rows } = await this.pool.query<{ status: string; count: string }>("SELECT status, count(*) AS count FROM builds WHERE status IN ('queued', 'running') GROUP BY status");
+    const of = (status: string) => Number(rows.find((row) => row.status === status)?.count ?? 0);
+    return { queued: of('queued'), running: of('running') };
+  }
+
+  async recordWorker(name: string, seenAt: Date): Promise<void> {
+    await this.pool.query('INSERT INTO workers (name, seen_at) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at', [name, seenAt]);
+  }
+
+  async workers(): Promise<{ name: string; seenAt: Date }[]> {
+    return (await this.pool.query<{ name: string; seen_at: Date }>('SELECT name, seen_at FROM workers ORDER BY name')).rows.map((row) => ({ name: row.name, seenAt: row.seen_at }));
   }
 
   /** Answers when the database does: for /healthz. */

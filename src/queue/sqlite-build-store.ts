@@ -51,6 +51,8 @@ const MIGRATIONS = [
   `ALTER TABLE builds ADD COLUMN worker TEXT;`,
   // Runs started: a worker's writes hold only while its run is the current one.
   `ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;`,
+  // The worker processes seen, for /metrics.
+  `CREATE TABLE workers (name TEXT PRIMARY KEY, seen_at TEXT NOT NULL);`,
 ];
 
 interface BuildRow {
@@ -247,6 +249,19 @@ export class SqliteBuildStore implements BuildStore {
       this.db.prepare(`DELETE FROM deliveries WHERE build_id IN (${old})`).run(at);
       return this.db.prepare(`DELETE FROM builds WHERE id IN (${old})`).run(at).changes;
     })();
+  }
+
+  async counts(): Promise<{ queued: number; running: number }> {
+    const running = this.db.prepare<[], { running: number }>("SELECT count(*) AS running FROM builds WHERE status = 'running'").get()!.running;
+    return { queued: this.queued, running };
+  }
+
+  async recordWorker(name: string, seenAt: Date): Promise<void> {
+    this.db.prepare('INSERT INTO workers (name, seen_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at').run(name, seenAt.toISOString());
+  }
+
+  async workers(): Promise<{ name: string; seenAt: Date }[]> {
+    return this.db.prepare<[], { name: string; seen_at: string }>('SELECT name, seen_at FROM workers ORDER BY name').all().map((row) => ({ name: row.name, seenAt: new Date(row.seen_at) }));
   }
 
   async ping(): Promise<void> {

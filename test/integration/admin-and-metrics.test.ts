@@ -19,7 +19,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
 
   before(async () => {
     const store = new SqliteBuildStore(':memory:');
-    metrics = new Metrics(() => ({ queued: 3, running: 1 }));
+    metrics = new Metrics(async () => ({ queued: 3, running: 1 }), async () => [{ name: 'worker-a', seenAt: new Date(1_700_000_000_000) }]);
     const app = createApp({
       webhook: {
         verifyDelivery: createDeliveryVerifier(SECRET),
@@ -32,7 +32,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
         logger: createLogger('silent'),
         now: () => new Date(),
       },
-      health: { docker: async () => {}, builder: 'buildkit', registry: async () => {}, store: { engine: 'sqlite', check: async () => {} }, queue: () => ({ queued: 0, running: 0 }) },
+      health: { docker: async () => {}, builder: 'buildkit', registry: async () => {}, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
       store,
       metrics: metrics.registry,
       adminToken: ADMIN_TOKEN,
@@ -80,6 +80,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
     assert.match(text, /ci_service_deliveries_total\{outcome="unauthorized"\} 1/);
     assert.match(text, /ci_service_queue_depth\{state="queued"\} 3/);
     assert.match(text, /ci_service_queue_depth\{state="running"\} 1/);
+    assert.match(text, /ci_service_worker_last_seen_seconds\{worker="worker-a"\} 1700000000/);
     assert.match(text, /ci_service_builds_total\{outcome="failed",stage="push"\} 1/);
     assert.match(text, /ci_service_build_duration_seconds_bucket\{le="15",outcome="failed"\} 1/);
     assert.match(text, /# TYPE ci_service_push_duration_seconds histogram/);

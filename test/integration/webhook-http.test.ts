@@ -33,7 +33,7 @@ describe('POST /webhook', () => {
         logger: createLogger('silent'),
         now: () => new Date(),
       },
-      health: { docker: async () => {}, builder: 'buildkit', registry: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:83'); }, store: { engine: 'sqlite', check: async () => {} }, queue: () => ({ queued: 0, running: 0 }) },
+      health: { docker: async () => {}, builder: 'buildkit', registry: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:83'); }, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
       store,
       logger: createLogger('silent'),
       now: () => new Date(),
@@ -167,6 +167,8 @@ describe('POST /webhook', () => {
       docker: 'ok',
       builder: 'buildkit',
       registry: 'down: connect ECONNREFUSED 127.0.0.1:83',
+      database: 'ok',
+      store: 'sqlite',
       queue: { queued: 0, running: 0 },
     });
   });

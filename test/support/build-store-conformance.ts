@@ -153,6 +153,20 @@ export function buildStoreConformance(name: string, engine: StoreEngine): void {
       assert.equal(await store.claim(id, 'host-c', new Date()), undefined, 'finished: never run again');
     }));
 
+    it('counts what waits and what builds, and remembers the workers it has seen', withStore(async (store) => {
+      const first = createdId(await store.add(request('n1', '1'.repeat(40)), new Date(), 10));
+      await store.add(request('n2', '2'.repeat(40)), new Date(), 10);
+      await store.claim(first, 'host-a', new Date());
+      assert.deepEqual(await store.counts(), { queued: 1, running: 1 });
+      await store.recordWorker('host-b', new Date('2026-01-01T00:00:00Z'));
+      await store.recordWorker('host-a', new Date('2026-01-01T00:00:00Z'));
+      await store.recordWorker('host-a', new Date('2026-01-01T00:00:15Z'));
+      assert.deepEqual(
+        (await store.workers()).map((worker) => [worker.name, worker.seenAt.toISOString()]),
+        [['host-a', '2026-01-01T00:00:15.000Z'], ['host-b', '2026-01-01T00:00:00.000Z']],
+      );
+    }));
+
     it('deletes finished builds older than the cutoff with their logs and delivery ids, never unfinished ones', withStore(async (store) => {
       const old = createdId(await store.add(request('old', '1'.repeat(40)), new Date('2026-01-01T00:00:00Z'), 10));
       await store.appendLog(old, 'old line');

@@ -1,7 +1,7 @@
 /**
  * ci_service benchmarks, side by side with the physical limit on the same machine.
  *   npm run bench                      # everything (about half an hour; e2e alone takes 10 minutes)
- *   npm run bench -- ack throughput    # some: ack, throughput, e2e, rebuild, cache, memory
+ *   npm run bench -- ack throughput    # some: ack, throughput, e2e, rebuild, cache, memory, hosts
  * Real Docker engine, real registry (Debian's docker-registry), the GitHub stand-in, and the daemon
  * as `npm start` runs it. Figures and method: bench/README.md.
  */
@@ -18,13 +18,14 @@ import { startDaemon, type Daemon } from '../test/support/daemon.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage, secondEngine } from '../test/support/docker-environment.js';
 import { examplePullRequest, mergedPullRequest, sendDelivery, signature256 } from '../test/support/deliveries.js';
 import { GitHubStandIn, type StandInRepository } from '../test/support/github-stand-in.js';
+import { LocalPostgres } from '../test/support/postgres.js';
 import { freePort, LocalRegistry, waitFor } from '../test/support/registry.js';
 
 const run = promisify(execFile);
 const SECRET = 'bench-secret';
 const MB = 1024 * 1024;
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 9);
-const sections = process.argv.slice(2).length ? process.argv.slice(2) : ['ack', 'throughput', 'e2e', 'rebuild', 'cache', 'memory'];
+const sections = process.argv.slice(2).length ? process.argv.slice(2) : ['ack', 'throughput', 'e2e', 'rebuild', 'cache', 'memory', 'hosts'];
 /**
  * The docker CLI side: Debian's client, which builds with BuildKit when DOCKER_BUILDKIT=1 (the other `docker`
  * on PATH needs buildx, which is not here) and sends the context over the session's file sync.
@@ -79,18 +80,17 @@ async function sendMerge(target: Daemon, repository: StandInRepository): Promise
   return ((await response.json()) as { build: BuildView }).build.id;
 }
 
-async function daemon(extra: Record<string, string> = {}): Promise<Daemon> {
-  return startDaemon(
-    {
-      WEBHOOK_SECRET: SECRET,
-      GITHUB_API_URL: github.url,
-      REGISTRY: registry.address,
-      DATA_DIR: await mkdtemp(path.join(workDir, 'data-')),
-      MAX_QUEUED_BUILDS: '1000000',
-      ...extra,
-    },
-    { compiled: true, quiet: true },
-  );
+/** The daemon as `npm start` runs it; a worker (CI_ROLE=worker) serves no HTTP, so it is not waited for. */
+async function daemon(extra: Record<string, string> = {}, waitUntilUp = true): Promise<Daemon & { env: Record<string, string> }> {
+  const env = {
+    WEBHOOK_SECRET: SECRET,
+    GITHUB_API_URL: github.url,
+    REGISTRY: registry.address,
+    DATA_DIR: await mkdtemp(path.join(workDir, 'data-')),
+    MAX_QUEUED_BUILDS: '1000000',
+    ...extra,
+  };
+  return { ...(await startDaemon(env, { compiled: true, quiet: true, waitUntilUp })), env };
 }
 
 async function waitForBuild(target: Daemon, id: string): Promise<BuildView> {
@@ -442,6 +442,101 @@ async function benchMemory(lines: string[]): Promise<void> {
   }
 }
 
+// ------------------------------------------------------------------------------------------ hosts
+
+/**
+ * Many build hosts on one PostgreSQL (CI_ROLE=server and worker processes): the makespan of 12 merged
+ * deliveries of different repositories, each a build of about 3 s (RUN sleep 3 on a base from the registry),
+ * with one worker host and with two (the second on the second engine), each BUILD_CONCURRENCY=1; merged acks on
+ * PostgreSQL against SQLite; the time from a worker's kill -9 to its build running on another worker.
+ */
+async function benchHosts(lines: string[]): Promise<void> {
+  const engine = await secondEngine();
+  if (!('host' in engine)) throw new Error(engine.unavailable);
+  const postgres = await new LocalPostgres().start();
+  try {
+    await ensureBusyboxImage();
+    const base = `${registry.address}/bench/hosts-base:1`;
+    await run(DOCKER_CLI, ['tag', BUSYBOX_IMAGE, base]);
+    await run(DOCKER_CLI, ['push', '-q', base]);
+    const slowProject = async (name: string, seconds: number) => {
+      const dir = path.join(workDir, `hosts-${name}`);
+      await mkdir(dir, { recursive: true });
+      await writeFile(path.join(dir, 'Dockerfile'), `FROM ${base}\nRUN sleep ${seconds}\nCOPY nonce.txt /nonce.txt\n`);
+      await writeFile(path.join(dir, 'nonce.txt'), randomUUID());
+      await writeFile(path.join(dir, 'dockerInfo.json'), JSON.stringify({ service_name: `bench/${name}`, version: '1' }));
+      return github.addRepository(`bench/${name}`, dir, { prepareTarball: true });
+    };
+    const cluster = async (workerHosts: (string | undefined)[]) => {
+      const url = await postgres.createDatabase();
+      const server = await daemon({ CI_ROLE: 'server', DATABASE_URL: url });
+      const workers = await Promise.all(
+        workerHosts.map((host, n) => daemon({ CI_ROLE: 'worker', WORKER_NAME: `host-${n + 1}`, DATABASE_URL: url, BUILD_CONCURRENCY: '1', ...(host ? { DOCKER_HOST: host } : {}) }, false)),
+      );
+      await waitFor(
+        async () => {
+          const text = await metricsOf(server);
+          return workerHosts.every((_, n) => text.includes(`worker="host-${n + 1}"`));
+        },
+        30_000,
+        'the workers to start',
+      );
+      return { server, workers, kill: () => [server, ...workers].forEach((each) => each.child.kill('SIGKILL')) };
+    };
+
+    lines.push('| worker hosts | builds | makespan s | against one host |', '| --- | --- | --- | --- |');
+    let oneHost = 0;
+    for (const hosts of [[undefined], [undefined, engine.host]]) {
+      const { server, kill } = await cluster(hosts);
+      const projects = await Promise.all(Array.from({ length: 12 }, (_, n) => slowProject(`hosts-${hosts.length}-${n}`, 3)));
+      const started = performance.now();
+      const ids = await Promise.all(projects.map((project) => sendMerge(server, project)));
+      const builds = await Promise.all(ids.map((id) => waitForBuild(server, id)));
+      const makespan = (performance.now() - started) / 1000;
+      if (builds.some((build) => build.status !== 'succeeded')) throw new Error(`hosts: ${JSON.stringify(builds.filter((build) => build.status !== 'succeeded'))}`);
+      oneHost ||= makespan;
+      lines.push(`| ${hosts.length} | 12 | ${makespan.toFixed(1)} | ${(makespan / oneHost).toFixed(3)} |`);
+      kill();
+    }
+
+    lines.push('', '| store | delivery | concurrency | p50 ms | p99 ms | errors |', '| --- | --- | --- | --- | --- | --- |');
+    const waiting = { owner: 'bench', name: 'waiting', fullName: 'bench/waiting', htmlUrl: 'https://github.com/bench/waiting', private: false };
+    github.hang(/^\/repos\/bench\/waiting\//);
+    const newCommits = (count: number) => Array.from({ length: count }, () => signed(mergedPullRequest(waiting, randomBytes(20).toString('hex'))));
+    for (const store of ['SQLite (CI_ROLE=all)', 'PostgreSQL (CI_ROLE=server)']) {
+      for (const connections of [1, 8]) {
+        const target = store.startsWith('SQLite') ? await daemon({ BUILD_CONCURRENCY: '1' }) : await daemon({ CI_ROLE: 'server', DATABASE_URL: await postgres.createDatabase() });
+        await load(target.url, newCommits(500), { connections: 8, amount: 500 });
+        lines.push(`| ${store} | merged | ${connections} | ${await threeRuns(target.url, () => newCommits(1000), connections)} |`);
+        target.child.kill('SIGKILL');
+      }
+    }
+
+    lines.push('', '| trial | worker killed | seconds until its build ran on another worker |', '| --- | --- | --- |');
+    const { server, workers, kill } = await cluster([undefined, engine.host]);
+    const live = new Map(workers.map((worker, n) => [`host-${n + 1}`, worker]));
+    for (let trial = 1; trial <= 3; trial += 1) {
+      const id = await sendMerge(server, await slowProject(`kill-${trial}`, 10));
+      const claimed = await server.waitForBuild(id, (build) => build.status === 'running' && build.worker !== undefined, 60_000);
+      live.get(claimed.worker!)!.child.kill('SIGKILL');
+      const killedAt = performance.now();
+      await server.waitForBuild(id, (build) => build.status === 'running' && build.worker !== claimed.worker, 120_000);
+      lines.push(`| ${trial} | ${claimed.worker} | ${((performance.now() - killedAt) / 1000).toFixed(1)} |`);
+      await waitForBuild(server, id);
+      const host = claimed.worker === 'host-2' ? engine.host : undefined;
+      live.set(claimed.worker!, await daemon({ CI_ROLE: 'worker', WORKER_NAME: claimed.worker!, DATABASE_URL: server.env.DATABASE_URL!, BUILD_CONCURRENCY: '1', ...(host ? { DOCKER_HOST: host } : {}) }, false));
+    }
+    kill();
+    for (const worker of live.values()) worker.child.kill('SIGKILL');
+  } finally {
+    await postgres.remove();
+  }
+}
+
+async function metricsOf(target: Daemon): Promise<string> {
+  return (await fetch(`${target.url}/metrics`)).text();
+}
+
 // ------------------------------------------------------------------------------------------ main
 
 /**
@@ -473,6 +568,7 @@ async function main(): Promise<void> {
     rebuild: ['Rebuild after a one-line source change, both sides with their layer cache (seconds)', benchRebuild],
     cache: ['A build host that never built the image: the registry cache against none (seconds)', benchCache],
     memory: ['Memory: peak RSS of the daemon over one build', benchMemory],
+    hosts: ['Many build hosts on PostgreSQL: servers and workers', benchHosts],
   };
   try {
     for (const section of sections) {

@@ -96,6 +96,10 @@ describe('one build queue on PostgreSQL, many build hosts (real processes)', () 
     assert.ok(builds.every((build) => build.status === 'succeeded'), JSON.stringify(builds));
     assert.deepEqual([...new Set(builds.map((build) => build.worker))].sort(), ['worker-a', 'worker-b']);
     for (const n of [1, 2, 3, 4]) assert.deepEqual((await registry.tags(`ci-test/spread-${n}`)).sort(), ['1.0.0', 'latest']);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /ci_service_worker_last_seen_seconds\{worker="worker-a"\} \d+/);
+    assert.match(metrics, /ci_service_worker_last_seen_seconds\{worker="worker-b"\} \d+/);
+    assert.match(metrics, /ci_service_queue_depth\{state="queued"\} 0/);
   });
 
   it('a worker killed with kill -9 mid-build: another worker runs the build again, and it succeeds once', async () => {

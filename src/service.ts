@@ -44,8 +44,10 @@ export interface RunningService {
 /** The composition root: real adapters for every port, wired once. */
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
   const now = () => new Date();
-  const webhookSecret = await keptSecret(WEBHOOK_SECRET, config.webhookSecret, config.dataDir, logger);
-  const adminToken = config.openPages ? undefined : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
+  // A worker serves no HTTP: it neither checks deliveries nor guards pages.
+  const serves = config.role !== 'worker';
+  const webhookSecret = serves ? await keptSecret(WEBHOOK_SECRET, config.webhookSecret, config.dataDir, logger) : undefined;
+  const adminToken = config.openPages || !serves ? undefined : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
   const engine = new DockerEngine(
     new Dockerode(config.docker),
     config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
@@ -93,9 +95,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     now,
   });
   let accepting = true;
-  const app = createApp({
+  // Only a server (CI_ROLE all or server) makes the app, and a server has its webhook secret.
+  const createServerApp = () => createApp({
     webhook: {
-      verifyDelivery: createDeliveryVerifier(webhookSecret),
+      verifyDelivery: createDeliveryVerifier(webhookSecret!),
       policy: { allowedRepositories: config.allowedRepositories, baseBranches: config.baseBranches, buildRef: config.buildRef },
       store,
       submit: shared
@@ -124,7 +127,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     now,
   });
 
-  const webhookSync = config.webhookRepositories.length > 0
+  // The servers keep GitHub's webhooks pointed at them; a worker has nothing to point at.
+  const webhookSync = config.webhookRepositories.length > 0 && webhookSecret !== undefined
     ? new WebhookSync({
         github,
         repositories: config.webhookRepositories,
@@ -192,6 +196,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     };
   }
 
+  const app = createServerApp();
   const server = await new Promise<Server>((resolve, reject) => {
     const listening = app.listen(config.port, () => resolve(listening));
     listening.once('error', reject);

@@ -108,10 +108,11 @@ export class PostgresBuildStore implements BuildStore {
   }
 
   async add(request: BuildRequest, createdAt: Date, maxQueued: number): Promise<AddOutcome> {
-    // Admissions one at a time across every server: two copies of a delivery, or two merges of one commit,
-    // each see what the other committed.
+    // Admissions of one commit one at a time across every server: two copies of a delivery, or two merges of
+    // one commit, each see what the other committed. Other commits are admitted beside them, so the
+    // MAX_QUEUED_BUILDS bound may be passed by as many builds as are admitted at that moment.
     return this.transaction(async (client) => {
-      await client.query('SELECT pg_advisory_xact_lock($1)', [ADMISSION_LOCK]);
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [ADMISSION_LOCK, `${request.repository.fullName}@${request.sha}`]);
       const seen = await client.query<BuildRow>('SELECT b.* FROM deliveries d JOIN builds b ON b.id = d.build_id WHERE d.delivery_id = $1', [request.deliveryId]);
       if (seen.rows[0]) return { kind: 'redelivery', build: toRecord(seen.rows[0]) };
 

@@ -462,8 +462,8 @@ async function benchHosts(lines: string[]): Promise<void> {
     const slowProject = async (name: string, seconds: number) => {
       const dir = path.join(workDir, `hosts-${name}`);
       await mkdir(dir, { recursive: true });
-      // The RUN names the project: an identical step of another project would be a cache hit, not 3 s.
-      await writeFile(path.join(dir, 'Dockerfile'), `FROM ${base}\nRUN echo ${name} && sleep ${seconds}\nCOPY nonce.txt /nonce.txt\n`);
+      // A step of its own: an identical one (another project's, an earlier run's) would be a cache hit, not 3 s.
+      await writeFile(path.join(dir, 'Dockerfile'), `FROM ${base}\nRUN echo ${randomUUID()} && sleep ${seconds}\nCOPY nonce.txt /nonce.txt\n`);
       await writeFile(path.join(dir, 'nonce.txt'), randomUUID());
       await writeFile(path.join(dir, 'dockerInfo.json'), JSON.stringify({ service_name: `bench/${name}`, version: '1' }));
       return github.addRepository(`bench/${name}`, dir, { prepareTarball: true });

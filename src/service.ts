@@ -19,10 +19,9 @@ import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import type { BuildStore } from './queue/build-store.js';
 import type { BuildObserver } from './domain/build-observer.js';
-import type { BuildRecord } from './domain/build-record.js';
 import { BuildWorker } from './queue/build-worker.js';
 import { RetentionSweeper } from './queue/retention.js';
-import type { PostgresBuildStore } from './queue/postgres-build-store.js';
+import type { AdmissionHook, PostgresBuildStore } from './queue/postgres-build-store.js';
 import { SqliteBuildStore } from './queue/sqlite-build-store.js';
 import { RegistryClient } from './registry/registry-client.js';
 
@@ -61,7 +60,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   // The queue is the shared one's (every process's builds) with PostgreSQL, this process's with SQLite.
   const queueCounts = async () => (shared ? store.counts() : worker.counts());
   const metrics = new Metrics(queueCounts, () => store.workers());
-  const store = config.databaseUrl ? await connectPostgres(config.databaseUrl, logger) : SqliteBuildStore.inDataDir(config.dataDir);
+  // With PostgreSQL, builds wait in the shared queue, for any worker process; with SQLite, in this one.
+  const shared = config.databaseUrl ? await startSharedQueue(config.databaseUrl, config.buildTimeoutMs, logger) : undefined;
+  const store = config.databaseUrl ? await connectPostgres(config.databaseUrl, logger, shared && ((build, transaction) => shared.queue.enqueue(build, transaction))) : SqliteBuildStore.inDataDir(config.dataDir);
   const source = new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined);
   const ports: BuildPorts = {
     source,
@@ -82,8 +83,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   };
   const observers: BuildObserver[] = [metrics];
   if (config.githubToken) observers.push(new CommitStatusReporter(github, config.publicUrl, logger));
-  // With PostgreSQL, builds wait in the shared queue, for any worker process; with SQLite, in this one.
-  const shared = config.databaseUrl ? await startSharedQueue(config.databaseUrl, config.buildTimeoutMs, logger) : undefined;
   const worker = new BuildWorker(store, (request, session) => runBuild(request, ports, session), {
     ...(shared ? { imageLock: shared.imageLock } : {}),
     observers,
@@ -101,12 +100,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       verifyDelivery: createDeliveryVerifier(webhookSecret!),
       policy: { allowedRepositories: config.allowedRepositories, baseBranches: config.baseBranches, buildRef: config.buildRef },
       store,
-      submit: shared
-        ? (build) => {
-            worker.announceQueued(build);
-            void shared.queue.enqueue(build).catch((error: unknown) => logger.warn({ buildId: build.id, error: describeError(error) }, 'could not queue a stored build; the next reconciliation queues it'));
-          }
-        : (build) => worker.submit(build),
+      // The shared queue took the build in the transaction that stored it.
+      submit: shared ? (build) => worker.announceQueued(build) : (build) => worker.submit(build),
       isAccepting: () => accepting,
       maxQueuedBuilds: config.maxQueuedBuilds,
       onOutcome: (outcome) => metrics.delivery(outcome),
@@ -151,7 +146,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const retention = config.retentionMs > 0 ? new RetentionSweeper(store, config.retentionMs, logger, now) : undefined;
   retention?.start();
 
-  let reconciler: NodeJS.Timeout | undefined;
   let presence: NodeJS.Timeout | undefined;
   if (config.role !== 'server') {
     // Seen on /metrics (ci_service_worker_last_seen_seconds) while it runs.
@@ -164,13 +158,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     const resumed = await worker.resumeUnfinished();
     if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');
   } else {
-    if (config.role !== 'worker') {
-      // A build stored by a server that stopped before it queued it is queued here (a queued build is not sent twice).
-      const reconcile = () => queueStoredBuilds(store, shared.queue).catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not reconcile stored builds with the shared queue'));
-      await reconcile();
-      reconciler = setInterval(reconcile, RECONCILE_EVERY_MS);
-      reconciler.unref();
-    }
     if (config.role !== 'server') {
       await shared.queue.work(config.buildConcurrency, async (id) => {
         const build = await store.get(id);
@@ -219,7 +206,6 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     async stop() {
       accepting = false;
       retention?.stop();
-      clearInterval(reconciler);
       clearInterval(presence);
       await webhookSync?.stop();
       await shared?.queue.stop(config.shutdownGraceMs);
@@ -234,13 +220,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   };
 }
 
-const RECONCILE_EVERY_MS = 30_000;
 const WORKER_PRESENCE_MS = 15_000;
 
-/** Queues every build stored as queued: one already queued is not queued twice (the job's id is the build's). */
-async function queueStoredBuilds(store: BuildStore, queue: { enqueue(build: BuildRecord): Promise<void> }): Promise<void> {
-  for (const build of await store.unfinished()) if (build.status === 'queued') await queue.enqueue(build);
-}
 
 /** The shared queue and the image lock across hosts, loaded only with DATABASE_URL. */
 async function startSharedQueue(url: string, buildTimeoutMs: number, logger: Logger) {
@@ -256,11 +237,11 @@ function delay(ms: number): Promise<void> {
  * The shared store; a start-up error names the server (never the password) and what went wrong. Loaded only
  * when DATABASE_URL is set: a daemon on SQLite does not carry the PostgreSQL client in its memory.
  */
-async function connectPostgres(url: string, logger: Logger): Promise<PostgresBuildStore> {
+async function connectPostgres(url: string, logger: Logger, onAdmit: AdmissionHook | undefined): Promise<PostgresBuildStore> {
   const { host, pathname } = new URL(url);
   try {
     const { PostgresBuildStore } = await import('./queue/postgres-build-store.js');
-    const store = await PostgresBuildStore.connect(url);
+    const store = await PostgresBuildStore.connect(url, onAdmit);
     logger.info({ database: `${host}${pathname}` }, 'builds are stored in PostgreSQL');
     return store;
   } catch (error) {

@@ -50,6 +50,9 @@ const MIGRATIONS = [
   `CREATE TABLE workers (name TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);`,
 ];
 
+/** Something to do in the transaction that stores a new build, through its connection. */
+export type AdmissionHook = (build: BuildRecord, transaction: { executeSql(text: string, values?: unknown[]): Promise<{ rows: unknown[] }> }) => Promise<void>;
+
 /** Arbitrary, fixed keys of transaction-scoped advisory locks: one per kind of work that must not interleave. */
 const MIGRATION_LOCK = 7_306_001;
 const ADMISSION_LOCK = 7_306_002;
@@ -90,14 +93,20 @@ const COLUMNS: Record<keyof BuildChanges, string> = {
  * that points at it. A statement is committed when its promise resolves: a delivery answered `202` is stored.
  */
 export class PostgresBuildStore implements BuildStore {
-  private constructor(private readonly pool: pg.Pool) {}
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly onAdmit: AdmissionHook | undefined,
+  ) {}
 
-  /** Connects and brings the schema up to date (one process at a time: a lock held while migrating). */
-  static async connect(url: string): Promise<PostgresBuildStore> {
+  /**
+   * Connects and brings the schema up to date (one process at a time: a lock held while migrating). `onAdmit`
+   * runs inside the transaction that stores a new build: the shared queue's job is committed with it, or neither.
+   */
+  static async connect(url: string, onAdmit?: AdmissionHook): Promise<PostgresBuildStore> {
     const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000 });
     // An idle connection the server closed (a restart) is an event, not a crash; the next query reconnects.
     pool.on('error', () => {});
-    const store = new PostgresBuildStore(pool);
+    const store = new PostgresBuildStore(pool, onAdmit);
     try {
       await store.migrate();
     } catch (error) {
@@ -134,7 +143,9 @@ export class PostgresBuildStore implements BuildStore {
         [id, request.repository.fullName, request.sha, JSON.stringify(request), createdAt],
       );
       await client.query('INSERT INTO deliveries (delivery_id, build_id) VALUES ($1, $2)', [request.deliveryId, id]);
-      return { kind: 'created', build: toRecord(inserted.rows[0]!) };
+      const build = toRecord(inserted.rows[0]!);
+      await this.onAdmit?.(build, { executeSql: (text, values) => client.query(text, values) });
+      return { kind: 'created', build };
     });
   }
 

@@ -1,4 +1,4 @@
-import { PgBoss } from 'pg-boss';
+import { PgBoss, type Db as IDatabase } from 'pg-boss';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { BuildRecord } from '../domain/build-record.js';
@@ -59,9 +59,12 @@ export class SharedBuildQueue {
     return new SharedBuildQueue(boss, logger);
   }
 
-  /** Hands a stored build to the workers. Sending a build twice is harmless: the job's id is the build's. */
-  async enqueue(build: BuildRecord): Promise<void> {
-    await this.boss.send(QUEUE, { buildId: build.id } satisfies BuildJob, { id: build.id, singletonKey: build.request.repository.fullName.toLowerCase() });
+  /**
+   * Hands a build to the workers, in the transaction that stores it (`transaction`, the store's connection): a
+   * build is stored and queued, or neither. The job's id is the build's.
+   */
+  async enqueue(build: BuildRecord, transaction: IDatabase): Promise<void> {
+    await this.boss.send(QUEUE, { buildId: build.id } satisfies BuildJob, { id: build.id, singletonKey: build.request.repository.fullName.toLowerCase(), db: transaction });
   }
 
   /** Takes builds, `concurrency` at a time, for as long as the queue runs. */

@@ -65,6 +65,29 @@ describe('PostgreSQL build store, shared by several processes', () => {
     }
   });
 
+  it('stores a build and queues it in one transaction: when queueing fails, nothing is stored', async () => {
+    const url = await server.createDatabase();
+    let queueing: 'fail' | 'work' = 'fail';
+    const queued: string[] = [];
+    const store = await PostgresBuildStore.connect(url, async (build, transaction) => {
+      await transaction.executeSql('SELECT 1');
+      if (queueing === 'fail') throw new Error('the queue refused the job');
+      queued.push(build.id);
+    });
+    try {
+      await assert.rejects(store.add(request('atomic'), new Date(), 10), /the queue refused the job/);
+      assert.deepEqual(await store.list(10), []);
+      queueing = 'work';
+      const outcome = await store.add(request('atomic'), new Date(), 10);
+      assert.equal(outcome.kind, 'created', 'the same delivery, taken once the queue works');
+      assert.deepEqual(queued, [outcome.kind === 'created' ? outcome.build.id : '']);
+      assert.equal((await store.add(request('atomic'), new Date(), 10)).kind, 'redelivery');
+      assert.equal(queued.length, 1, 'a redelivery is not queued again');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a delivery while PostgreSQL is down fails (never stored half), and the store works again once it is back', async () => {
     const url = await server.createDatabase();
     const store = await PostgresBuildStore.connect(url);

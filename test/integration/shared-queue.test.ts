@@ -74,7 +74,8 @@ describe('one build queue on PostgreSQL, many build hosts (real processes)', () 
   function slowRepository(name: string, seconds: number): Promise<StandInRepository> {
     return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'hello'), {
       image: `ci-test/${name}`,
-      extraFiles: { Dockerfile: `FROM ${base}\nRUN sleep ${seconds}\nCOPY message.txt /message.txt\n` },
+      // A step of its own (no cache hit from an earlier build or run): it really takes `seconds`.
+      extraFiles: { Dockerfile: `FROM ${base}\nRUN echo ${randomUUID()} && sleep ${seconds}\nCOPY message.txt /message.txt\n` },
     });
   }
 
@@ -101,6 +102,25 @@ describe('one build queue on PostgreSQL, many build hosts (real processes)', () 
     assert.match(metrics, /ci_service_worker_last_seen_seconds\{worker="worker-a"\} \d+/);
     assert.match(metrics, /ci_service_worker_last_seen_seconds\{worker="worker-b"\} \d+/);
     assert.match(metrics, /ci_service_queue_depth\{state="queued"\} 0/);
+  });
+
+  it('builds of one repository run one at a time in delivery order on whichever worker; their log lines reach any server live', async () => {
+    const other = await start('server', 'server-live');
+    const first = await slowRepository('ordered', 4);
+    const second = await github.addRepository('octo-org/ordered', path.join(FIXTURES, 'hello'), {
+      image: 'ci-test/ordered',
+      extraFiles: { Dockerfile: `FROM ${base}\nRUN echo ${randomUUID()} && sleep 1\nCOPY message.txt /message.txt\n`, 'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/ordered', version: '1.0.1' }) },
+    });
+    const firstId = await deliver(server, first);
+    const secondId = await deliver(other, second);
+    // While the first builds, the other server shows its log as the worker writes it.
+    await server.waitForBuild(firstId, (build) => build.status === 'running', 30_000);
+    await waitFor(async () => /&& sleep 4/.test(await (await fetch(`${other.url}/builds/${firstId}/log`)).text()), 30_000, 'the first build\'s log on the other server');
+    assert.equal((await other.waitForBuild(secondId, () => true)).status, 'queued', 'the second waits for the first, with a worker free');
+    const [one, two] = [await server.waitForBuild(firstId, finished, 60_000), await server.waitForBuild(secondId, finished, 60_000)];
+    assert.deepEqual([one.status, two.status], ['succeeded', 'succeeded']);
+    assert.ok(Date.parse(two.startedAt!) >= Date.parse(one.finishedAt!), `second started ${two.startedAt}, first finished ${one.finishedAt}`);
+    other.child.kill('SIGKILL');
   });
 
   it('a worker killed with kill -9 mid-build: another worker runs the build again, and it succeeds once', async () => {

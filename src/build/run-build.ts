@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream';
 import { ContextError, describeError, ImageBuildError, SourceError, SpecError } from '../domain/errors.js';
 import type { BuildRequest } from '../domain/build-request.js';
 import type { BuildPorts, BuildReporter, BuildResult, BuildSession, BuiltImage, ImageBuildOptions } from './ports.js';
@@ -8,8 +7,8 @@ import { explainFailedStep } from './explain-build-failure.js';
 import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from './spec.js';
 
 /**
- * fetch dockerInfo.json → fetch tarball → build from its context (written out for BuildKit, streamed to the
- * legacy builder) → push every tag.
+ * fetch dockerInfo.json → fetch the commit (for BuildKit into this repository's kept folder, only the changed
+ * files when few changed; for the legacy builder the tarball, streamed) → build → push every tag.
  * Each step is retried on its own: a failed push does not download the repository again.
  */
 export async function runBuild(request: BuildRequest, ports: BuildPorts, session: BuildSession): Promise<BuildResult> {

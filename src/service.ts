@@ -57,12 +57,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   );
   const github = createGitHubClient(config.githubApiUrl, config.githubToken);
   const registryClient = new RegistryClient(config.registryUrl, config.registry, config.registryAuth);
-  // The queue is the shared one's (every process's builds) with PostgreSQL, this process's with SQLite.
-  const queueCounts = async () => (shared ? store.counts() : worker.counts());
-  const metrics = new Metrics(queueCounts, () => store.workers());
   // With PostgreSQL, builds wait in the shared queue, for any worker process; with SQLite, in this one.
   const shared = config.databaseUrl ? await startSharedQueue(config.databaseUrl, config.buildTimeoutMs, logger) : undefined;
   const store = config.databaseUrl ? await connectPostgres(config.databaseUrl, logger, shared && ((build, transaction) => shared.queue.enqueue(build, transaction))) : SqliteBuildStore.inDataDir(config.dataDir);
+  // The queue is the shared one's (every process's builds) with PostgreSQL, this process's with SQLite.
+  const queueCounts = async () => (shared ? store.counts() : worker.counts());
+  const metrics = new Metrics(queueCounts, () => store.workers());
   const source = new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined);
   const ports: BuildPorts = {
     source,

@@ -167,14 +167,16 @@ export class Checkouts {
       if (bytes > options.maxBytes) throw contextTooLarge(options.maxBytes, name);
       wanted.push({ name, entry });
     }
-    const fetch = wanted.filter(({ name, entry }) => entry.type === 'blob' && before.get(name)?.blob !== entry.sha).map(({ name, entry }) => ({ name, ...entry }));
+    // A blob to fetch: new content, or the same content that changed kind (a file that became a symlink, or back).
+    const changed = (name: string, entry: GitTreeEntry) => before.get(name)?.blob !== entry.sha || before.get(name)?.type !== kindOf(entry);
+    const fetch = wanted.filter(({ name, entry }) => entry.type === 'blob' && changed(name, entry)).map(({ name, entry }) => ({ name, ...entry }));
     if (fetch.length > MAX_FILES_FETCHED_ONE_BY_ONE) return undefined;
     return { wanted, fetch, before };
   }
 
   private async applyChanges(root: string, plan: ChangePlan, mtimes: MtimeChooser, repository: Repository, signal: AbortSignal): Promise<KeptEntry[]> {
     // What is no longer there, or no longer of the same kind (a file that became a folder, or back), goes first.
-    const wantedKinds = new Map(plan.wanted.map(({ name, entry }) => [name, entry.type === 'tree' ? 'directory' : entry.mode === '120000' ? 'symlink' : 'file']));
+    const wantedKinds = new Map(plan.wanted.map(({ name, entry }) => [name, kindOf(entry)]));
     for (const previous of plan.before.values()) {
       if (previous.type !== 'symlink' && wantedKinds.get(previous.path) !== previous.type) await rm(path.join(root, previous.path), { recursive: true, force: true });
     }
@@ -413,6 +415,10 @@ async function inParallel<T>(items: T[], limit: number, work: (item: T) => Promi
   const outcomes = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
   const failed = outcomes.find((outcome) => outcome.status === 'rejected');
   if (failed) throw failed.reason;
+}
+
+function kindOf(entry: GitTreeEntry): CheckoutEntry['type'] {
+  return entry.type === 'tree' ? 'directory' : entry.mode === '120000' ? 'symlink' : 'file';
 }
 
 function insideContext(repositoryPath: string, context: string): string | undefined {

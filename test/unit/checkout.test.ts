@@ -99,6 +99,18 @@ describe('checkouts', () => {
     assert.deepEqual(requestsSince(seenAgain), [], 'the same commit again: nothing fetched');
   });
 
+  it('a file that becomes a symlink with the same bytes (the same blob id) is a symlink after the update', async () => {
+    const checkouts = await Checkouts.open(await newFolder(), source);
+    const first = await commit('octo/kinds', { Dockerfile: 'FROM scratch\n', 'target.txt': 't', link: 'target.txt' });
+    (await checkouts.checkout(first, first.sha, OPTIONS, signal)).release();
+    const second = await commit('octo/kinds', { Dockerfile: 'FROM scratch\n', 'target.txt': 't', link: '-> target.txt' });
+    const checkout = await checkouts.checkout(second, second.sha, OPTIONS, signal);
+    checkout.release();
+    assert.deepEqual(checkout.fetched, { kind: 'changes', files: 1, bytes: 10 });
+    assert.deepEqual([byPath(checkout).link!.type, byPath(checkout).link!.linkname], ['symlink', 'target.txt']);
+    assert.equal(existsSync(path.join(checkout.root, 'link')), false, 'the file is gone from the folder');
+  });
+
   it('takes the tarball again when many files changed', async () => {
     const checkouts = await Checkouts.open(await newFolder(), source);
     const files = (suffix: string) => Object.fromEntries([['Dockerfile', 'FROM scratch\n'], ...Array.from({ length: 25 }, (_, n) => [`f${n}.txt`, `${n}${suffix}`])]);

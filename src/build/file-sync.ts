@@ -51,6 +51,10 @@ const GO_MODE_SYMLINK = 0x08000000;
 /** Larger than the CLI's 32 KB: fewer messages through gRPC for the same bytes, far below its 4 MB limit. */
 const DATA_CHUNK_BYTES = 64 * 1024;
 
+/** gRPC status codes (grpc-js is imported for its types only). */
+const GRPC_UNKNOWN = 2;
+const GRPC_NOT_FOUND = 5;
+
 export const DIFF_COPY_METHOD = '/moby.filesync.v1.FileSync/DiffCopy';
 
 /** A folder BuildKit may load: where the file contents are, and every entry's metadata. */
@@ -90,7 +94,7 @@ export function fileSyncService(folders: Record<string, SyncedFolder>, events: F
     const name = String(call.metadata.get('dir-name')[0] ?? '');
     const folder = Object.hasOwn(folders, name) ? folders[name] : undefined;
     if (!folder) {
-      call.emit('error', { code: 5, details: `no access allowed to dir "${name}"` });
+      call.emit('error', { code: GRPC_NOT_FOUND, details: `no access allowed to dir "${name}"` });
       return;
     }
     const selection = {
@@ -100,7 +104,7 @@ export function fileSyncService(folders: Record<string, SyncedFolder>, events: F
     };
     sendFolder(call, folder, selection, (entry) => events.onFileSent(name, entry)).catch((error: Error) => {
       events.onError(error);
-      call.emit('error', { code: 2, details: error.message });
+      call.emit('error', { code: GRPC_UNKNOWN, details: error.message });
     });
   };
   return { definition, handlers: { DiffCopy } };

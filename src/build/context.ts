@@ -28,19 +28,6 @@ export interface ContextSummary {
 /** A Dockerfile is text of a few KB; one larger than this is not kept to explain a failed step. */
 export const DOCKERFILE_KEPT_BYTES = 256 * 1024;
 
-export interface BuildContext {
-  /** Uncompressed tar, rooted at the chosen context: what the Docker engine's /build takes. */
-  stream: Readable;
-  /** Settles when the whole tarball has gone through: the summary, or the ContextError that stopped it. */
-  finished: Promise<ContextSummary>;
-  /** The same outcome, readable at once: undefined while entries are still streaming. */
-  outcome(): { summary: ContextSummary } | { error: Error } | undefined;
-  /** The Dockerfile's text once its entry has passed (undefined before, or when it is larger than 256 KB). */
-  dockerfileText(): string | undefined;
-  /** Stops reading the tarball (the engine gave up on the context): the download is closed, `finished` rejects. */
-  destroy(reason: Error): void;
-}
-
 const KEPT_TYPES = new Set<Header['type']>(['file', 'directory', 'symlink', 'link']);
 
 /** zlib's default 16 KB output chunks make inflating twice as slow (bench/README.md). */
@@ -58,9 +45,17 @@ export type ContextSink = (header: ContextEntryHeader, content: Readable) => Pro
 export interface ContextReading {
   /** Settles when the whole tarball has gone through: the summary, or the ContextError that stopped it. */
   finished: Promise<ContextSummary>;
+  /** The same outcome, readable at once: undefined while entries are still streaming. */
   outcome(): { summary: ContextSummary } | { error: Error } | undefined;
+  /** The Dockerfile's text once its entry has passed (undefined before, or when it is larger than 256 KB). */
   dockerfileText(): string | undefined;
+  /** Stops reading the tarball (the engine gave up on the context): the download is closed, `finished` rejects. */
   destroy(reason: Error): void;
+}
+
+export interface BuildContext extends ContextReading {
+  /** Uncompressed tar, rooted at the chosen context: what the Docker engine's /build takes. */
+  stream: Readable;
 }
 
 /**

@@ -3,6 +3,20 @@ import type { BuildRequest } from '../domain/build-request.js';
 
 export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt' | 'worker'>>;
 
+/** The `builds` column each change is stored in: the same in the SQLite and the PostgreSQL schema. */
+export const BUILD_COLUMNS: Record<keyof BuildChanges, string> = {
+  status: 'status',
+  image: 'image',
+  tags: 'tags',
+  digest: 'digest',
+  error: 'error',
+  failedStage: 'failed_stage',
+  resumed: 'resumed',
+  startedAt: 'started_at',
+  finishedAt: 'finished_at',
+  worker: 'worker',
+};
+
 export type AddOutcome =
   /** A new build was stored. */
   | { kind: 'created'; build: BuildRecord }

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
 import type { BuildRequest } from '../domain/build-request.js';
 import type { FailureStage } from '../domain/errors.js';
-import { LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
+import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
 
 /** Schema versions, applied in order at start; `ci_service_schema` records how many ran. */
 const MIGRATIONS = [
@@ -74,19 +74,6 @@ interface BuildRow {
   worker: string | null;
   attempt: number;
 }
-
-const COLUMNS: Record<keyof BuildChanges, string> = {
-  status: 'status',
-  image: 'image',
-  tags: 'tags',
-  digest: 'digest',
-  error: 'error',
-  failedStage: 'failed_stage',
-  resumed: 'resumed',
-  startedAt: 'started_at',
-  finishedAt: 'finished_at',
-  worker: 'worker',
-};
 
 /**
  * Builds, logs, delivery ids and image owners in PostgreSQL (DATABASE_URL), shared by every ci_service process
@@ -183,7 +170,7 @@ export class PostgresBuildStore implements BuildStore {
 
   async update(id: string, changes: BuildChanges, attempt?: number): Promise<BuildRecord> {
     const entries = Object.entries(changes).filter(([, value]) => value !== undefined) as [keyof BuildChanges, unknown][];
-    const assignments = entries.map(([key], index) => `${COLUMNS[key]} = $${index + 3}`);
+    const assignments = entries.map(([key], index) => `${BUILD_COLUMNS[key]} = $${index + 3}`);
     const values = entries.map(([, value]) => (Array.isArray(value) ? JSON.stringify(value) : value));
     const fence = attempt !== undefined ? ' AND attempt = $2' : ' AND $2::int IS NULL';
     const sql = assignments.length > 0 ? `UPDATE builds SET ${assignments.join(', ')} WHERE id = $1${fence} RETURNING *` : `SELECT * FROM builds WHERE id = $1${fence}`;

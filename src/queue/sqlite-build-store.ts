@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { FailureStage } from '../domain/errors.js';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
 import type { BuildRequest } from '../domain/build-request.js';
-import { LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
+import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
 const CHECKPOINT_EVERY_MS = 1000;
@@ -73,19 +73,6 @@ interface BuildRow {
   attempt: number;
 }
 
-const COLUMNS: Record<keyof BuildChanges, string> = {
-  status: 'status',
-  image: 'image',
-  tags: 'tags',
-  digest: 'digest',
-  error: 'error',
-  failedStage: 'failed_stage',
-  resumed: 'resumed',
-  startedAt: 'started_at',
-  finishedAt: 'finished_at',
-  worker: 'worker',
-};
-
 /**
  * Builds and logs in one SQLite file under DATA_DIR (or ':memory:').
  * WAL mode: every statement is durable once it returns, through a crash of this process.
@@ -124,6 +111,9 @@ export class SqliteBuildStore implements BuildStore {
         "SELECT * FROM builds WHERE repository = ? AND sha = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
       ),
       countQueued: this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'"),
+      countRunning: this.db.prepare<[], { running: number }>("SELECT count(*) AS running FROM builds WHERE status = 'running'"),
+      recordWorker: this.db.prepare('INSERT INTO workers (name, seen_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at'),
+      workers: this.db.prepare<[], { name: string; seen_at: string }>('SELECT name, seen_at FROM workers ORDER BY name'),
       statusOf: this.db.prepare<[string], { status: BuildStatus }>('SELECT status FROM builds WHERE id = ?'),
       insertBuild: this.db.prepare('INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
       insertDelivery: this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)'),
@@ -202,7 +192,7 @@ export class SqliteBuildStore implements BuildStore {
   async update(id: string, changes: BuildChanges, attempt?: number): Promise<BuildRecord> {
     const entries = Object.entries(changes).filter(([, value]) => value !== undefined) as [keyof BuildChanges, unknown][];
     if (entries.length > 0) {
-      const assignments = entries.map(([key]) => `${COLUMNS[key]} = @${key}`).join(', ');
+      const assignments = entries.map(([key]) => `${BUILD_COLUMNS[key]} = @${key}`).join(', ');
       const fenced = attempt !== undefined;
       const values = Object.fromEntries(entries.map(([key, value]) => [key, toColumn(value)]));
       const sql = `UPDATE builds SET ${assignments} WHERE id = @id${fenced ? ' AND attempt = @attempt' : ''}`;
@@ -252,16 +242,16 @@ export class SqliteBuildStore implements BuildStore {
   }
 
   async counts(): Promise<{ queued: number; running: number }> {
-    const running = this.db.prepare<[], { running: number }>("SELECT count(*) AS running FROM builds WHERE status = 'running'").get()!.running;
+    const running = this.sql.countRunning.get()!.running;
     return { queued: this.queued, running };
   }
 
   async recordWorker(name: string, seenAt: Date): Promise<void> {
-    this.db.prepare('INSERT INTO workers (name, seen_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at').run(name, seenAt.toISOString());
+    this.sql.recordWorker.run(name, seenAt.toISOString());
   }
 
   async workers(): Promise<{ name: string; seenAt: Date }[]> {
-    return this.db.prepare<[], { name: string; seen_at: string }>('SELECT name, seen_at FROM workers ORDER BY name').all().map((row) => ({ name: row.name, seenAt: new Date(row.seen_at) }));
+    return this.sql.workers.all().map((row) => ({ name: row.name, seenAt: new Date(row.seen_at) }));
   }
 
   async ping(): Promise<void> {

@@ -142,4 +142,9 @@ export interface BuildResult {
   image: string;
   tags: string[];
   digest: string;
+  /**
+   * Settles once the engine no longer holds the pushed image. The build is done (and recorded) once pushed; its
+   * slot waits for this, so a worker that is idle, or stopped, has left nothing on the engine.
+   */
+  engineCleanUp: Promise<void>;
 }

@@ -43,10 +43,11 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
       imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
       const digest = await pushTags(repositoryRef, spec.tags, ports, session);
       await ports.imageOwners.claim(repositoryRef, repository.fullName);
-      return { image, tags: references, digest };
-    } finally {
-      // Beside the next builds, not in this one's time: the build is done once pushed.
-      if (imageId) void cleanUpEngine(imageId, ports, reporter);
+      // Not in the build's time: it is done once pushed, and the worker's slot waits for the clean-up.
+      return { image, tags: references, digest, engineCleanUp: cleanUpEngine(imageId, ports, reporter) };
+    } catch (error) {
+      if (imageId) await cleanUpEngine(imageId, ports, reporter);
+      throw error;
     }
   });
 }

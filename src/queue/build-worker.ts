@@ -188,6 +188,7 @@ export class BuildWorker {
       const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() }, attempt);
       this.notify('finished', done);
       log.info({ image: result.image, digest: result.digest }, 'build succeeded');
+      await result.engineCleanUp;
     } catch (thrown) {
       const error = controller.signal.aborted ? (controller.signal.reason as Error) : thrown;
       if (error instanceof LostClaimError || thrown instanceof LostClaimError) {

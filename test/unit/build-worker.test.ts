@@ -27,7 +27,7 @@ async function add(store: SqliteBuildStore, req: BuildRequest) {
   return (outcome as { build: import('../../src/domain/build-record.js').BuildRecord }).build;
 }
 
-const succeed: RunBuild = async (req) => ({ image: `reg/app:${req.prNumber}`, tags: [`reg/app:${req.prNumber}`], digest: `sha256:${req.prNumber}` });
+const succeed: RunBuild = async (req) => ({ image: `reg/app:${req.prNumber}`, tags: [`reg/app:${req.prNumber}`], digest: `sha256:${req.prNumber}`, engineCleanUp: Promise.resolve() });
 
 describe('build worker', () => {
   it('a run another worker took over stops, and records neither its lines nor its outcome', async () => {
@@ -52,6 +52,26 @@ describe('build worker', () => {
     assert.equal(after?.digest, undefined);
     assert.equal(await logOf(store, build.id), '[ci_service] before the takeover\n');
     assert.ok(sawAbort, 'the stale run was told to stop');
+  });
+
+  it('records a build as succeeded once pushed, and is idle only once the engine has been cleaned up', async () => {
+    const store = new SqliteBuildStore(':memory:');
+    const build = await add(store, request(1));
+    let cleanedUp = false;
+    let statusDuringCleanUp: string | undefined;
+    const run: RunBuild = async (req, session) => {
+      const pushed = await succeed(req, session);
+      const engineCleanUp = new Promise<void>((resolve) => setTimeout(resolve, 30)).then(async () => {
+        statusDuringCleanUp = (await store.get(build.id))?.status;
+        cleanedUp = true;
+      });
+      return { ...pushed, engineCleanUp };
+    };
+    const worker = new BuildWorker(store, run, options);
+    worker.submit(build);
+    await worker.onIdle();
+    assert.equal(statusDuringCleanUp, 'succeeded', 'the clean-up is not in the build\'s time');
+    assert.ok(cleanedUp, 'onIdle waited for it');
   });
 
   it('never runs more than BUILD_CONCURRENCY builds at once, and runs them all', async () => {

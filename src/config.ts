@@ -106,6 +106,11 @@ const environmentSchema = z.object({
   ADMIN_TOKEN: optionalText.pipe(z.string().min(16, 'must be at least 16 characters (make one with `openssl rand -hex 32`)').optional()),
   OPEN_PAGES: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   BUILD_REF: z.enum(['head', 'merge'], { error: 'must be "head" or "merge"' }).default('head'),
+  PULL_REQUEST_BUILDS: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
+  BUILD_DRAFTS: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  TRUST_FORKS: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  FORK_LABEL: z.string().trim().min(1, 'must be a label name').max(50, 'must be at most 50 characters (GitHub\'s limit)').default('ci:build-fork'),
+  DELIVERY_RECOVERY_INTERVAL_S: integer(300, 0, 86400),
   CI_ROLE: z.enum(['all', 'server', 'worker'], { error: 'must be "all" (the default: one process does everything), "server" or "worker"' }).default('all'),
   BUILDER: z.enum(['buildkit', 'legacy'], { error: 'must be "buildkit" (the default) or "legacy" (for engines without BuildKit)' }).default('buildkit'),
   BUILD_SECRET_VARIABLES: commaList,
@@ -157,8 +162,12 @@ export interface Config {
   webhookSyncIntervalMs: number;
   /** Unset and pages not open: generated at first start and kept under DATA_DIR. */
   adminToken: string | undefined;
-  /** OPEN_PAGES=true: the pages, the builds API and /metrics answer without a token. */
+  /** OPEN_PAGES=true: the pages, the builds API and /metrics answer without a token; rebuild and cancel still need ADMIN_TOKEN. */
   openPages: boolean;
+  /** What pull request events build (PULL_REQUEST_BUILDS, BUILD_DRAFTS, TRUST_FORKS, FORK_LABEL). */
+  pullRequests: { build: boolean; drafts: boolean; trustForks: boolean; forkLabel: string };
+  /** How often the hooks' recent deliveries are checked for ones that failed; 0: only at start. */
+  deliveryRecoveryIntervalMs: number;
   buildRef: 'head' | 'merge';
   builder: 'buildkit' | 'legacy';
   /** all: one process does everything; server: webhooks, pages, API, no builds; worker: builds, no HTTP port. */
@@ -213,9 +222,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (ownSecret) {
     throw new ConfigError(`invalid configuration: BUILD_SECRET_VARIABLES must not hand ci_service's own ${ownSecret} to builds: give builds a variable of their own`);
   }
-  if (values.OPEN_PAGES === 'true' && values.ADMIN_TOKEN) {
-    throw new ConfigError('invalid configuration: OPEN_PAGES=true opens the pages to anyone, so ADMIN_TOKEN would guard nothing: set one or the other');
-  }
   if (values.CI_ROLE !== 'all' && !values.DATABASE_URL) {
     throw new ConfigError(`invalid configuration: CI_ROLE=${values.CI_ROLE} shares builds with other processes through PostgreSQL: set DATABASE_URL`);
   }
@@ -260,6 +266,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     webhookSyncIntervalMs: values.WEBHOOK_SYNC_INTERVAL_S * 1000,
     adminToken: values.ADMIN_TOKEN,
     openPages: values.OPEN_PAGES === 'true',
+    pullRequests: { build: values.PULL_REQUEST_BUILDS === 'true', drafts: values.BUILD_DRAFTS === 'true', trustForks: values.TRUST_FORKS === 'true', forkLabel: values.FORK_LABEL },
+    deliveryRecoveryIntervalMs: values.DELIVERY_RECOVERY_INTERVAL_S * 1000,
     buildRef: values.BUILD_REF,
     builder: values.BUILDER,
     role: values.CI_ROLE,

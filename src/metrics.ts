@@ -10,6 +10,7 @@ export class Metrics implements BuildObserver {
   private readonly builds: Counter<'outcome' | 'stage'>;
   private readonly buildSeconds: Histogram<'outcome'>;
   private readonly pushSeconds: Histogram;
+  private readonly recovered: Counter<'repository'>;
 
   constructor(
     queue: () => Promise<{ queued: number; running: number }>,
@@ -19,13 +20,13 @@ export class Metrics implements BuildObserver {
     const registers = [this.registry];
     this.deliveries = new Counter({
       name: 'ci_service_deliveries_total',
-      help: 'Webhook deliveries by outcome (queued, coalesced, redelivery, ignored, unauthorized, bad_request, queue_full, shutting_down).',
+      help: 'Webhook deliveries by outcome (queued, coalesced, redelivery, ignored, held, cancelled, unauthorized, bad_request, queue_full, store_unavailable, source_unavailable, shutting_down).',
       labelNames: ['outcome'],
       registers,
     });
     this.builds = new Counter({
       name: 'ci_service_builds_total',
-      help: 'Finished builds by outcome, and the stage a failed one stopped at.',
+      help: 'Finished builds by outcome (succeeded, failed, cancelled), and the stage a failed one stopped at.',
       labelNames: ['outcome', 'stage'],
       registers,
     });
@@ -40,6 +41,12 @@ export class Metrics implements BuildObserver {
       name: 'ci_service_push_duration_seconds',
       help: 'Pushing one tag to the registry.',
       buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300],
+      registers,
+    });
+    this.recovered = new Counter({
+      name: 'ci_service_deliveries_recovered_total',
+      help: 'Deliveries that had failed, which GitHub was asked to send again (DELIVERY_RECOVERY_INTERVAL_S).',
+      labelNames: ['repository'],
       registers,
     });
     new Gauge({
@@ -67,6 +74,10 @@ export class Metrics implements BuildObserver {
 
   delivery(outcome: string): void {
     this.deliveries.inc({ outcome });
+  }
+
+  deliveryRecovered(repository: string): void {
+    this.recovered.inc({ repository });
   }
 
   finished(build: BuildRecord): void {

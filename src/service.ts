@@ -5,11 +5,14 @@ import path from 'node:path';
 import { Checkouts } from './build/checkout.js';
 import { DockerEngine } from './build/docker-engine.js';
 import type { BuildPorts } from './build/ports.js';
+import { releaseRequest } from './build/release-rules.js';
 import { runBuild } from './build/run-build.js';
+import { SPEC_FILE, SPEC_MAX_BYTES } from './build/spec.js';
 import type { Config } from './config.js';
 import { describeError } from './domain/errors.js';
 import { ADMIN_TOKEN, keptSecret, WEBHOOK_SECRET } from './kept-secrets.js';
 import { CommitStatusReporter } from './github/commit-status.js';
+import { DeliveryRecovery } from './github/delivery-recovery.js';
 import { createGitHubClient } from './github/github-client.js';
 import { GitHubSource } from './github/github-source.js';
 import { publicUrlSource, WebhookSync } from './github/webhook-sync.js';
@@ -19,6 +22,7 @@ import type { Logger } from './logger.js';
 import { Metrics } from './metrics.js';
 import type { BuildStore } from './queue/build-store.js';
 import type { BuildObserver } from './domain/build-observer.js';
+import type { BuildRecord } from './domain/build-record.js';
 import { BuildWorker } from './queue/build-worker.js';
 import { RetentionSweeper } from './queue/retention.js';
 import type { AdmissionHook, PostgresBuildStore } from './queue/postgres-build-store.js';
@@ -33,6 +37,8 @@ export interface RunningService {
   worker: BuildWorker;
   /** Present when WEBHOOK_REPOSITORIES is set. */
   webhookSync: WebhookSync | undefined;
+  /** Present on a server when WEBHOOK_REPOSITORIES and GITHUB_TOKEN are set. */
+  deliveryRecovery: DeliveryRecovery | undefined;
   /**
    * Stops taking deliveries (503), lets running builds finish within SHUTDOWN_GRACE_S,
    * leaves queued ones stored for the next start, closes the store.
@@ -46,7 +52,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   // A worker serves no HTTP: it neither checks deliveries nor guards pages.
   const serves = config.role !== 'worker';
   const webhookSecret = serves ? await keptSecret(WEBHOOK_SECRET, config.webhookSecret, config.dataDir, logger) : undefined;
-  const adminToken = config.openPages || !serves ? undefined : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
+  // With OPEN_PAGES only a token set by hand guards rebuild and cancel; otherwise one is kept if none is set.
+  const adminToken = !serves ? undefined : config.openPages ? config.adminToken : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
   const engine = new DockerEngine(
     new Dockerode(config.docker),
     config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
@@ -82,7 +89,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     now,
   };
   const observers: BuildObserver[] = [metrics];
-  if (config.githubToken) observers.push(new CommitStatusReporter(github, config.publicUrl, logger));
+  const statuses = config.githubToken ? new CommitStatusReporter(github, config.publicUrl, logger) : undefined;
+  if (statuses) observers.push(statuses);
   const worker = new BuildWorker(store, (request, session) => runBuild(request, ports, session), {
     ...(shared ? { imageLock: shared.imageLock } : {}),
     observers,
@@ -94,14 +102,26 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     now,
   });
   let accepting = true;
+  // The shared queue took the build in the transaction that stored it.
+  const submit = shared ? (build: BuildRecord) => worker.announceQueued(build) : (build: BuildRecord) => worker.submit(build);
   // Only a server (CI_ROLE all or server) makes the app, and a server has its webhook secret.
   const createServerApp = () => createApp({
     webhook: {
       verifyDelivery: createDeliveryVerifier(webhookSecret!),
-      policy: { allowedRepositories: config.allowedRepositories, baseBranches: config.baseBranches, buildRef: config.buildRef },
+      policy: {
+        allowedRepositories: config.allowedRepositories,
+        baseBranches: config.baseBranches,
+        buildRef: config.buildRef,
+        pullRequests: config.pullRequests.build,
+        buildDrafts: config.pullRequests.drafts,
+        trustForks: config.pullRequests.trustForks,
+        forkLabel: config.pullRequests.forkLabel,
+      },
       store,
-      // The shared queue took the build in the transaction that stored it.
-      submit: shared ? (build) => worker.announceQueued(build) : (build) => worker.submit(build),
+      submit,
+      cancelPullRequest: (cancel, before) => worker.cancelPullRequest(cancel.repository.fullName, cancel.prNumber, cancel.reason, before),
+      releaseRequest: (push) => releaseRequest(push, () => source.readFile(push.repository, push.sha, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(RELEASE_RULES_TIMEOUT_MS))),
+      hold: (held) => void statuses?.held(held.repository, held.sha, held.description),
       isAccepting: () => accepting,
       maxQueuedBuilds: config.maxQueuedBuilds,
       onOutcome: (outcome) => metrics.delivery(outcome),
@@ -116,8 +136,10 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       queue: queueCounts,
     },
     store,
+    actions: { submit, cancel: (id, reason) => worker.cancel(id, reason), maxQueuedBuilds: config.maxQueuedBuilds },
     metrics: metrics.registry,
     adminToken,
+    openPages: config.openPages,
     logger,
     now,
   });
@@ -130,6 +152,17 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
         secret: webhookSecret,
         publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),
         intervalMs: config.webhookSyncIntervalMs,
+        logger,
+      })
+    : undefined;
+
+  // Only the servers ask GitHub to redeliver: a redelivery arrives at the webhook.
+  const deliveryRecovery = config.webhookRepositories.length > 0 && config.githubToken && serves
+    ? new DeliveryRecovery({
+        github,
+        repositories: config.webhookRepositories,
+        intervalMs: config.deliveryRecoveryIntervalMs,
+        onRecovered: (repository) => metrics.deliveryRecovered(repository),
         logger,
       })
     : undefined;
@@ -174,6 +207,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       store,
       worker,
       webhookSync,
+      deliveryRecovery,
       async stop() {
         retention?.stop();
         clearInterval(presence);
@@ -196,6 +230,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const { port } = server.address() as AddressInfo;
   logger.info({ port, registry: config.registry, githubApiUrl: config.githubApiUrl, dataDir: config.dataDir, concurrency: config.buildConcurrency }, 'ci_service listening');
   webhookSync?.start();
+  // Once listening: what GitHub sends again must find the webhook answering.
+  deliveryRecovery?.start();
 
   return {
     url: `http://127.0.0.1:${port}`,
@@ -203,10 +239,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     store,
     worker,
     webhookSync,
+    deliveryRecovery,
     async stop() {
       accepting = false;
       retention?.stop();
       clearInterval(presence);
+      await deliveryRecovery?.stop();
       await webhookSync?.stop();
       await shared?.queue.stop(config.shutdownGraceMs);
       worker.pause();
@@ -221,6 +259,8 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
 }
 
 const WORKER_PRESENCE_MS = 15_000;
+/** A push's release rules are read while GitHub waits for the answer, which it gives up on after 10 s. */
+const RELEASE_RULES_TIMEOUT_MS = 8_000;
 
 
 /** The shared queue and the image lock across hosts, loaded only with DATABASE_URL. */

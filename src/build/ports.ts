@@ -140,8 +140,10 @@ export interface BuildSession {
 
 export interface BuildResult {
   image: string;
+  /** The references pushed: none for a pull request's build that pushes nothing. */
   tags: string[];
-  digest: string;
+  /** The manifest digest pushed, if anything was. */
+  digest: string | undefined;
   /**
    * Settles once the engine no longer holds the pushed image. The build is done (and recorded) once pushed; its
    * slot waits for this, so a worker that is idle, or stopped, has left nothing on the engine.

@@ -4,6 +4,7 @@ import type { BuildPorts, BuildReporter, BuildResult, BuildSession, BuiltImage, 
 import type { Fetched } from './checkout.js';
 import { createBuildContext, type BuildContext, type ContextOptions } from './context.js';
 import { explainFailedStep } from './explain-build-failure.js';
+import { planRelease } from './release-rules.js';
 import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from './spec.js';
 
 /**
@@ -26,30 +27,56 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   const secrets = resolveSecrets(spec.secrets, ports.secretVariables);
 
   const repositoryRef = imageRepository(ports.registry, spec);
-  const references = spec.tags.map((tag) => `${repositoryRef}:${tag}`);
-  const image = `${repositoryRef}:${spec.version}`;
-  reporter.imageResolved(image, references);
+  const plan = planImage(request, spec);
+  const references = plan.tags.map((tag) => `${repositoryRef}:${tag}`);
+  const image = references[0]!;
+  reporter.imageResolved(image, plan.push ? references : []);
 
   // Two builds tagging one name on one engine would push each other's image: one at a time.
   return session.exclusive(repositoryRef, async () => {
     if (session.signal.aborted) throw session.signal.reason;
     await checkImageOwner(request, spec, repositoryRef, ports);
-    const versionPublished = await checkVersionUnpublished(request, spec, ports, session);
+    // Before any build: a pull request learns that its version is taken before it is merged.
+    const published = plan.guardedTag === undefined ? false : await checkVersionUnpublished(request, spec.serviceName, plan.guardedTag, ports, session);
     // A version not in the registry yet has no layers there to reuse.
-    const cacheFrom = await cacheSources(spec, repositoryRef, versionPublished ? references : references.filter((reference) => reference !== image), ports);
+    const guarded = plan.guardedTag === undefined ? undefined : `${repositoryRef}:${plan.guardedTag}`;
+    const cacheFrom = await cacheSources(spec, repositoryRef, published ? references : references.filter((reference) => reference !== guarded), ports);
     const mask = secretMask(secrets);
     let imageId: string | undefined;
     try {
       imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
-      const digest = await pushTags(repositoryRef, spec.tags, ports, session);
-      await ports.imageOwners.claim(repositoryRef, repository.fullName);
+      let digest: string | undefined;
+      if (plan.push) {
+        digest = await pushTags(repositoryRef, plan.tags, ports, session);
+        await ports.imageOwners.claim(repositoryRef, repository.fullName);
+      } else {
+        reporter.log(`built; nothing pushed: a pull request's build pushes ${image.slice(repositoryRef.length + 1)} only when ${SPEC_FILE} has "pull_requests": {"push": true}`);
+      }
       // Not in the build's time: it is done once pushed, and the worker's slot waits for the clean-up.
-      return { image, tags: references, digest, engineCleanUp: cleanUpEngine(imageId, ports, reporter) };
+      return { image, tags: plan.push ? references : [], digest, engineCleanUp: cleanUpEngine(imageId, ports, reporter) };
     } catch (error) {
       if (imageId) await cleanUpEngine(imageId, ports, reporter);
       throw error;
     }
   });
+}
+
+/** What a build tags and pushes, by its trigger; `guardedTag` is the immutable one, never pushed over. */
+interface ImagePlan {
+  tags: string[];
+  push: boolean;
+  guardedTag: string | undefined;
+}
+
+function planImage(request: BuildRequest, spec: BuildSpec): ImagePlan {
+  const { trigger } = request;
+  if (trigger.kind === 'merge') return { tags: spec.tags, push: true, guardedTag: spec.version };
+  // The version guard on a pull request: the version it would publish once merged.
+  if (trigger.kind === 'pull_request') return { tags: [`pr-${trigger.prNumber}`], push: spec.pullRequestPush, guardedTag: spec.version };
+  const plan = planRelease(spec.releases, trigger.ref);
+  // The delivery was answered with this commit's rules; the same file gives the same answer.
+  if ('ignored' in plan) throw new SpecError(plan.ignored);
+  return { tags: plan.tags, push: true, guardedTag: plan.immutableTag };
 }
 
 /** One repository cannot overwrite another's image: a name belongs to the repository that first pushed it. */
@@ -67,17 +94,15 @@ async function checkImageOwner(request: BuildRequest, spec: BuildSpec, repositor
  * Versions are immutable: a version published from another commit is not pushed over; the same commit may push
  * again. Says whether the version is in the registry already (from this commit).
  */
-async function checkVersionUnpublished(request: BuildRequest, spec: BuildSpec, ports: BuildPorts, session: BuildSession): Promise<boolean> {
-  const revision = await session.retry(`checking whether ${spec.serviceName}:${spec.version} is published`, () =>
-    ports.publishedRevision(spec.serviceName, spec.version, session.signal),
-  );
+async function checkVersionUnpublished(request: BuildRequest, serviceName: string, version: string, ports: BuildPorts, session: BuildSession): Promise<boolean> {
+  const revision = await session.retry(`checking whether ${serviceName}:${version} is published`, () => ports.publishedRevision(serviceName, version, session.signal));
   if (revision === undefined) return false;
   if (revision === request.sha) {
-    session.reporter.log(`version ${spec.version} is already published from this commit: pushing it again`);
+    session.reporter.log(`version ${version} is already published from this commit: pushing it again`);
     return true;
   }
-  const from = revision === null ? 'an image ci_service did not build (it names no commit)' : revision.slice(0, 7);
-  throw new SpecError(`version ${spec.version} is already published from ${from}: bump "version" in ${SPEC_FILE}`);
+  const from = revision === null ? 'an image ci_service did not build, which names no commit' : revision.slice(0, 7);
+  throw new SpecError(`version ${version} is already published (from ${from}): bump "version" in ${SPEC_FILE}`);
 }
 
 /** The image's last pushed tag and its own tags that may be in the registry, unless dockerInfo.json says otherwise. */

@@ -30,6 +30,10 @@ export interface BuildSpec {
   secrets: Record<string, string>;
   /** Images whose layer cache the build may reuse: 'default' (the image's own tags), or none, or these. */
   cacheFrom: 'default' | string[];
+  /** A pull request's build pushes `pr-<number>` (otherwise it pushes nothing). */
+  pullRequestPush: boolean;
+  /** Which pushed git tags and branches build, and to what image tags (release-rules.ts). */
+  releases: ReleaseRules;
   /** Keys we do not know; the build goes on, the log says they were ignored. */
   unknownKeys: string[];
 }
@@ -40,7 +44,7 @@ const PATH_RULE = 'a relative path inside the repository (no "..", not absolute)
 
 const NAME_PATTERN = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
 const TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const KNOWN_KEYS = ['service_name', 'version', 'dockerfile', 'context', 'build_args', 'tags', 'target', 'secrets', 'cache_from'];
+const KNOWN_KEYS = ['service_name', 'version', 'dockerfile', 'context', 'build_args', 'tags', 'target', 'secrets', 'cache_from', 'pull_requests', 'releases'];
 
 const STAGE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const SECRET_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -48,6 +52,18 @@ const VARIABLE_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 /** An image reference as the engine takes it: [host[:port]/]path[:tag][@digest]. */
 const REFERENCE_PATTERN = /^[a-zA-Z0-9.-]+(:[0-9]{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 const MAX_SECRETS = 32;
+const MAX_BRANCH_RULES = 32;
+/** A git branch name as `refs/heads/<name>` carries it (git check-ref-format, loosely). */
+const BRANCH_PATTERN = /^(?!\/)(?!.*\.\.)(?!.*\/\/)[A-Za-z0-9._\/-]{1,255}$/;
+
+export interface ReleaseRules {
+  /** A glob (`*`, `?`, `[…]`) the pushed git tag matches, e.g. "v*"; its semantic version names the image tags. */
+  gitTags: string | undefined;
+  /** A release tag that is not a prerelease also moves `latest`. */
+  latest: boolean;
+  /** Branch name → the image tag a push to it moves, e.g. {"main": "edge"}. */
+  branches: Record<string, string>;
+}
 const MAX_CACHE_FROM = 10;
 
 const insideRepository = (value: string) => normaliseRelativePath(value) !== undefined;
@@ -105,6 +121,28 @@ const specSchema = z.object({
       { error: 'must be false (no cache from the registry) or a list of image references' },
     )
     .optional(),
+  pull_requests: z
+    .object({ push: z.boolean({ error: 'must be true (push pr-<number>) or false' }).default(false) }, { error: 'must be an object such as {"push": true}' })
+    .strict()
+    .optional(),
+  releases: z
+    .object(
+      {
+        git_tags: z.string({ error: 'must be a pattern such as "v*"' }).min(1, 'must be a pattern such as "v*"').max(128, 'must be at most 128 characters').optional(),
+        latest: z.boolean({ error: 'must be true or false' }).default(true),
+        branches: z
+          .record(
+            z.string().regex(BRANCH_PATTERN, 'must be a branch name such as "main"'),
+            z.string({ error: 'must be the image tag a push to the branch moves, e.g. "edge"' }).regex(TAG_PATTERN, `must be ${TAG_RULE}`),
+            { error: 'must be an object of branch → image tag, e.g. {"main": "edge"}' },
+          )
+          .refine((branches) => Object.keys(branches).length <= MAX_BRANCH_RULES, `must name at most ${MAX_BRANCH_RULES} branches`)
+          .default({}),
+      },
+      { error: 'must be an object such as {"git_tags": "v*", "branches": {"main": "edge"}}' },
+    )
+    .strict()
+    .optional(),
 });
 
 /** Pure: the text of dockerInfo.json to a BuildSpec, or a SpecError naming the key, the value and the rule. */
@@ -145,6 +183,8 @@ export function parseBuildSpec(text: string): BuildSpec {
     target: spec.target,
     secrets: spec.secrets,
     cacheFrom: spec.cache_from === undefined ? 'default' : spec.cache_from === false ? [] : spec.cache_from,
+    pullRequestPush: spec.pull_requests?.push ?? false,
+    releases: { gitTags: spec.releases?.git_tags, latest: spec.releases?.latest ?? true, branches: spec.releases?.branches ?? {} },
     unknownKeys: Object.keys(json).filter((key) => !KNOWN_KEYS.includes(key)),
   };
 }

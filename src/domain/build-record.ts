@@ -1,7 +1,7 @@
 import type { FailureStage } from './errors.js';
 import type { BuildRequest } from './build-request.js';
 
-export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+export type BuildStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
 export interface BuildRecord {
   id: string;
@@ -13,6 +13,7 @@ export interface BuildRecord {
   image?: string;
   tags: string[];
   digest?: string;
+  /** Why it failed, or why it was cancelled. */
   error?: string;
   failedStage?: FailureStage;
   /** How many times a worker has started it: the claim a worker's writes must still hold. */

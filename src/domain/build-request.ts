@@ -1,4 +1,4 @@
-/** What a build is asked for: a repository at a commit. Types only: no I/O, no framework. */
+/** What a build is asked for: a repository at a commit, and why. Types only: no I/O, no framework. */
 
 export interface Repository {
   owner: string;
@@ -9,11 +9,46 @@ export interface Repository {
   private: boolean;
 }
 
-/** What a merged pull request asks of us: build this repository at this commit. */
+/** Why a commit is built; it decides the tags pushed and the commit status's context. */
+export type BuildTrigger =
+  /** A merged pull request: the version and tags of dockerInfo.json are pushed. */
+  | { kind: 'merge'; prNumber: number; baseRef: string }
+  /** A pull request's head commit: built to check it; pushed as pr-<number> only when dockerInfo.json asks. */
+  | { kind: 'pull_request'; prNumber: number; baseRef: string; headRef: string }
+  /** A pushed git tag or branch that a release rule of dockerInfo.json maps to image tags. */
+  | { kind: 'release'; ref: string };
+
 export interface BuildRequest {
   deliveryId: string;
   repository: Repository;
   sha: string;
-  prNumber: number;
-  baseRef: string;
+  trigger: BuildTrigger;
+  /** The build this one runs again (a rebuild asked for through the API or the build's page). */
+  rebuildOf?: string;
+}
+
+/**
+ * Builds with one key and one commit answer the same question, so a second delivery joins the first while it is
+ * unfinished; a pull request's builds share a key, so a newer head supersedes an older one.
+ */
+export function triggerKey(trigger: BuildTrigger): string {
+  if (trigger.kind === 'merge') return 'merge';
+  if (trigger.kind === 'pull_request') return `pr:${trigger.prNumber}`;
+  return `ref:${trigger.ref}`;
+}
+
+/** A request as stored before builds had triggers (every one a merge) reads as one. */
+export function storedRequest(stored: BuildRequest & { prNumber?: number; baseRef?: string }): BuildRequest {
+  if (stored.trigger) return stored;
+  const { prNumber = 0, baseRef = '', ...rest } = stored;
+  return { ...rest, trigger: { kind: 'merge', prNumber, baseRef } };
+}
+
+/** The trigger in a few words, for pages and logs: "merge of #12 into main", "tag v1.2.3". */
+export function describeTrigger(trigger: BuildTrigger): string {
+  if (trigger.kind === 'merge') return `merge of #${trigger.prNumber} into ${trigger.baseRef}`;
+  if (trigger.kind === 'pull_request') return `pull request #${trigger.prNumber} (${trigger.headRef} → ${trigger.baseRef})`;
+  const tag = trigger.ref.match(/^refs\/tags\/(.+)$/);
+  if (tag) return `tag ${tag[1]}`;
+  return `branch ${trigger.ref.replace(/^refs\/heads\//, '')}`;
 }

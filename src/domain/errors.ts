@@ -64,6 +64,11 @@ export class BuildTimeoutError extends BuildFailure {
   readonly stage = 'timeout';
 }
 
+/** A build was cancelled (superseded, its pull request closed, or by hand): the run stops; the reason is recorded. */
+export class BuildCancelledError extends Error {
+  override readonly name = 'BuildCancelledError';
+}
+
 /** A webhook delivery that cannot be used: answered 400, never stored. */
 export class PayloadError extends Error {
   override readonly name = 'PayloadError';

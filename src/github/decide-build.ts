@@ -1,79 +1,158 @@
 import { z } from 'zod';
-import type { BuildRequest } from '../domain/build-request.js';
+import type { BuildRequest, Repository } from '../domain/build-request.js';
 import { PayloadError } from '../domain/errors.js';
+import type { ReleasePush } from '../domain/release-push.js';
 
 export interface TriggerPolicy {
   allowedRepositories: string[];
   baseBranches: string[];
   buildRef: 'head' | 'merge';
+  /** Pull requests' head commits are built (PULL_REQUEST_BUILDS). */
+  pullRequests: boolean;
+  /** Draft pull requests are built too (BUILD_DRAFTS). */
+  buildDrafts: boolean;
+  /** Pull requests from forks are built without a label (TRUST_FORKS). */
+  trustForks: boolean;
+  /** The label a maintainer adds to build a fork's pull request (FORK_LABEL). */
+  forkLabel: string;
 }
 
-export type Decision = { build: BuildRequest } | { ignored: string };
+/** Unfinished builds of a pull request to cancel, and why. */
+export interface PullRequestCancel {
+  repository: Repository;
+  prNumber: number;
+  reason: string;
+}
+
+/** A fork's pull request that is not built until a maintainer allows it: its status says how. */
+export interface HeldPullRequest {
+  repository: Repository;
+  sha: string;
+  description: string;
+}
+
+export type Decision =
+  | { kind: 'build'; build: BuildRequest; cancel?: PullRequestCancel }
+  | { kind: 'release'; push: ReleasePush }
+  | { kind: 'cancel'; cancel: PullRequestCancel }
+  | { kind: 'held'; held: HeldPullRequest }
+  | { kind: 'ignored'; reason: string };
+
+/** The pull request actions that put a new head commit up for review. */
+const BUILD_ACTIONS = ['opened', 'synchronize', 'reopened', 'ready_for_review'];
 
 const sha = z.string().regex(/^[0-9a-f]{40}$/, 'must be a 40-character commit SHA');
 /** What GitHub allows in account and repository names: nothing that could change the path of an API URL. */
 const OWNER_LOGIN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 const REPOSITORY_NAME = /^[A-Za-z0-9._-]{1,100}$/;
 
+const repositorySchema = z.object({
+  name: z.string().regex(REPOSITORY_NAME, 'must be a GitHub repository name (letters, digits, . _ -)').refine((name) => name !== '.' && name !== '..', 'must not be . or ..'),
+  full_name: z.string().regex(/^[^/\s]+\/[^/\s]+$/, 'must be owner/name'),
+  html_url: z.string().min(1),
+  private: z.boolean().optional(),
+  owner: z.object({ login: z.string().regex(OWNER_LOGIN, 'must be a GitHub account name (letters, digits, _ -)') }),
+});
+
 /** Only the fields a decision needs; GitHub sends many more. */
 const pullRequestEvent = z.object({
   action: z.string(),
   number: z.number().int(),
+  label: z.object({ name: z.string() }).optional(),
   pull_request: z.object({
     merged: z.boolean().nullable().optional(),
     merge_commit_sha: sha.nullable().optional(),
-    head: z.object({ sha }),
+    draft: z.boolean().optional(),
+    state: z.string().optional(),
+    labels: z.array(z.object({ name: z.string() })).optional(),
+    // A deleted fork's pull request has no head repository.
+    head: z.object({ sha, ref: z.string(), repo: z.object({ full_name: z.string() }).nullable().optional() }),
     base: z.object({ ref: z.string().min(1) }),
   }),
-  repository: z.object({
-    name: z.string().regex(REPOSITORY_NAME, 'must be a GitHub repository name (letters, digits, . _ -)').refine((name) => name !== '.' && name !== '..', 'must not be . or ..'),
-    full_name: z.string().regex(/^[^/\s]+\/[^/\s]+$/, 'must be owner/name'),
-    html_url: z.string().min(1),
-    private: z.boolean().optional(),
-    owner: z.object({ login: z.string().regex(OWNER_LOGIN, 'must be a GitHub account name (letters, digits, _ -)') }),
-  }),
+  repository: repositorySchema,
 });
 
-/** Pure: from one delivery (event name, id, parsed body) to a build request or the reason to ignore it. */
+const pushEvent = z.object({
+  ref: z.string().min(1),
+  after: z.string(),
+  deleted: z.boolean().optional(),
+  repository: repositorySchema,
+});
+
+/** Pure: from one delivery (event name, id, parsed body) to what to do, or the reason to ignore it. */
 export function decideBuild(event: string, deliveryId: string, payload: unknown, policy: TriggerPolicy): Decision {
-  if (event === 'ping') return { ignored: 'ping: the webhook reaches ci_service' };
-  if (event !== 'pull_request') return { ignored: `event "${event}" does not trigger builds (only a merged pull_request does)` };
+  if (event === 'ping') return ignored('ping: the webhook reaches ci_service');
+  if (event === 'push') return decidePush(deliveryId, parse(pushEvent, payload, 'push'), policy);
+  if (event !== 'pull_request') return ignored(`event "${event}" does not trigger builds (pull_request and push do)`);
+  return decidePullRequest(deliveryId, parse(pullRequestEvent, payload, 'pull_request'), policy);
+}
 
-  const parsed = pullRequestEvent.safeParse(payload);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.join('.') || 'body';
-    throw new PayloadError(`pull_request payload is missing or has a bad "${where}": ${issue?.message ?? 'invalid'}`);
+function decidePullRequest(deliveryId: string, event: z.infer<typeof pullRequestEvent>, policy: TriggerPolicy): Decision {
+  const { action, number, pull_request: pr } = event;
+  const repository = toRepository(event.repository);
+  if (!listAllows(policy.allowedRepositories, repository.fullName)) return ignored(`repository ${repository.fullName} is not in ALLOWED_REPOSITORIES`);
+  if (policy.baseBranches.length > 0 && !policy.baseBranches.includes(pr.base.ref)) return ignored(`base branch "${pr.base.ref}" is not in BASE_BRANCHES`);
+
+  if (action === 'closed') {
+    const reason = pr.merged === true ? `pull request #${number} was merged` : `pull request #${number} was closed`;
+    const cancel = { repository, prNumber: number, reason };
+    if (pr.merged !== true) return { kind: 'cancel', cancel };
+    const commit = policy.buildRef === 'merge' ? pr.merge_commit_sha : pr.head.sha;
+    if (!commit) throw new PayloadError('merged pull_request payload has no merge_commit_sha, which BUILD_REF=merge needs');
+    return { kind: 'build', build: { deliveryId, repository, sha: commit, trigger: { kind: 'merge', prNumber: number, baseRef: pr.base.ref } }, cancel };
   }
-  const { action, number, pull_request: pr, repository } = parsed.data;
+
+  const labelAllowsFork = action === 'labeled' && event.label?.name === policy.forkLabel;
+  if (!BUILD_ACTIONS.includes(action) && !labelAllowsFork) return ignored(`pull_request action "${action}" does not trigger builds`);
+  if (!policy.pullRequests) return ignored('pull request builds are off (PULL_REQUEST_BUILDS=false)');
+  if (pr.state !== undefined && pr.state !== 'open') return ignored(`pull request #${number} is ${pr.state}`);
+  if (pr.draft === true && !policy.buildDrafts) return ignored(`pull request #${number} is a draft (set BUILD_DRAFTS=true to build drafts)`);
+
+  // Compared, not assumed: the head may live in another repository, whose owner this host does not trust.
+  const headRepository = pr.head.repo?.full_name;
+  const fork = headRepository === undefined || headRepository.toLowerCase() !== repository.fullName.toLowerCase();
+  const labelled = (pr.labels ?? []).some((label) => label.name === policy.forkLabel);
+  if (fork && !policy.trustForks && !labelled && !labelAllowsFork) {
+    const from = headRepository ?? 'a deleted fork';
+    return {
+      kind: 'held',
+      held: { repository, sha: pr.head.sha, description: `not built: the head is in ${from}, a fork. A maintainer can add the label "${policy.forkLabel}" to build it` },
+    };
+  }
+  const build: BuildRequest = { deliveryId, repository, sha: pr.head.sha, trigger: { kind: 'pull_request', prNumber: number, baseRef: pr.base.ref, headRef: pr.head.ref } };
+  // What an older head of this pull request still builds is superseded by this one.
+  return { kind: 'build', build, cancel: { repository, prNumber: number, reason: `superseded by ${pr.head.sha.slice(0, 7)}, a newer head of pull request #${number}` } };
+}
+
+function decidePush(deliveryId: string, event: z.infer<typeof pushEvent>, policy: TriggerPolicy): Decision {
+  const repository = toRepository(event.repository);
+  if (!listAllows(policy.allowedRepositories, repository.fullName)) return ignored(`repository ${repository.fullName} is not in ALLOWED_REPOSITORIES`);
+  if (event.deleted === true || /^0{40}$/.test(event.after)) return ignored(`${event.ref} was deleted: nothing to build`);
+  if (!/^[0-9a-f]{40}$/.test(event.after)) throw new PayloadError('push payload has a bad "after": must be a 40-character commit SHA');
+  if (!/^refs\/(heads|tags)\/./.test(event.ref)) return ignored(`${event.ref} is neither a branch nor a tag`);
+  return { kind: 'release', push: { deliveryId, repository, sha: event.after, ref: event.ref } };
+}
+
+function ignored(reason: string): Decision {
+  return { kind: 'ignored', reason };
+}
+
+function parse<T>(schema: z.ZodType<T>, payload: unknown, event: string): T {
+  const parsed = schema.safeParse(payload);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.join('.') || 'body';
+  throw new PayloadError(`${event} payload is missing or has a bad "${where}": ${issue?.message ?? 'invalid'}`);
+}
+
+function toRepository(repository: z.infer<typeof repositorySchema>): Repository {
   checkRepositoryIdentity(repository);
-
-  if (action !== 'closed') return { ignored: `pull_request action "${action}" does not trigger builds (only a merge does)` };
-  if (pr.merged !== true) return { ignored: `pull request #${number} was closed without being merged` };
-  if (!listAllows(policy.allowedRepositories, repository.full_name)) {
-    return { ignored: `repository ${repository.full_name} is not in ALLOWED_REPOSITORIES` };
-  }
-  if (policy.baseBranches.length > 0 && !policy.baseBranches.includes(pr.base.ref)) {
-    return { ignored: `base branch "${pr.base.ref}" is not in BASE_BRANCHES` };
-  }
-
-  const commit = policy.buildRef === 'merge' ? pr.merge_commit_sha : pr.head.sha;
-  if (!commit) throw new PayloadError('merged pull_request payload has no merge_commit_sha, which BUILD_REF=merge needs');
-
   return {
-    build: {
-      deliveryId,
-      repository: {
-        owner: repository.owner.login,
-        name: repository.name,
-        fullName: repository.full_name,
-        htmlUrl: repository.html_url,
-        private: repository.private ?? false,
-      },
-      sha: commit,
-      prNumber: number,
-      baseRef: pr.base.ref,
-    },
+    owner: repository.owner.login,
+    name: repository.name,
+    fullName: repository.full_name,
+    htmlUrl: repository.html_url,
+    private: repository.private ?? false,
   };
 }
 
@@ -82,7 +161,7 @@ export function decideBuild(event: string, deliveryId: string, payload: unknown,
  * build's page links to `html_url`: all three must name one repository, or a signed payload could have
  * ci_service fetch (with its token) or link to another.
  */
-function checkRepositoryIdentity(repository: { name: string; full_name: string; html_url: string; owner: { login: string } }): void {
+function checkRepositoryIdentity(repository: z.infer<typeof repositorySchema>): void {
   const fullName = `${repository.owner.login}/${repository.name}`;
   if (repository.full_name !== fullName) {
     throw new PayloadError(`repository.full_name "${short(repository.full_name)}" is not owner.login/name ("${fullName}")`);

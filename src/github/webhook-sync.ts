@@ -78,7 +78,7 @@ export class WebhookSync {
     const signal = this.stopping.signal;
     const hooks = expect(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 }, signal }), repository);
     const plan = planWebhook(hooks.data);
-    const body = { active: true, events: ['pull_request'], config: { url, content_type: 'json', secret, insecure_ssl: '0' } };
+    const body = { active: true, events: ['pull_request', 'push'], config: { url, content_type: 'json', secret, insecure_ssl: '0' } };
     let action: string;
     if ('create' in plan.write) {
       expect(await github.post(`/repos/${repository}/hooks`, { name: 'web', ...body }, { signal }), repository);

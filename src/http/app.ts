@@ -2,6 +2,7 @@ import express, { type ErrorRequestHandler } from 'express';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { BuildStore } from '../queue/build-store.js';
+import { buildActionsRoutes, type BuildActionDependencies } from './build-actions-routes.js';
 import { buildsRoutes } from './builds-routes.js';
 import { healthRoute, type HealthDependencies } from './health-route.js';
 import { FOLLOW_BUILD_JS, PAGE_CSS } from './pages.js';
@@ -14,9 +15,12 @@ export interface AppDependencies {
   webhook: WebhookDependencies;
   health: HealthDependencies;
   store: BuildStore;
+  actions: Omit<BuildActionDependencies, 'store' | 'adminToken' | 'now'>;
   metrics?: Registry;
-  /** When set, pages, the builds API and /metrics need it; the webhook and /healthz stay open. */
+  /** Rebuild and cancel need it; unless OPEN_PAGES, so do pages, the builds API and /metrics. The webhook and /healthz stay open. */
   adminToken?: string;
+  /** OPEN_PAGES=true: pages, the builds API and /metrics answer without the token. */
+  openPages?: boolean;
   logger: Logger;
   now: () => Date;
 }
@@ -36,8 +40,10 @@ export function createApp(deps: AppDependencies): express.Express {
   app.get('/assets/page.css', (_req, res) => void res.type('css').set('Cache-Control', 'max-age=300').send(PAGE_CSS));
   app.get('/assets/follow-build.js', (_req, res) => void res.type('js').set('Cache-Control', 'max-age=300').send(FOLLOW_BUILD_JS));
 
-  // Everything registered below needs ADMIN_TOKEN, when it is set.
-  app.use(requireAdmin(deps.adminToken));
+  // Changes: always with ADMIN_TOKEN, from this site only.
+  app.use(buildActionsRoutes({ ...deps.actions, store: deps.store, adminToken: deps.adminToken, now: deps.now }));
+  // Everything registered below needs ADMIN_TOKEN, unless OPEN_PAGES.
+  if (!deps.openPages) app.use(requireAdmin(deps.adminToken));
   const metrics = deps.metrics;
   if (metrics) {
     app.get('/metrics', async (_req, res) => {

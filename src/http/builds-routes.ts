@@ -1,4 +1,5 @@
-import { Router, type Request } from 'express';
+import { Router } from 'express';
+import { wantsHtml } from './negotiate.js';
 import type { BuildStore } from '../queue/build-store.js';
 import { buildView } from './build-view.js';
 import { PAGE_SECURITY_POLICY, renderBuildList, renderBuildPage } from './pages.js';
@@ -8,10 +9,6 @@ const MAX_LIMIT = 500;
 /** Lines in one answer to a reader that follows a build (`?after=`). */
 const LOG_PAGE_LINES = 5000;
 
-// Browsers get pages; everything else (curl sends Accept: */*, APIs application/json) gets JSON.
-function wantsHtml(req: Request): boolean {
-  return req.accepts(['json', 'html']) === 'html';
-}
 
 /** GET / and /builds (a list), /builds/:id (one build), /builds/:id/log (its log as text). */
 export function buildsRoutes(store: BuildStore, now: () => Date): Router {

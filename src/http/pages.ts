@@ -1,8 +1,9 @@
 import escapeHtml from 'escape-html';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
+import { describeTrigger, type BuildRequest } from '../domain/build-request.js';
 
 /** Pages get no inline script or style, and no other origin: what a payload or a log holds cannot run. */
-export const PAGE_SECURITY_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+export const PAGE_SECURITY_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /** Status shown with a symbol and a word, never by colour alone. */
 const STATUS_LABEL: Record<BuildStatus, string> = {
@@ -10,6 +11,7 @@ const STATUS_LABEL: Record<BuildStatus, string> = {
   running: '◐ running',
   succeeded: '✓ succeeded',
   failed: '✗ failed',
+  cancelled: '⊘ cancelled',
 };
 
 export function formatDuration(ms: number): string {
@@ -62,11 +64,11 @@ export function renderBuildList(builds: BuildRecord[], now: Date): string {
   const rows = builds
     .map((build) => {
       const link = `/builds/${encodeURIComponent(build.id)}`;
-      const { repository, prNumber, sha } = build.request;
+      const { repository, sha, trigger } = build.request;
       return `<tr>
 <td>${statusBadge(build.status)}</td>
 <td><a href="${link}">${escapeHtml(repository.fullName)}</a></td>
-<td>#${prNumber}</td>
+<td>${escapeHtml(describeTrigger(trigger))}</td>
 <td><code>${escapeHtml(sha.slice(0, 7))}</code></td>
 <td>${build.image ? `<code>${escapeHtml(build.image)}</code>` : '—'}</td>
 <td>${duration(build, now)}</td>
@@ -78,7 +80,7 @@ export function renderBuildList(builds: BuildRecord[], now: Date): string {
   const table = builds.length
     ? `<div class="scroll"><table>
 <caption>The ${builds.length} most recent builds${unfinished ? ' (this page refreshes while builds run)' : ''}</caption>
-<thead><tr><th scope="col">Status</th><th scope="col">Repository</th><th scope="col">PR</th><th scope="col">Commit</th><th scope="col">Image</th><th scope="col">Duration</th><th scope="col">Queued</th></tr></thead>
+<thead><tr><th scope="col">Status</th><th scope="col">Repository</th><th scope="col">Trigger</th><th scope="col">Commit</th><th scope="col">Image</th><th scope="col">Duration</th><th scope="col">Queued</th></tr></thead>
 <tbody>
 ${rows}
 </tbody>
@@ -89,32 +91,47 @@ ${rows}
 
 /** GET /builds/:id in a browser: the record and its log, followed live while the build runs. */
 export function renderBuildPage(build: BuildRecord, log: { lines: string[]; cursor: number }, now: Date): string {
-  const { repository, prNumber, sha, baseRef, deliveryId } = build.request;
+  const { repository, sha, deliveryId, trigger, rebuildOf } = build.request;
   const field = (label: string, value: string) => `<dt>${escapeHtml(label)}</dt><dd>${value}</dd>`;
+  const live = build.status === 'queued' || build.status === 'running';
   const fields = [
     field('Status', `<span id="build-status" role="status" aria-live="polite">${statusBadge(build.status)}</span>`),
     field('Repository', `<a href="${escapeHtml(repository.htmlUrl)}">${escapeHtml(repository.fullName)}</a>`),
-    field('Pull request', `<a href="${escapeHtml(`${repository.htmlUrl}/pull/${prNumber}`)}">#${prNumber}</a> into <code>${escapeHtml(baseRef)}</code>`),
+    field('Trigger', triggerLink(build.request)),
+    ...(rebuildOf ? [field('Rebuild of', `<a href="/builds/${encodeURIComponent(rebuildOf)}">${escapeHtml(rebuildOf)}</a>`)] : []),
     field('Commit', `<code>${escapeHtml(sha)}</code>`),
     field('Image', build.image ? `<code>${escapeHtml(build.image)}</code>` : 'not known yet'),
     ...(build.tags.length > 1 ? [field('Tags', build.tags.map((tag) => `<code>${escapeHtml(tag)}</code>`).join(', '))] : []),
     ...(build.digest ? [field('Digest', `<code>${escapeHtml(build.digest)}</code>`)] : []),
-    ...(build.error ? [field(`Error${build.failedStage ? ` (${build.failedStage})` : ''}`, `<span class="error">${escapeHtml(build.error)}</span>`)] : []),
+    ...(build.error && build.status === 'cancelled' ? [field('Cancelled', escapeHtml(build.error))] : []),
+    ...(build.error && build.status !== 'cancelled' ? [field(`Error${build.failedStage ? ` (${build.failedStage})` : ''}`, `<span class="error">${escapeHtml(build.error)}</span>`)] : []),
     field('Duration', `<span id="build-duration">${duration(build, now)}</span>`),
     field('Queued', `<time datetime="${build.createdAt.toISOString()}">${formatAge(build.createdAt, now)}</time>`),
     ...(build.worker ? [field('Worker', `<code>${escapeHtml(build.worker)}</code>`)] : []),
     ...(build.resumed ? [field('Resumed', 'yes: taken up again after a restart of ci_service')] : []),
     field('Delivery', `<code>${escapeHtml(deliveryId)}</code>`),
   ];
-  const live = build.status === 'queued' || build.status === 'running';
-  const body = `<h1>Build of ${escapeHtml(repository.fullName)} #${prNumber}</h1>
+  const title = `${repository.fullName}, ${describeTrigger(trigger)}`;
+  // A plain form: it works without the script, and POSTs only to this origin (form-action 'self').
+  const action = live
+    ? `<form method="post" action="/builds/${encodeURIComponent(build.id)}/cancel"><button type="submit">Cancel this build</button></form>`
+    : `<form method="post" action="/builds/${encodeURIComponent(build.id)}/rebuild"><button type="submit">Rebuild this commit</button></form>`;
+  const body = `<h1>Build of ${escapeHtml(title)}</h1>
 <dl id="build" data-build-id="${escapeHtml(build.id)}" data-live="${live}" data-log-cursor="${log.cursor}">
 ${fields.join('\n')}
 </dl>
+${action}
 <h2 id="log-heading">Log</h2>
 <p><a href="/builds/${encodeURIComponent(build.id)}/log">Plain text</a>${live ? ' · this log follows the build as it runs' : ''}</p>
 <pre id="log" aria-labelledby="log-heading" tabindex="0">${escapeHtml(log.lines.map((line) => `${line}\n`).join('')) || 'No output yet.'}</pre>`;
-  return layout(`Build ${repository.fullName} #${prNumber}: ${build.status}`, body, live ? { script: '/assets/follow-build.js' } : {});
+  return layout(`Build ${title}: ${build.status}`, body, live ? { script: '/assets/follow-build.js' } : {});
+}
+
+function triggerLink(request: BuildRequest): string {
+  const { trigger, repository } = request;
+  const text = escapeHtml(describeTrigger(trigger));
+  if (trigger.kind === 'release') return text;
+  return `<a href="${escapeHtml(`${repository.htmlUrl}/pull/${trigger.prNumber}`)}">${text}</a>`;
 }
 
 export const PAGE_CSS = `
@@ -143,7 +160,10 @@ pre { background: #f6f8fa; border: 1px solid var(--line); padding: .75rem; overf
 .status-succeeded { color: #116329; }
 .status-failed, .error { color: #a40e26; }
 .status-running { color: #0b57d0; }
-.status-queued { color: #4a5360; }
+.status-queued, .status-cancelled { color: #4a5360; }
+form { margin: 1rem 0 0; }
+button { font: inherit; padding: .4rem .9rem; border: 1px solid var(--line); border-radius: 6px; background: #f6f8fa; cursor: pointer; }
+button:focus-visible { outline: 3px solid #0b57d0; outline-offset: 2px; }
 `;
 
 /** Follows a running build: polls its record and the log lines it has not shown, reloads the page once it has finished. */
@@ -155,7 +175,7 @@ export const FOLLOW_BUILD_JS = `
   var log = document.getElementById('log');
   var cursor = root.dataset.logCursor || '0';
   var status = document.getElementById('build-status');
-  var labels = { queued: '○ queued', running: '◐ running', succeeded: '✓ succeeded', failed: '✗ failed' };
+  var labels = { queued: '○ queued', running: '◐ running', succeeded: '✓ succeeded', failed: '✗ failed', cancelled: '⊘ cancelled' };
   function poll() {
     Promise.all([
       fetch('/builds/' + id, { headers: { accept: 'application/json' }, credentials: 'same-origin' }).then(function (r) { return r.json(); }),
@@ -175,7 +195,7 @@ export const FOLLOW_BUILD_JS = `
       var badge = status.firstElementChild;
       badge.className = 'status status-' + build.status;
       badge.textContent = labels[build.status] || build.status;
-      if (build.status === 'succeeded' || build.status === 'failed') { window.location.reload(); return; }
+      if (build.status !== 'queued' && build.status !== 'running') { window.location.reload(); return; }
       setTimeout(poll, 1000);
     }, function () { setTimeout(poll, 3000); });
   }

@@ -1,6 +1,8 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { describeError, PayloadError } from '../domain/errors.js';
-import { decideBuild, type TriggerPolicy } from '../github/decide-build.js';
+import { decideBuild, type HeldPullRequest, type PullRequestCancel, type TriggerPolicy } from '../github/decide-build.js';
+import type { BuildRequest } from '../domain/build-request.js';
+import type { ReleasePush } from '../domain/release-push.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
 import type { Logger } from 'pino';
 import type { BuildRecord } from '../domain/build-record.js';
@@ -12,6 +14,12 @@ export interface WebhookDependencies {
   policy: TriggerPolicy;
   store: BuildStore;
   submit: (build: BuildRecord) => void;
+  /** Cancels a pull request's unfinished builds admitted before `before` (a seq), or all of them. */
+  cancelPullRequest: (cancel: PullRequestCancel, before?: number) => Promise<BuildRecord[]>;
+  /** Reads the pushed commit's release rules: the build they ask for, or why none. Throws when GitHub does not answer. */
+  releaseRequest: (push: ReleasePush) => Promise<{ build: BuildRequest } | { ignored: string }>;
+  /** Tells the pull request why it is not built (its commit status); never fails the delivery. */
+  hold: (held: HeldPullRequest) => void;
   /** False once shutdown began: deliveries get 503, so GitHub shows them as failed and they can be redelivered. */
   isAccepting: () => boolean;
   maxQueuedBuilds: number;
@@ -51,14 +59,45 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       if (!deliveryId) throw new PayloadError('missing X-GitHub-Delivery header');
       if (deliveryId.length > MAX_HEADER_CHARS || event.length > MAX_HEADER_CHARS) throw new PayloadError(`X-GitHub-Delivery and X-GitHub-Event are at most ${MAX_HEADER_CHARS} characters`);
       const decision = decideBuild(event, deliveryId, parseBody(req, verdict.text), deps.policy);
-      if ('ignored' in decision) {
-        record('ignored', 'info', { reason: decision.ignored }, 'delivery ignored');
-        answer(res, 200, { ignored: decision.ignored });
+      if (decision.kind === 'ignored') {
+        record('ignored', 'info', { reason: decision.reason }, 'delivery ignored');
+        answer(res, 200, { ignored: decision.reason });
         return;
+      }
+      if (decision.kind === 'held') {
+        deps.hold(decision.held);
+        record('held', 'info', { reason: decision.held.description }, 'fork pull request held');
+        answer(res, 200, { held: decision.held.description });
+        return;
+      }
+      if (decision.kind === 'cancel') {
+        const cancelled = await deps.cancelPullRequest(decision.cancel);
+        record('cancelled', 'info', { reason: decision.cancel.reason, cancelled: cancelled.length }, 'pull request builds cancelled');
+        answer(res, 200, { cancelled: cancelled.map((build) => build.id), reason: decision.cancel.reason });
+        return;
+      }
+      let request: BuildRequest;
+      if (decision.kind === 'release') {
+        let release: Awaited<ReturnType<WebhookDependencies['releaseRequest']>>;
+        try {
+          release = await deps.releaseRequest(decision.push);
+        } catch (error) {
+          record('source_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
+          answer(res, 503, { error: `could not read the release rules of ${decision.push.ref} from GitHub (${describeError(error)}): redeliver later` }, { 'Retry-After': '60' });
+          return;
+        }
+        if ('ignored' in release) {
+          record('ignored', 'info', { reason: release.ignored }, 'delivery ignored');
+          answer(res, 200, { ignored: release.ignored });
+          return;
+        }
+        request = release.build;
+      } else {
+        request = decision.build;
       }
       let outcome: AddOutcome;
       try {
-        outcome = await deps.store.add(decision.build, deps.now(), deps.maxQueuedBuilds);
+        outcome = await deps.store.add(request, deps.now(), deps.maxQueuedBuilds);
       } catch (error) {
         // Nothing was stored (the store commits before it answers): GitHub must see a failure, to redeliver.
         record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
@@ -72,9 +111,19 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
         return;
       }
       if (outcome.kind === 'created') deps.submit(outcome.build);
-      record(outcome.kind === 'created' ? 'queued' : outcome.kind, 'info', { buildId: outcome.build.id }, 'delivery accepted');
+      // A newer head supersedes what its pull request admitted before; a merge ends the pull request's builds.
+      const cancel = decision.kind === 'build' ? decision.cancel : undefined;
+      const cancelled = cancel
+        ? await deps.cancelPullRequest(cancel, request.trigger.kind === 'pull_request' ? outcome.build.seq : undefined).catch((error: unknown) => {
+            // The build is stored: the delivery is answered; what was to be cancelled runs to its end.
+            deps.logger.warn({ deliveryId, error: describeError(error) }, 'could not cancel superseded builds');
+            return [];
+          })
+        : [];
+      record(outcome.kind === 'created' ? 'queued' : outcome.kind, 'info', { buildId: outcome.build.id, cancelled: cancelled.length || undefined }, 'delivery accepted');
       const flag = outcome.kind === 'created' ? {} : { [outcome.kind]: true };
-      answer(res, STATUS[outcome.kind], { build: buildView(outcome.build), ...flag }, { Location: `/builds/${outcome.build.id}` });
+      const superseded = cancelled.length > 0 ? { cancelled: cancelled.map((build) => build.id) } : {};
+      answer(res, STATUS[outcome.kind], { build: buildView(outcome.build), ...flag, ...superseded }, { Location: `/builds/${outcome.build.id}` });
     } catch (error) {
       if (!(error instanceof PayloadError)) throw error;
       record('bad_request', 'warn', { reason: error.message }, 'delivery refused');

@@ -22,7 +22,7 @@ export type AddOutcome =
   | { kind: 'created'; build: BuildRecord }
   /** This delivery id was seen before: its build. */
   | { kind: 'redelivery'; build: BuildRecord }
-  /** Another delivery already queued or runs this repository at this commit: that build. */
+  /** Another delivery already queued or runs this repository at this commit, for the same trigger: that build. */
   | { kind: 'coalesced'; build: BuildRecord }
   /** `maxQueued` builds are already waiting: nothing was stored. */
   | { kind: 'queue_full'; queued: number };
@@ -49,6 +49,13 @@ export interface BuildStore {
   lastPushedImage(repositoryRef: string): Promise<string | undefined>;
   /** Queued and running builds, oldest first: what a start takes up. */
   unfinished(): Promise<BuildRecord[]>;
+  /** Queued and running builds of a repository with this trigger key (domain/build-request.ts), oldest first. */
+  unfinishedOfTrigger(repository: string, triggerKey: string): Promise<BuildRecord[]>;
+  /**
+   * Ends a queued or running build as cancelled, with the reason; its run ends too (the attempt moves on, so the
+   * worker running it records nothing more). Undefined when it had finished already (or is unknown).
+   */
+  cancel(id: string, reason: string, at: Date): Promise<BuildRecord | undefined>;
   /**
    * Starts a run of a queued or running build for `worker`: status running, `attempt` one higher (a build that
    * was running is `resumed`). Undefined when the build has finished (or is unknown): it is not run again.

@@ -1,8 +1,8 @@
 import type { BuildReporter, BuildResult, BuildSession } from '../build/ports.js';
 import type { BuildObserver } from '../domain/build-observer.js';
 import type { BuildRecord } from '../domain/build-record.js';
-import type { BuildRequest } from '../domain/build-request.js';
-import { BuildFailure, BuildTimeoutError, describeError } from '../domain/errors.js';
+import { triggerKey, type BuildRequest } from '../domain/build-request.js';
+import { BuildCancelledError, BuildFailure, BuildTimeoutError, describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import { LostClaimError, type BuildStore } from './build-store.js';
 import { BuildLog } from './build-log.js';
@@ -17,6 +17,8 @@ export type RunBuild = (request: BuildRequest, session: BuildSession) => Promise
  * that can be lost (held across hosts) calls `lost` then, and the build stops.
  */
 export type ImageLock = <T>(imageName: string, order: number, signal: AbortSignal, action: () => Promise<T>, lost?: (error: Error) => void) => Promise<T>;
+
+const CANCEL_CHECK_MS = 1000;
 
 /** The build's image lock was lost mid-build: this run stops without recording, and its queue runs it again. */
 export class LostLockError extends Error {
@@ -35,6 +37,8 @@ export interface WorkerOptions {
   retry: RetryPolicy;
   /** Recorded on each build it runs (WORKER_NAME). */
   workerName: string;
+  /** How often a running build checks whether it was cancelled or taken over. Default 1 s. */
+  cancelCheckMs?: number;
   /** Default: one image name at a time within this process. */
   imageLock?: ImageLock;
   logger: Logger;
@@ -49,6 +53,8 @@ export interface WorkerOptions {
 export class BuildWorker {
   private readonly waiting = new WaitingBuilds();
   private readonly running = new Map<string, string>(); // build id → repository
+  /** The runs in this process, to stop one at once when it is cancelled here. */
+  private readonly controllers = new Map<string, AbortController>();
   private idleWaiters: (() => void)[] = [];
   private paused = false;
   /** Builds of one image name one at a time: in this process (KeyedLock), or across hosts (WorkerOptions.imageLock). */
@@ -90,6 +96,31 @@ export class BuildWorker {
       this.submit(await this.store.update(build.id, { status: 'queued', resumed: true }));
     }
     return unfinished.length;
+  }
+
+  /**
+   * Cancels a queued or running build, wherever it runs: the store records it (and ends its run, so whichever
+   * worker runs it stops at its next write or check, within CANCEL_CHECK_MS); here, it stops at once.
+   * Undefined when it had finished.
+   */
+  async cancel(id: string, reason: string): Promise<BuildRecord | undefined> {
+    const cancelled = await this.store.cancel(id, reason, this.now());
+    if (!cancelled) return undefined;
+    this.controllers.get(id)?.abort(new BuildCancelledError(reason));
+    await this.store.appendLog(id, `[ci_service] cancelled: ${reason}`);
+    this.notify('finished', cancelled);
+    return cancelled;
+  }
+
+  /** Cancels the unfinished builds of a pull request, or only those admitted before the build with seq `before`. */
+  async cancelPullRequest(repository: string, prNumber: number, reason: string, before?: number): Promise<BuildRecord[]> {
+    const unfinished = await this.store.unfinishedOfTrigger(repository, triggerKey({ kind: 'pull_request', prNumber, baseRef: '', headRef: '' }));
+    const cancelled: BuildRecord[] = [];
+    for (const build of unfinished.filter((candidate) => before === undefined || candidate.seq < before)) {
+      const done = await this.cancel(build.id, reason);
+      if (done) cancelled.push(done);
+    }
+    return cancelled;
   }
 
   /** Starts nothing more; what runs goes on. Queued builds stay stored for the next start. */
@@ -167,6 +198,9 @@ export class BuildWorker {
       `build did not finish within BUILD_TIMEOUT_S=${Math.round(this.options.timeoutMs / 1000)} s; raise it or make the build faster`,
     );
     const timer = setTimeout(() => controller.abort(timeout), this.options.timeoutMs);
+    this.controllers.set(build.id, controller);
+    // A cancel, or another worker taking the build over, is seen here even while the build writes nothing.
+    const checker = setInterval(() => void this.checkStillOurs(build.id, attempt, controller), this.options.cancelCheckMs ?? CANCEL_CHECK_MS);
     const retry = createRetry(
       this.options.retry,
       controller.signal,
@@ -191,6 +225,10 @@ export class BuildWorker {
       await result.engineCleanUp;
     } catch (thrown) {
       const error = controller.signal.aborted ? (controller.signal.reason as Error) : thrown;
+      if (error instanceof BuildCancelledError) {
+        log.info({ attempt, reason: error.message }, 'build cancelled: this run stops');
+        return;
+      }
       if (error instanceof LostClaimError || thrown instanceof LostClaimError) {
         log.warn({ attempt }, 'another run took this build over: this run stops and records nothing');
         return;
@@ -214,9 +252,18 @@ export class BuildWorker {
       log.warn({ stage, error: describeError(error) }, 'build failed');
     } finally {
       clearTimeout(timer);
+      clearInterval(checker);
+      this.controllers.delete(build.id);
       // The build is recorded as failed at once; its slot waits until the engine has stopped it.
       if (controller.signal.aborted && running) await this.untilStopped(running, log);
     }
+  }
+
+  private async checkStillOurs(id: string, attempt: number, controller: AbortController): Promise<void> {
+    const now = await this.store.get(id).catch(() => undefined);
+    if (!now || controller.signal.aborted) return;
+    if (now.status === 'cancelled') controller.abort(new BuildCancelledError(now.error ?? 'cancelled'));
+    else if (now.attempt !== attempt) controller.abort(new LostClaimError(id, attempt));
   }
 
   private async untilStopped(running: Promise<unknown>, log: Logger): Promise<void> {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
-import type { BuildRequest } from '../domain/build-request.js';
+import { storedRequest, triggerKey, type BuildRequest } from '../domain/build-request.js';
 import type { FailureStage } from '../domain/errors.js';
 import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
 
@@ -48,6 +48,10 @@ const MIGRATIONS = [
   `ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;`,
   // The worker processes seen, for /metrics.
   `CREATE TABLE workers (name TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL);`,
+  // Cancelled builds, and the trigger a build answers (a merge, a pull request, a release ref).
+  `ALTER TABLE builds DROP CONSTRAINT builds_status_check;
+   ALTER TABLE builds ADD CONSTRAINT builds_status_check CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled'));
+   ALTER TABLE builds ADD COLUMN trigger_key TEXT NOT NULL DEFAULT 'merge';`,
 ];
 
 /** Something to do in the transaction that stores a new build, through its connection. */
@@ -113,8 +117,8 @@ export class PostgresBuildStore implements BuildStore {
       if (seen.rows[0]) return { kind: 'redelivery', build: toRecord(seen.rows[0]) };
 
       const sameCommit = await client.query<BuildRow>(
-        "SELECT * FROM builds WHERE repository = $1 AND sha = $2 AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
-        [request.repository.fullName, request.sha],
+        "SELECT * FROM builds WHERE repository = $1 AND sha = $2 AND trigger_key = $3 AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
+        [request.repository.fullName, request.sha, triggerKey(request.trigger)],
       );
       if (sameCommit.rows[0]) {
         await client.query('INSERT INTO deliveries (delivery_id, build_id) VALUES ($1, $2)', [request.deliveryId, sameCommit.rows[0].id]);
@@ -126,8 +130,8 @@ export class PostgresBuildStore implements BuildStore {
 
       const id = randomUUID();
       const inserted = await client.query<BuildRow>(
-        "INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES ($1, $2, $3, $4, 'queued', $5) RETURNING *",
-        [id, request.repository.fullName, request.sha, JSON.stringify(request), createdAt],
+        "INSERT INTO builds (id, repository, sha, trigger_key, request, status, created_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6) RETURNING *",
+        [id, request.repository.fullName, request.sha, triggerKey(request.trigger), JSON.stringify(request), createdAt],
       );
       await client.query('INSERT INTO deliveries (delivery_id, build_id) VALUES ($1, $2)', [request.deliveryId, id]);
       const build = toRecord(inserted.rows[0]!);
@@ -149,7 +153,7 @@ export class PostgresBuildStore implements BuildStore {
   async lastPushedImage(repositoryRef: string): Promise<string | undefined> {
     const prefix = `${repositoryRef}:`;
     const row = await this.pool.query<{ image: string }>(
-      "SELECT image FROM builds WHERE status = 'succeeded' AND left(image, $1) = $2 ORDER BY seq DESC LIMIT 1",
+      "SELECT image FROM builds WHERE status = 'succeeded' AND digest IS NOT NULL AND left(image, $1) = $2 ORDER BY seq DESC LIMIT 1",
       [prefix.length, prefix],
     );
     return row.rows[0]?.image;
@@ -157,6 +161,20 @@ export class PostgresBuildStore implements BuildStore {
 
   async unfinished(): Promise<BuildRecord[]> {
     return (await this.pool.query<BuildRow>("SELECT * FROM builds WHERE status IN ('queued', 'running') ORDER BY seq")).rows.map(toRecord);
+  }
+
+  async unfinishedOfTrigger(repository: string, key: string): Promise<BuildRecord[]> {
+    const { rows } = await this.pool.query<BuildRow>("SELECT * FROM builds WHERE repository = $1 AND trigger_key = $2 AND status IN ('queued', 'running') ORDER BY seq", [repository, key]);
+    return rows.map(toRecord);
+  }
+
+  async cancel(id: string, reason: string, at: Date): Promise<BuildRecord | undefined> {
+    if (!isUuid(id)) return undefined;
+    const { rows } = await this.pool.query<BuildRow>(
+      "UPDATE builds SET status = 'cancelled', error = $2, finished_at = $3, attempt = attempt + 1 WHERE id = $1 AND status IN ('queued', 'running') RETURNING *",
+      [id, reason, at],
+    );
+    return rows[0] && toRecord(rows[0]);
   }
 
   async claim(id: string, worker: string, startedAt: Date): Promise<BuildRecord | undefined> {
@@ -206,7 +224,7 @@ export class PostgresBuildStore implements BuildStore {
 
   async deleteFinishedBefore(cutoff: Date): Promise<number> {
     return this.transaction(async (client) => {
-      const old = "SELECT id FROM builds WHERE status IN ('succeeded', 'failed') AND finished_at < $1";
+      const old = "SELECT id FROM builds WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < $1";
       await client.query(`DELETE FROM build_logs WHERE build_id IN (${old})`, [cutoff]);
       await client.query(`DELETE FROM deliveries WHERE build_id IN (${old})`, [cutoff]);
       return (await client.query(`DELETE FROM builds WHERE id IN (${old})`, [cutoff])).rowCount ?? 0;
@@ -280,7 +298,7 @@ function toRecord(row: BuildRow): BuildRecord {
   return {
     id: row.id,
     seq: Number(row.seq),
-    request: row.request,
+    request: storedRequest(row.request),
     status: row.status,
     ...(row.image !== null ? { image: row.image } : {}),
     tags: row.tags,

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { FailureStage } from '../domain/errors.js';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
-import type { BuildRequest } from '../domain/build-request.js';
+import { storedRequest, triggerKey, type BuildRequest } from '../domain/build-request.js';
 import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
@@ -53,6 +53,33 @@ const MIGRATIONS = [
   `ALTER TABLE builds ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;`,
   // The worker processes seen, for /metrics.
   `CREATE TABLE workers (name TEXT PRIMARY KEY, seen_at TEXT NOT NULL);`,
+  // Cancelled builds, and the trigger a build answers (a merge, a pull request, a release ref). SQLite cannot
+  // change a CHECK constraint in place: the table is copied (its documented procedure, foreign keys off).
+  `CREATE TABLE builds_v6 (
+     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+     id           TEXT NOT NULL UNIQUE,
+     repository   TEXT NOT NULL,
+     sha          TEXT NOT NULL,
+     request      TEXT NOT NULL,
+     status       TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+     image        TEXT,
+     tags         TEXT NOT NULL DEFAULT '[]',
+     digest       TEXT,
+     error        TEXT,
+     failed_stage TEXT,
+     resumed      INTEGER NOT NULL DEFAULT 0,
+     created_at   TEXT NOT NULL,
+     started_at   TEXT,
+     finished_at  TEXT,
+     worker       TEXT,
+     attempt      INTEGER NOT NULL DEFAULT 0,
+     trigger_key  TEXT NOT NULL DEFAULT 'merge'
+   );
+   INSERT INTO builds_v6 (seq, id, repository, sha, request, status, image, tags, digest, error, failed_stage, resumed, created_at, started_at, finished_at, worker, attempt)
+     SELECT seq, id, repository, sha, request, status, image, tags, digest, error, failed_stage, resumed, created_at, started_at, finished_at, worker, attempt FROM builds;
+   DROP TABLE builds;
+   ALTER TABLE builds_v6 RENAME TO builds;
+   CREATE INDEX builds_unfinished ON builds (status, repository, sha);`,
 ];
 
 interface BuildRow {
@@ -71,6 +98,7 @@ interface BuildRow {
   finished_at: string | null;
   worker: string | null;
   attempt: number;
+  trigger_key: string;
 }
 
 /**
@@ -107,20 +135,26 @@ export class SqliteBuildStore implements BuildStore {
     }
     this.sql = {
       byDelivery: this.db.prepare<[string], BuildRow>('SELECT b.* FROM deliveries d JOIN builds b ON b.id = d.build_id WHERE d.delivery_id = ?'),
-      unfinishedOfCommit: this.db.prepare<[string, string], BuildRow>(
-        "SELECT * FROM builds WHERE repository = ? AND sha = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
+      unfinishedOfCommit: this.db.prepare<[string, string, string], BuildRow>(
+        "SELECT * FROM builds WHERE repository = ? AND sha = ? AND trigger_key = ? AND status IN ('queued', 'running') ORDER BY seq LIMIT 1",
+      ),
+      unfinishedOfTrigger: this.db.prepare<[string, string], BuildRow>(
+        "SELECT * FROM builds WHERE repository = ? AND trigger_key = ? AND status IN ('queued', 'running') ORDER BY seq",
+      ),
+      cancel: this.db.prepare(
+        "UPDATE builds SET status = 'cancelled', error = ?, finished_at = ?, attempt = attempt + 1 WHERE id = ? AND status IN ('queued', 'running')",
       ),
       countQueued: this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'"),
       countRunning: this.db.prepare<[], { running: number }>("SELECT count(*) AS running FROM builds WHERE status = 'running'"),
       recordWorker: this.db.prepare('INSERT INTO workers (name, seen_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at'),
       workers: this.db.prepare<[], { name: string; seen_at: string }>('SELECT name, seen_at FROM workers ORDER BY name'),
       statusOf: this.db.prepare<[string], { status: BuildStatus }>('SELECT status FROM builds WHERE id = ?'),
-      insertBuild: this.db.prepare('INSERT INTO builds (id, repository, sha, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertBuild: this.db.prepare('INSERT INTO builds (id, repository, sha, trigger_key, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       insertDelivery: this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)'),
       byId: this.db.prepare<[string], BuildRow>('SELECT * FROM builds WHERE id = ?'),
       newest: this.db.prepare<[number], BuildRow>('SELECT * FROM builds ORDER BY seq DESC LIMIT ?'),
       lastPushed: this.db.prepare<[number, string], { image: string }>(
-        "SELECT image FROM builds WHERE status = 'succeeded' AND substr(image, 1, ?) = ? ORDER BY seq DESC LIMIT 1",
+        "SELECT image FROM builds WHERE status = 'succeeded' AND digest IS NOT NULL AND substr(image, 1, ?) = ? ORDER BY seq DESC LIMIT 1",
       ),
       imageOwner: this.db.prepare<[string], { repository: string }>('SELECT repository FROM image_owners WHERE image = ?'),
       claimImage: this.db.prepare('INSERT INTO image_owners (image, repository, claimed_at) VALUES (?, ?, ?) ON CONFLICT (image) DO NOTHING'),
@@ -147,7 +181,7 @@ export class SqliteBuildStore implements BuildStore {
       const seen = this.sql.byDelivery.get(request.deliveryId);
       if (seen) return { kind: 'redelivery', build: toRecord(seen) };
 
-      const sameCommit = this.sql.unfinishedOfCommit.get(request.repository.fullName, request.sha);
+      const sameCommit = this.sql.unfinishedOfCommit.get(request.repository.fullName, request.sha, triggerKey(request.trigger));
       if (sameCommit) {
         this.sql.insertDelivery.run(request.deliveryId, sameCommit.id);
         return { kind: 'coalesced', build: toRecord(sameCommit) };
@@ -156,7 +190,7 @@ export class SqliteBuildStore implements BuildStore {
       if (this.queued >= maxQueued) return { kind: 'queue_full', queued: this.queued };
 
       const id = randomUUID();
-      this.sql.insertBuild.run(id, request.repository.fullName, request.sha, JSON.stringify(request), 'queued', createdAt.toISOString());
+      this.sql.insertBuild.run(id, request.repository.fullName, request.sha, triggerKey(request.trigger), JSON.stringify(request), 'queued', createdAt.toISOString());
       this.sql.insertDelivery.run(request.deliveryId, id);
       return { kind: 'created', build: this.mustGet(id) };
     }).immediate();
@@ -180,6 +214,17 @@ export class SqliteBuildStore implements BuildStore {
 
   async unfinished(): Promise<BuildRecord[]> {
     return this.sql.unfinished.all().map(toRecord);
+  }
+
+  async unfinishedOfTrigger(repository: string, key: string): Promise<BuildRecord[]> {
+    return this.sql.unfinishedOfTrigger.all(repository, key).map(toRecord);
+  }
+
+  async cancel(id: string, reason: string, at: Date): Promise<BuildRecord | undefined> {
+    const before = this.sql.statusOf.get(id)?.status;
+    if (this.sql.cancel.run(reason, at.toISOString(), id).changes === 0) return undefined;
+    if (before === 'queued') this.queued -= 1;
+    return this.mustGet(id);
   }
 
   async claim(id: string, worker: string, startedAt: Date): Promise<BuildRecord | undefined> {
@@ -233,7 +278,7 @@ export class SqliteBuildStore implements BuildStore {
   async deleteFinishedBefore(cutoff: Date): Promise<number> {
     // Logs and delivery ids first: they refer to the build. One transaction: never half a build.
     return this.db.transaction(() => {
-      const old = "SELECT id FROM builds WHERE status IN ('succeeded', 'failed') AND finished_at < ?";
+      const old = "SELECT id FROM builds WHERE status IN ('succeeded', 'failed', 'cancelled') AND finished_at < ?";
       const at = cutoff.toISOString();
       this.db.prepare(`DELETE FROM build_logs WHERE build_id IN (${old})`).run(at);
       this.db.prepare(`DELETE FROM deliveries WHERE build_id IN (${old})`).run(at);
@@ -271,12 +316,17 @@ export class SqliteBuildStore implements BuildStore {
 
   private migrate(): void {
     const applied = this.db.pragma('user_version', { simple: true }) as number;
+    // A migration that copies a table drops the old one, which rows of other tables refer to: checked after.
+    this.db.pragma('foreign_keys = OFF');
     for (let version = applied; version < MIGRATIONS.length; version += 1) {
       this.db.transaction(() => {
         this.db.exec(MIGRATIONS[version]!);
+        const broken = this.db.pragma('foreign_key_check') as unknown[];
+        if (broken.length > 0) throw new Error(`schema migration ${version + 1} broke ${broken.length} references between tables`);
         this.db.pragma(`user_version = ${version + 1}`);
       })();
     }
+    this.db.pragma('foreign_keys = ON');
   }
 }
 
@@ -291,7 +341,7 @@ function toRecord(row: BuildRow): BuildRecord {
   return {
     id: row.id,
     seq: row.seq,
-    request: JSON.parse(row.request) as BuildRequest,
+    request: storedRequest(JSON.parse(row.request) as BuildRequest),
     status: row.status,
     ...(row.image !== null ? { image: row.image } : {}),
     tags: JSON.parse(row.tags) as string[],

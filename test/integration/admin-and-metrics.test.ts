@@ -23,9 +23,13 @@ describe('ADMIN_TOKEN and /metrics', () => {
     const app = createApp({
       webhook: {
         verifyDelivery: createDeliveryVerifier(SECRET),
-        policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head' },
+        policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head', pullRequests: true, buildDrafts: false, trustForks: false, forkLabel: 'ci:build-fork' },
         store,
         submit: () => {},
+        // Cancelling is the worker's, tested with it; releases read GitHub, tested with the stand-in.
+        cancelPullRequest: async () => [],
+        releaseRequest: async () => ({ ignored: 'no release rules here' }),
+        hold: () => {},
         isAccepting: () => true,
         maxQueuedBuilds: 10,
         onOutcome: (outcome) => metrics.delivery(outcome),
@@ -34,6 +38,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
       },
       health: { docker: async () => {}, builder: 'buildkit', registry: async () => {}, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
       store,
+      actions: { submit: () => {}, cancel: async () => undefined, maxQueuedBuilds: 10 },
       metrics: metrics.registry,
       adminToken: ADMIN_TOKEN,
       logger: createLogger('silent'),
@@ -67,7 +72,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
   });
 
   it('counts deliveries by outcome and exposes queue depth, build and push metrics in Prometheus text', async () => {
-    await sendDelivery(url, examplePullRequest('opened'), { secret: SECRET });
+    await sendDelivery(url, examplePullRequest('assigned'), { secret: SECRET });
     await sendDelivery(url, examplePullRequest('opened'), { secret: 'wrong' });
     metrics.finished({
       id: 'b', seq: 1, request: {} as never, status: 'failed', failedStage: 'push', tags: [], resumed: false, attempt: 1,

@@ -228,7 +228,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     const refused = await mergeAndWait(ci, other);
     assert.equal(refused.status, 'failed');
     assert.equal(refused.failedStage, 'spec');
-    assert.equal(refused.error, `version 1.0.0 is already published from ${first.sha.slice(0, 7)}: bump "version" in dockerInfo.json`);
+    assert.equal(refused.error, `version 1.0.0 is already published (from ${first.sha.slice(0, 7)}): bump "version" in dockerInfo.json`);
     assert.equal(github.requests.filter((request) => request.path.includes(`/tarball/${other.sha}`)).length, 0, 'nothing was downloaded');
     assert.equal(await registry.digest('ci-test/versioned', '1.0.0'), published);
 

@@ -25,9 +25,13 @@ describe('POST /webhook', () => {
     const app = createApp({
       webhook: {
         verifyDelivery: createDeliveryVerifier(SECRET),
-        policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head' },
+        policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head', pullRequests: true, buildDrafts: false, trustForks: false, forkLabel: 'ci:build-fork' },
         store,
         submit: (build) => submitted.push(build),
+        // Cancelling is the worker's, tested with it; releases read GitHub, tested with the stand-in.
+        cancelPullRequest: async () => [],
+        releaseRequest: async () => ({ ignored: 'no release rules here' }),
+        hold: () => {},
         isAccepting: () => accepting,
         maxQueuedBuilds: 50,
         logger: createLogger('silent'),
@@ -35,6 +39,7 @@ describe('POST /webhook', () => {
       },
       health: { docker: async () => {}, builder: 'buildkit', registry: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:83'); }, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
       store,
+      actions: { submit: () => {}, cancel: async () => undefined, maxQueuedBuilds: 10 },
       logger: createLogger('silent'),
       now: () => new Date(),
     });
@@ -110,9 +115,9 @@ describe('POST /webhook', () => {
 
   it('answers other events and actions with 200 and the reason, queuing nothing', async () => {
     const count = submitted.length;
-    const opened = await sendDelivery(url, examplePullRequest('opened'), { secret: SECRET });
+    const opened = await sendDelivery(url, examplePullRequest('assigned'), { secret: SECRET });
     assert.equal(opened.status, 200);
-    assert.match(((await opened.json()) as { ignored: string }).ignored, /action "opened"/);
+    assert.match(((await opened.json()) as { ignored: string }).ignored, /action "assigned"/);
     const push = await sendDelivery(url, examplePayloads('push')[0], { secret: SECRET, event: 'push' });
     assert.equal(push.status, 200);
     assert.equal(submitted.length, count);

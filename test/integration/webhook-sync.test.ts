@@ -50,7 +50,7 @@ describe('webhook set-up without clicking', () => {
     await sync(['octo-org/app']).syncNow();
     const hooks = github.hooks.get('octo-org/app')!;
     assert.equal(hooks.length, 1);
-    assert.deepEqual(hooks[0]!.events, ['pull_request']);
+    assert.deepEqual(hooks[0]!.events, ['pull_request', 'push']);
     assert.equal(hooks[0]!.active, true);
     assert.deepEqual(hooks[0]!.config, { url: 'https://first-tunnel.ngrok-free.app/webhook?from=ci_service', content_type: 'json', secret: SECRET, insecure_ssl: '0' });
     assert.ok(logLines.some((line) => line.includes('"action":"created"') && line.includes('octo-org/app')));

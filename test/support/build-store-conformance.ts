@@ -6,7 +6,7 @@ import { logOf } from './store-log.js';
 
 export function request(deliveryId: string, sha = 'a'.repeat(40), repository = 'o/app'): BuildRequest {
   const [owner, name] = repository.split('/') as [string, string];
-  return { deliveryId, repository: { owner, name, fullName: repository, htmlUrl: 'https://github.com/o/app', private: false }, sha, prNumber: 1, baseRef: 'main' };
+  return { deliveryId, repository: { owner, name, fullName: repository, htmlUrl: 'https://github.com/o/app', private: false }, sha, trigger: { kind: 'merge', prNumber: 1, baseRef: 'main' } };
 }
 
 /** How a conformance run reaches one engine: a new empty store, and the same storage opened again. */
@@ -123,8 +123,11 @@ export function buildStoreConformance(name: string, engine: StoreEngine): void {
     it('names the newest pushed image of a name, and keeps the first pusher of a name as its owner', withStore(async (store) => {
       for (const [n, version] of [[1, '1.0.0'], [2, '1.1.0']] as const) {
         const id = createdId(await store.add(request(`p${n}`, String(n).repeat(40)), new Date(), 10));
-        await store.update(id, { status: 'succeeded', image: `reg/app:${version}` });
+        await store.update(id, { status: 'succeeded', image: `reg/app:${version}`, digest: `sha256:${n}` });
       }
+      // A pull request's build that pushed nothing is not a pushed image.
+      const unpushed = createdId(await store.add({ ...request('p4', '4'.repeat(40)), trigger: { kind: 'pull_request', prNumber: 4, baseRef: 'main', headRef: 'topic' } }, new Date(), 10));
+      await store.update(unpushed, { status: 'succeeded', image: 'reg/app:pr-4' });
       const failed = createdId(await store.add(request('p3', '3'.repeat(40)), new Date(), 10));
       await store.update(failed, { status: 'failed', image: 'reg/app:2.0.0' });
       assert.equal(await store.lastPushedImage('reg/app'), 'reg/app:1.1.0');
@@ -133,6 +136,40 @@ export function buildStoreConformance(name: string, engine: StoreEngine): void {
       assert.equal(await store.claimImage('reg/app', 'o/app'), 'o/app');
       assert.equal(await store.claimImage('reg/app', 'o/other'), 'o/app');
       assert.equal(await store.imageOwner('reg/app'), 'o/app');
+    }));
+
+    it('coalesces deliveries of one commit only for the same trigger: a merge, one pull request, one ref', withStore(async (store) => {
+      const sha = 'e'.repeat(40);
+      const merge = await store.add(request('t1', sha), new Date(), 10);
+      assert.equal(merge.kind, 'created');
+      assert.equal((await store.add(request('t2', sha), new Date(), 10)).kind, 'coalesced');
+      const pr = { kind: 'pull_request', prNumber: 9, baseRef: 'main', headRef: 'topic' } as const;
+      const first = await store.add({ ...request('t3', sha), trigger: pr }, new Date(), 10);
+      assert.equal(first.kind, 'created', 'a pull request build of the merged commit is another question');
+      assert.equal((await store.add({ ...request('t4', sha), trigger: pr }, new Date(), 10)).kind, 'coalesced');
+      assert.equal((await store.add({ ...request('t5', sha), trigger: { kind: 'release', ref: 'refs/tags/v1.0.0' } }, new Date(), 10)).kind, 'created');
+      const ofPr = await store.unfinishedOfTrigger('o/app', 'pr:9');
+      assert.deepEqual(ofPr.map((build) => build.request.deliveryId), ['t3']);
+      assert.deepEqual(ofPr[0]!.request.trigger, pr);
+    }));
+
+    it('cancels a queued or running build with its reason, ends its run, and leaves a finished one alone', withStore(async (store) => {
+      const queued = createdId(await store.add(request('x1', '1'.repeat(40)), new Date(), 10));
+      const running = createdId(await store.add(request('x2', '2'.repeat(40)), new Date(), 10));
+      await store.claim(running, 'host-a', new Date());
+      assert.deepEqual(await store.counts(), { queued: 1, running: 1 });
+      const at = new Date('2026-01-01T00:02:00Z');
+      const cancelled = await store.cancel(queued, 'superseded by abc1234', at);
+      assert.deepEqual([cancelled?.status, cancelled?.error, cancelled?.finishedAt?.toISOString()], ['cancelled', 'superseded by abc1234', at.toISOString()]);
+      const stopped = await store.cancel(running, 'cancelled by hand', at);
+      assert.equal(stopped?.attempt, 2, 'the run that was going on is over');
+      await assert.rejects(store.update(running, { status: 'succeeded' }, 1), LostClaimError, 'its worker records nothing more');
+      await assert.rejects(store.appendLog(running, 'late', 1), LostClaimError);
+      assert.equal(await store.claim(running, 'host-b', new Date()), undefined, 'a cancelled build is not run again');
+      assert.equal(await store.cancel(running, 'again', at), undefined);
+      assert.deepEqual(await store.counts(), { queued: 0, running: 0 });
+      assert.deepEqual(await store.unfinished(), []);
+      assert.equal(await store.cancel('00000000-0000-0000-0000-000000000000', 'unknown', at), undefined);
     }));
 
     it('a claim starts a new run; writes of a run that was taken over are refused; a finished build is not claimed', withStore(async (store) => {

@@ -1,4 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { cp, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -26,6 +27,20 @@ export interface StoredHook {
   active: boolean;
   events: string[];
   config: { url: string; content_type: string; secret?: string; insecure_ssl?: string };
+}
+
+/** One attempt to deliver an event to a hook, as GitHub's hook deliveries API lists it (with the body, to redeliver). */
+export interface HookDelivery {
+  id: number;
+  guid: string;
+  event: string;
+  action: string | null;
+  delivered_at: string;
+  redelivery: boolean;
+  /** 0 when the hook's URL did not answer. */
+  status_code: number;
+  status: string;
+  body: string;
 }
 
 export interface RecordedRequest {
@@ -57,6 +72,9 @@ export class GitHubStandIn {
    * through this process.
    */
   preparedTarballServer: string | undefined;
+  /** Each hook's delivery attempts, oldest first. */
+  readonly deliveries = new Map<number, HookDelivery[]>();
+  private nextDeliveryId = 1;
   private nextHookId = 1;
   private workDir = '';
   private server: http.Server | undefined;
@@ -178,6 +196,8 @@ export class GitHubStandIn {
       this.statuses.set(status[1]!, [...(this.statuses.get(status[1]!) ?? []), posted]);
       return sendJson(res, 201, { id: Date.now(), ...posted });
     }
+    const deliveries = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/hooks\/([0-9]+)\/deliveries(?:\/([0-9]+)\/attempts)?$/);
+    if (deliveries) return this.serveDeliveries(req, res, deliveries[1]!, Number(deliveries[2]), deliveries[3] === undefined ? undefined : Number(deliveries[3]));
     const hooks = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/hooks(?:\/([0-9]+))?$/);
     if (hooks) return this.serveHooks(req, res, hooks[1]!, hooks[2] === undefined ? undefined : Number(hooks[2]));
     const contents = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/contents\/(.+)$/);
@@ -218,6 +238,56 @@ export class GitHubStandIn {
       return;
     }
     return sendJson(res, 405, { message: 'Method Not Allowed' });
+  }
+
+  /**
+   * Sends an event to the repository's hooks that take it, signed with each hook's secret, as GitHub does; every
+   * attempt is recorded, answered or not. Returns the status codes (0: no answer).
+   */
+  async deliver(fullName: string, event: string, payload: Record<string, unknown>, guid: string = crypto.randomUUID()): Promise<number[]> {
+    const hooks = (this.hooks.get(fullName) ?? []).filter((hook) => hook.active && (hook.events.includes(event) || hook.events.includes('*')));
+    const codes: number[] = [];
+    for (const hook of hooks) codes.push(await this.attempt(hook, { guid, event, action: typeof payload.action === 'string' ? payload.action : null, body: JSON.stringify(payload) }, false));
+    return codes;
+  }
+
+  private async attempt(hook: StoredHook, delivery: Pick<HookDelivery, 'guid' | 'event' | 'action' | 'body'>, redelivery: boolean): Promise<number> {
+    const signature = `sha256=${crypto.createHmac('sha256', hook.config.secret ?? '').update(delivery.body).digest('hex')}`;
+    let statusCode = 0;
+    let status = 'failed to connect';
+    try {
+      const response = await fetch(hook.config.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': delivery.event, 'x-github-delivery': delivery.guid, 'x-hub-signature-256': signature, 'user-agent': 'GitHub-Hookshot/stand-in' },
+        body: delivery.body,
+        signal: AbortSignal.timeout(10_000),
+      });
+      await response.arrayBuffer();
+      statusCode = response.status;
+      status = response.ok ? 'OK' : `Invalid HTTP Response: ${response.status}`;
+    } catch {
+      // Refused, or no answer within GitHub's 10 s.
+    }
+    const list = this.deliveries.get(hook.id) ?? [];
+    this.deliveries.set(hook.id, list);
+    list.push({ ...delivery, id: this.nextDeliveryId++, delivered_at: new Date().toISOString(), redelivery, status_code: statusCode, status });
+    return statusCode;
+  }
+
+  /** GET /repos/{o}/{r}/hooks/{id}/deliveries (newest first, no bodies) and POST …/deliveries/{id}/attempts. */
+  private async serveDeliveries(req: IncomingMessage, res: ServerResponse, fullName: string, hookId: number, deliveryId: number | undefined) {
+    if (!this.token || req.headers.authorization !== `Bearer ${this.token}`) return sendJson(res, 404, { message: 'Not Found' });
+    const hook = (this.hooks.get(fullName) ?? []).find((candidate) => candidate.id === hookId);
+    if (!hook) return sendJson(res, 404, { message: 'Not Found' });
+    const list = this.deliveries.get(hookId) ?? [];
+    if (deliveryId === undefined && req.method === 'GET') {
+      return sendJson(res, 200, [...list].reverse().map(({ body: _body, ...listed }) => listed));
+    }
+    const original = list.find((candidate) => candidate.id === deliveryId);
+    if (!original || req.method !== 'POST') return sendJson(res, 404, { message: 'Not Found' });
+    // GitHub answers at once and delivers afterwards.
+    sendJson(res, 202, {});
+    void this.attempt(hook, original, true);
   }
 
   private visible(req: IncomingMessage, owner: string, name: string, sha: string): StandInRepository | undefined {

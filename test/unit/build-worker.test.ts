@@ -16,8 +16,7 @@ function request(n: number, repository = `o/r${n}`): BuildRequest {
     deliveryId: `delivery-${n}`,
     repository: { owner, name, fullName: repository, htmlUrl: `https://github.com/${repository}`, private: false },
     sha: String(n).padStart(40, '0'),
-    prNumber: n,
-    baseRef: 'main',
+    trigger: { kind: 'merge', prNumber: n, baseRef: 'main' },
   };
 }
 
@@ -27,7 +26,12 @@ async function add(store: SqliteBuildStore, req: BuildRequest) {
   return (outcome as { build: import('../../src/domain/build-record.js').BuildRecord }).build;
 }
 
-const succeed: RunBuild = async (req) => ({ image: `reg/app:${req.prNumber}`, tags: [`reg/app:${req.prNumber}`], digest: `sha256:${req.prNumber}`, engineCleanUp: Promise.resolve() });
+/** The pull request number each test request carries. */
+function number(req: BuildRequest): number {
+  return req.trigger.kind === 'release' ? 0 : req.trigger.prNumber;
+}
+
+const succeed: RunBuild = async (req) => ({ image: `reg/app:${number(req)}`, tags: [`reg/app:${number(req)}`], digest: `sha256:${number(req)}`, engineCleanUp: Promise.resolve() });
 
 describe('build worker', () => {
   it('a run another worker took over stops, and records neither its lines nor its outcome', async () => {
@@ -81,7 +85,7 @@ describe('build worker', () => {
     const run: RunBuild = async (req, session) => {
       running += 1;
       peak = Math.max(peak, running);
-      session.reporter.imageResolved(`reg/app:${req.prNumber}`, [`reg/app:${req.prNumber}`]);
+      session.reporter.imageResolved(`reg/app:${number(req)}`, [`reg/app:${number(req)}`]);
       await new Promise((resolve) => setTimeout(resolve, 5));
       running -= 1;
       return succeed(req, session);
@@ -93,16 +97,16 @@ describe('build worker', () => {
     assert.equal(peak, 3);
     const builds = await store.list(100);
     assert.equal(builds.length, 12);
-    assert.ok(builds.every((build) => build.status === 'succeeded' && build.digest === `sha256:${build.request.prNumber}`));
+    assert.ok(builds.every((build) => build.status === 'succeeded' && build.digest === `sha256:${number(build.request)}`));
   });
 
   it('runs builds of one repository one at a time, in the order their deliveries arrived', async () => {
     const store = new SqliteBuildStore(':memory:');
     const order: string[] = [];
     const run: RunBuild = async (req, session) => {
-      order.push(`start ${req.repository.fullName}#${req.prNumber}`);
-      await new Promise((resolve) => setTimeout(resolve, req.prNumber === 1 ? 30 : 1));
-      order.push(`end ${req.repository.fullName}#${req.prNumber}`);
+      order.push(`start ${req.repository.fullName}#${number(req)}`);
+      await new Promise((resolve) => setTimeout(resolve, number(req) === 1 ? 30 : 1));
+      order.push(`end ${req.repository.fullName}#${number(req)}`);
       return succeed(req, session);
     };
     const worker = new BuildWorker(store, run, { ...options, concurrency: 4 });
@@ -119,10 +123,10 @@ describe('build worker', () => {
     const store = new SqliteBuildStore(':memory:');
     const events: string[] = [];
     const run: RunBuild = async (req, session) => {
-      events.push(`start #${req.prNumber}`);
+      events.push(`start #${number(req)}`);
       // Stops 200 ms after its abort, as an engine winding a build down does.
-      if (req.prNumber === 1) await new Promise((resolve) => session.signal.addEventListener('abort', () => setTimeout(resolve, 200)));
-      events.push(`stopped #${req.prNumber}`);
+      if (number(req) === 1) await new Promise((resolve) => session.signal.addEventListener('abort', () => setTimeout(resolve, 200)));
+      events.push(`stopped #${number(req)}`);
       return succeed(req, session);
     };
     const worker = new BuildWorker(store, run, { ...options, concurrency: 1, timeoutMs: 50 });

@@ -16,7 +16,9 @@ describe('configuration', () => {
     }
     assert.equal(loadConfig({ OPEN_PAGES: 'true' }).openPages, true);
     assert.throws(() => loadConfig({ OPEN_PAGES: 'yes' }), /OPEN_PAGES must be true or false/);
-    assert.throws(() => loadConfig({ OPEN_PAGES: 'true', ADMIN_TOKEN: 'x'.repeat(32) }), /OPEN_PAGES=true opens the pages to anyone, so ADMIN_TOKEN would guard nothing/);
+    // Pages open for reading; rebuild and cancel still need the token.
+    const both = loadConfig({ OPEN_PAGES: 'true', ADMIN_TOKEN: 'x'.repeat(32) });
+    assert.deepEqual([both.openPages, both.adminToken], [true, 'x'.repeat(32)]);
   });
 
   it('has the documented defaults', () => {

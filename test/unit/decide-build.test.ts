@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decideBuild, type TriggerPolicy } from '../../src/github/decide-build.js';
+import { decideBuild, type Decision, type TriggerPolicy } from '../../src/github/decide-build.js';
 import { PayloadError } from '../../src/domain/errors.js';
 import { examplePayloads, examplePullRequest } from '../support/deliveries.js';
 
-const ANY: TriggerPolicy = { allowedRepositories: [], baseBranches: [], buildRef: 'head' };
+const ANY: TriggerPolicy = { allowedRepositories: [], baseBranches: [], buildRef: 'head', pullRequests: true, buildDrafts: false, trustForks: false, forkLabel: 'ci:build-fork' };
 
 function merged(): Record<string, any> {
   const payload = examplePullRequest('closed');
@@ -12,66 +12,145 @@ function merged(): Record<string, any> {
   return payload;
 }
 
+function opened(action = 'opened'): Record<string, any> {
+  const payload = examplePullRequest(action);
+  payload.pull_request.state = 'open';
+  payload.pull_request.draft = false;
+  return payload;
+}
+
+/** The examples' pull requests come from the base repository itself; this one from a fork. */
+function fromFork(payload: Record<string, any>): Record<string, any> {
+  payload.pull_request.head.repo = { ...payload.pull_request.head.repo, full_name: 'stranger/Hello-World' };
+  return payload;
+}
+
+function decisionOf<K extends Decision['kind']>(decision: Decision, kind: K): Extract<Decision, { kind: K }> {
+  assert.equal(decision.kind, kind, JSON.stringify(decision));
+  return decision as Extract<Decision, { kind: K }>;
+}
+
+const REPOSITORY = {
+  owner: 'Codertocat',
+  name: 'Hello-World',
+  fullName: 'Codertocat/Hello-World',
+  htmlUrl: 'https://github.com/Codertocat/Hello-World',
+  private: false,
+};
+
 describe('decideBuild', () => {
-  it('turns a merged pull request into a build of its head commit', () => {
+  it('turns a merged pull request into a build of its head commit, and cancels what its pull request still builds', () => {
     const payload = merged();
-    const decision = decideBuild('pull_request', 'delivery-1', payload, ANY);
-    assert.ok('build' in decision);
+    const decision = decisionOf(decideBuild('pull_request', 'delivery-1', payload, ANY), 'build');
     assert.deepEqual(decision.build, {
       deliveryId: 'delivery-1',
-      repository: {
-        owner: 'Codertocat',
-        name: 'Hello-World',
-        fullName: 'Codertocat/Hello-World',
-        htmlUrl: 'https://github.com/Codertocat/Hello-World',
-        private: false,
-      },
+      repository: REPOSITORY,
       sha: payload.pull_request.head.sha,
-      prNumber: payload.number,
-      baseRef: payload.pull_request.base.ref,
+      trigger: { kind: 'merge', prNumber: payload.number, baseRef: payload.pull_request.base.ref },
     });
+    assert.deepEqual(decision.cancel, { repository: REPOSITORY, prNumber: payload.number, reason: `pull request #${payload.number} was merged` });
   });
 
   it('builds the merge commit with BUILD_REF=merge', () => {
     const payload = merged();
-    const decision = decideBuild('pull_request', 'd', payload, { ...ANY, buildRef: 'merge' });
-    assert.ok('build' in decision);
+    const decision = decisionOf(decideBuild('pull_request', 'd', payload, { ...ANY, buildRef: 'merge' }), 'build');
     assert.equal(decision.build.sha, payload.pull_request.merge_commit_sha);
     assert.notEqual(decision.build.sha, payload.pull_request.head.sha);
   });
 
-  it('ignores every real example payload that is not a merge (all 29 actions of @octokit/webhooks-examples)', () => {
+  it('builds the head of a pull request opened, pushed to, reopened or ready for review, superseding its older heads', () => {
+    for (const action of ['opened', 'synchronize', 'reopened', 'ready_for_review']) {
+      const payload = opened(action);
+      const decision = decisionOf(decideBuild('pull_request', 'd', payload, ANY), 'build');
+      assert.deepEqual(decision.build.trigger, { kind: 'pull_request', prNumber: payload.number, baseRef: payload.pull_request.base.ref, headRef: payload.pull_request.head.ref });
+      assert.equal(decision.build.sha, payload.pull_request.head.sha);
+      assert.match(decision.cancel!.reason, new RegExp(`superseded by ${payload.pull_request.head.sha.slice(0, 7)}, a newer head of pull request #${payload.number}`));
+    }
+  });
+
+  it('cancels what a pull request closed without merging still builds', () => {
+    const payload = examplePullRequest('closed');
+    const decision = decisionOf(decideBuild('pull_request', 'd', payload, ANY), 'cancel');
+    assert.deepEqual(decision.cancel, { repository: REPOSITORY, prNumber: payload.number, reason: `pull request #${payload.number} was closed` });
+  });
+
+  it('skips drafts unless BUILD_DRAFTS, and every pull request with PULL_REQUEST_BUILDS=false', () => {
+    const draft = opened();
+    draft.pull_request.draft = true;
+    assert.match(decisionOf(decideBuild('pull_request', 'd', draft, ANY), 'ignored').reason, /is a draft \(set BUILD_DRAFTS=true/);
+    decisionOf(decideBuild('pull_request', 'd', draft, { ...ANY, buildDrafts: true }), 'build');
+    assert.match(decisionOf(decideBuild('pull_request', 'd', opened(), { ...ANY, pullRequests: false }), 'ignored').reason, /PULL_REQUEST_BUILDS=false/);
+    decisionOf(decideBuild('pull_request', 'd', merged(), { ...ANY, pullRequests: false }), 'build');
+  });
+
+  it('holds a fork\'s pull request, saying how to allow it: the label, on the event or already on the pull request, or TRUST_FORKS', () => {
+    const held = decisionOf(decideBuild('pull_request', 'd', fromFork(opened()), ANY), 'held');
+    assert.equal(held.held.description, 'not built: the head is in stranger/Hello-World, a fork. A maintainer can add the label "ci:build-fork" to build it');
+    const deleted = opened();
+    deleted.pull_request.head.repo = null;
+    assert.match(decisionOf(decideBuild('pull_request', 'd', deleted, ANY), 'held').held.description, /the head is in a deleted fork/);
+
+    const labelled = fromFork(examplePullRequest('labeled'));
+    labelled.pull_request.state = 'open';
+    labelled.label.name = 'ci:build-fork';
+    decisionOf(decideBuild('pull_request', 'd', labelled, ANY), 'build');
+    const otherLabel = fromFork(examplePullRequest('labeled'));
+    assert.match(decisionOf(decideBuild('pull_request', 'd', otherLabel, ANY), 'ignored').reason, /action "labeled" does not trigger builds/);
+
+    const pushedAfterLabel = fromFork(opened('synchronize'));
+    pushedAfterLabel.pull_request.labels = [{ name: 'ci:build-fork' }];
+    decisionOf(decideBuild('pull_request', 'd', pushedAfterLabel, ANY), 'build');
+    decisionOf(decideBuild('pull_request', 'd', fromFork(opened()), { ...ANY, trustForks: true }), 'build');
+  });
+
+  it('ignores the other actions of the real example payloads (all 29 actions of @octokit/webhooks-examples), with the reason', () => {
     const payloads = examplePayloads('pull_request');
     assert.ok(payloads.length >= 20);
     for (const payload of payloads) {
       const decision = decideBuild('pull_request', 'd', payload, ANY);
-      assert.ok('ignored' in decision, `action ${payload.action} must not build`);
-      const expected = payload.action === 'closed' ? /closed without being merged/ : new RegExp(`action "${payload.action}" does not trigger`);
-      assert.match(decision.ignored, expected);
+      if (['opened', 'synchronize', 'reopened', 'ready_for_review'].includes(payload.action)) {
+        assert.ok(['build', 'ignored'].includes(decision.kind), `${payload.action}: ${decision.kind}`);
+        if (decision.kind === 'ignored') assert.match(decision.reason, /is a draft|is closed/);
+      } else if (payload.action === 'closed') {
+        assert.equal(decision.kind, 'cancel');
+      } else {
+        assert.match(decisionOf(decision, 'ignored').reason, new RegExp(`action "${payload.action}" does not trigger`));
+      }
     }
+  });
+
+  it('turns a pushed branch or tag into a release push, and ignores deleted refs, with the reason', () => {
+    const pushes = examplePayloads('push');
+    const tag = pushes.find((push) => push.ref === 'refs/tags/simple-tag' && !push.deleted)!;
+    const release = decisionOf(decideBuild('push', 'delivery-2', tag, ANY), 'release');
+    assert.deepEqual(release.push, { deliveryId: 'delivery-2', repository: REPOSITORY, sha: tag.after, ref: 'refs/tags/simple-tag' });
+    const branch = pushes.find((push) => push.ref === 'refs/heads/master')!;
+    assert.equal(decisionOf(decideBuild('push', 'd', branch, ANY), 'release').push.ref, 'refs/heads/master');
+    const deleted = pushes.find((push) => push.deleted)!;
+    assert.equal(decisionOf(decideBuild('push', 'd', deleted, ANY), 'ignored').reason, 'refs/tags/simple-tag was deleted: nothing to build');
+    const note = { ...branch, ref: 'refs/notes/commits' };
+    assert.match(decisionOf(decideBuild('push', 'd', note, ANY), 'ignored').reason, /neither a branch nor a tag/);
   });
 
   it('answers ping and ignores other events, with the reason', () => {
     const [ping] = examplePayloads('ping');
-    assert.deepEqual(decideBuild('ping', 'd', ping, ANY), { ignored: 'ping: the webhook reaches ci_service' });
-    const [push] = examplePayloads('push');
-    const decision = decideBuild('push', 'd', push, ANY);
-    assert.ok('ignored' in decision);
-    assert.match(decision.ignored, /event "push" does not trigger builds/);
+    assert.deepEqual(decideBuild('ping', 'd', ping, ANY), { kind: 'ignored', reason: 'ping: the webhook reaches ci_service' });
+    const [issue] = examplePayloads('issues');
+    assert.match(decisionOf(decideBuild('issues', 'd', issue, ANY), 'ignored').reason, /event "issues" does not trigger builds/);
   });
 
   it('ignores repositories outside ALLOWED_REPOSITORIES, comparing without case', () => {
     const other = decideBuild('pull_request', 'd', merged(), { ...ANY, allowedRepositories: ['octo-org/app'] });
-    assert.deepEqual(other, { ignored: 'repository Codertocat/Hello-World is not in ALLOWED_REPOSITORIES' });
+    assert.deepEqual(other, { kind: 'ignored', reason: 'repository Codertocat/Hello-World is not in ALLOWED_REPOSITORIES' });
     const listed = decideBuild('pull_request', 'd', merged(), { ...ANY, allowedRepositories: ['codertocat/hello-world'] });
-    assert.ok('build' in listed);
+    decisionOf(listed, 'build');
   });
 
   it('ignores merges into branches outside BASE_BRANCHES', () => {
     const other = decideBuild('pull_request', 'd', merged(), { ...ANY, baseBranches: ['main', 'release'] });
-    assert.deepEqual(other, { ignored: 'base branch "master" is not in BASE_BRANCHES' });
+    assert.deepEqual(other, { kind: 'ignored', reason: 'base branch "master" is not in BASE_BRANCHES' });
     const listed = decideBuild('pull_request', 'd', merged(), { ...ANY, baseBranches: ['master'] });
-    assert.ok('build' in listed);
+    decisionOf(listed, 'build');
   });
 
   it('refuses a pull_request payload without the fields a build needs, naming the field', () => {
@@ -126,7 +205,7 @@ describe('decideBuild', () => {
     it('accepts GitHub Enterprise URLs and any letter case', () => {
       const payload = merged();
       payload.repository.html_url = 'https://ghe.example.com/codertocat/hello-world/';
-      assert.ok('build' in decideBuild('pull_request', 'd', payload, ANY));
+      decisionOf(decideBuild('pull_request', 'd', payload, ANY), 'build');
     });
   });
 });

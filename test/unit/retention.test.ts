@@ -13,8 +13,7 @@ function request(deliveryId: string, sha: string): BuildRequest {
     deliveryId,
     repository: { owner: 'o', name: 'app', fullName: 'o/app', htmlUrl: 'https://github.com/o/app', private: false },
     sha,
-    prNumber: 1,
-    baseRef: 'main',
+    trigger: { kind: 'merge', prNumber: 1, baseRef: 'main' },
   };
 }
 

@@ -26,6 +26,8 @@ describe('dockerInfo.json rules', () => {
       target: undefined,
       secrets: {},
       cacheFrom: 'default',
+      pullRequestPush: false,
+      releases: { gitTags: undefined, latest: true, branches: {} },
       unknownKeys: [],
     });
   });

@@ -1,0 +1,62 @@
+import picomatch from 'picomatch';
+import semver from 'semver';
+import type { BuildRequest } from '../domain/build-request.js';
+import { SpecError } from '../domain/errors.js';
+import type { ReleasePush } from '../domain/release-push.js';
+import { parseBuildSpec, SPEC_FILE, type ReleaseRules } from './spec.js';
+
+/** What a pushed ref builds: the image tags it maps to (the first one immutable for a release), or why nothing. */
+export type ReleasePlan = { tags: string[]; immutableTag: string | undefined } | { ignored: string };
+
+/**
+ * Pure: a pushed git tag or branch (`refs/tags/v1.2.3`, `refs/heads/main`) and the release rules of the commit's
+ * dockerInfo.json to the image tags it pushes. A git tag that matches `git_tags` and is a semantic version maps
+ * as semver tooling does (docker/metadata-action's `type=semver`): 1.2.3, 1.2, 1 and latest; a prerelease
+ * (1.3.0-rc.1) to itself only. A branch named in `branches` moves its one tag.
+ */
+export function planRelease(rules: ReleaseRules, ref: string): ReleasePlan {
+  const tag = ref.match(/^refs\/tags\/(.+)$/)?.[1];
+  if (tag !== undefined) return planTagRelease(rules, tag);
+  const branch = ref.match(/^refs\/heads\/(.+)$/)?.[1];
+  if (branch === undefined) return { ignored: `${ref} is neither a branch nor a tag` };
+  const imageTag = Object.hasOwn(rules.branches, branch) ? rules.branches[branch] : undefined;
+  if (imageTag === undefined) {
+    return { ignored: `branch ${branch} has no release rule: pushes to it build when ${SPEC_FILE} maps it, e.g. "releases": {"branches": {"${branch}": "edge"}}` };
+  }
+  return { tags: [imageTag], immutableTag: undefined };
+}
+
+function planTagRelease(rules: ReleaseRules, tag: string): ReleasePlan {
+  if (rules.gitTags === undefined) {
+    return { ignored: `git tag ${tag} has no release rule: tags build when ${SPEC_FILE} has e.g. "releases": {"git_tags": "v*"}` };
+  }
+  if (!picomatch.isMatch(tag, rules.gitTags, { dot: true })) return { ignored: `git tag ${tag} does not match releases.git_tags "${rules.gitTags}"` };
+  const version = semver.parse(tag.replace(/^v/i, ''));
+  if (!version) {
+    return { ignored: `git tag ${tag} matches releases.git_tags "${rules.gitTags}" but is not a semantic version (MAJOR.MINOR.PATCH, e.g. v1.2.3)` };
+  }
+  // Docker tags take no "+": build metadata is dropped, as semver tooling does.
+  const full = version.version.replace(/\+.*$/, '');
+  if (version.prerelease.length > 0) return { tags: [full], immutableTag: full };
+  const tags = [full, `${version.major}.${version.minor}`, `${version.major}`, ...(rules.latest ? ['latest'] : [])];
+  return { tags, immutableTag: full };
+}
+
+/**
+ * A pushed ref becomes a release build when the commit's dockerInfo.json has a rule for it; otherwise the reason
+ * it does not (no file, a broken file, no rule). `readSpec` reads the file at the pushed commit.
+ */
+export async function releaseRequest(push: ReleasePush, readSpec: () => Promise<string | undefined>): Promise<{ build: BuildRequest } | { ignored: string }> {
+  const text = await readSpec();
+  if (text === undefined) return { ignored: `${SPEC_FILE} is not in ${push.repository.fullName} at ${push.sha.slice(0, 7)}: no release rules` };
+  let spec;
+  try {
+    spec = parseBuildSpec(text);
+  } catch (error) {
+    if (error instanceof SpecError) return { ignored: `${error.message} (at ${push.sha.slice(0, 7)}, so its release rules cannot be read)` };
+    throw error;
+  }
+  const plan = planRelease(spec.releases, push.ref);
+  if ('ignored' in plan) return plan;
+  return { build: { deliveryId: push.deliveryId, repository: push.repository, sha: push.sha, trigger: { kind: 'release', ref: push.ref } } };
+}

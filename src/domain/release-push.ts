@@ -1,0 +1,10 @@
+import type { Repository } from './build-request.js';
+
+/** A pushed git tag or branch: the commit's dockerInfo.json release rules decide whether, and to what tags, it builds. */
+export interface ReleasePush {
+  deliveryId: string;
+  repository: Repository;
+  sha: string;
+  /** refs/tags/<tag> or refs/heads/<branch> */
+  ref: string;
+}

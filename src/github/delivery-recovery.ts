@@ -1,0 +1,151 @@
+import type { AxiosInstance } from 'axios';
+import type { Logger } from 'pino';
+import { describeError } from '../domain/errors.js';
+import { isOurHook, type RepositoryHook } from './plan-webhook.js';
+
+/** One attempt as GitHub's hook deliveries API lists it (the fields we use). */
+export interface HookDeliveryAttempt {
+  id: number;
+  guid: string;
+  event: string;
+  action?: string | null;
+  delivered_at: string;
+  redelivery: boolean;
+  /** 0 when ci_service did not answer (down, a tunnel down, a timeout). */
+  status_code: number;
+}
+
+/** GitHub redelivers only what it delivered within the last three days. */
+const REDELIVERABLE_MS = 3 * 24 * 3600 * 1000;
+/** Asked for again at most this often per delivery, so one that keeps failing does not loop. */
+const MAX_REQUESTS_PER_DELIVERY = 3;
+const PAGE = 100;
+const MAX_PAGES = 10;
+
+/**
+ * Pure: the deliveries to ask GitHub for again, oldest first (a pull request's heads arrive in their order): those
+ * whose every attempt failed without a 4xx — a 4xx says the delivery itself is wrong (a bad signature, a bad
+ * payload) and it would be answered the same again; 408 and 429 are the exceptions.
+ */
+export function planRedeliveries(attempts: HookDeliveryAttempt[], requested: ReadonlyMap<string, number>, now: Date): HookDeliveryAttempt[] {
+  const byGuid = new Map<string, HookDeliveryAttempt[]>();
+  for (const attempt of attempts) byGuid.set(attempt.guid, [...(byGuid.get(attempt.guid) ?? []), attempt]);
+  const plan: HookDeliveryAttempt[] = [];
+  for (const [guid, tries] of byGuid) {
+    if (tries.some((attempt) => attempt.status_code >= 200 && attempt.status_code < 300)) continue;
+    const latest = tries.reduce((a, b) => (Date.parse(b.delivered_at) > Date.parse(a.delivered_at) ? b : a));
+    const permanent = latest.status_code >= 400 && latest.status_code < 500 && latest.status_code !== 408 && latest.status_code !== 429;
+    if (permanent || now.getTime() - Date.parse(latest.delivered_at) > REDELIVERABLE_MS) continue;
+    if ((requested.get(guid) ?? 0) >= MAX_REQUESTS_PER_DELIVERY) continue;
+    plan.push(latest);
+  }
+  const first = (attempt: HookDeliveryAttempt) => Math.min(...(byGuid.get(attempt.guid) ?? [attempt]).map((each) => Date.parse(each.delivered_at)));
+  return plan.sort((a, b) => first(a) - first(b));
+}
+
+export interface DeliveryRecoveryOptions {
+  github: AxiosInstance;
+  /** owner/name of each repository whose hook ci_service manages (WEBHOOK_REPOSITORIES). */
+  repositories: string[];
+  /** 0: only at start. */
+  intervalMs: number;
+  /** Counts each delivery GitHub was asked to send again (metrics). */
+  onRecovered: (repository: string) => void;
+  logger: Logger;
+  now?: () => Date;
+}
+
+/**
+ * GitHub does not retry a delivery that failed. For the hooks ci_service manages, this reads their recent
+ * deliveries (at start and every DELIVERY_RECOVERY_INTERVAL_S) and asks GitHub to send again those that never got
+ * a 2xx; a redelivery keeps its delivery id, so one that did arrive meanwhile is answered as a redelivery.
+ */
+export class DeliveryRecovery {
+  private readonly requested = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<number> = Promise.resolve(0);
+  private readonly stopping = new AbortController();
+
+  constructor(private readonly options: DeliveryRecoveryOptions) {}
+
+  start(): void {
+    void this.recoverNow();
+    if (this.options.intervalMs > 0) {
+      this.timer = setInterval(() => void this.recoverNow(), this.options.intervalMs);
+      this.timer.unref();
+    }
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.stopping.abort();
+    await this.running;
+  }
+
+  /** One pass over every repository; how many deliveries were asked for again. Never throws: failures are logged. */
+  recoverNow(): Promise<number> {
+    this.running = this.running.then(async () => {
+      let recovered = 0;
+      for (const repository of this.options.repositories) {
+        try {
+          recovered += await this.recoverRepository(repository);
+        } catch (error) {
+          this.options.logger.warn({ component: 'delivery-recovery', repository, error: describeError(error) }, 'could not check the webhook deliveries; trying again later');
+        }
+      }
+      return recovered;
+    });
+    return this.running;
+  }
+
+  private async recoverRepository(repository: string): Promise<number> {
+    const { github, logger } = this.options;
+    const signal = this.stopping.signal;
+    const hooks = ok(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 }, signal }), repository).data;
+    let recovered = 0;
+    for (const hook of hooks.filter(isOurHook)) {
+      const attempts = await this.recentDeliveries(repository, hook.id, signal);
+      for (const delivery of planRedeliveries(attempts, this.requested, (this.options.now ?? (() => new Date()))())) {
+        ok(await github.post(`/repos/${repository}/hooks/${hook.id}/deliveries/${delivery.id}/attempts`, undefined, { signal }), repository);
+        this.requested.set(delivery.guid, (this.requested.get(delivery.guid) ?? 0) + 1);
+        this.options.onRecovered(repository);
+        recovered += 1;
+        logger.info(
+          { component: 'delivery-recovery', repository, deliveryId: delivery.guid, event: delivery.event, action: delivery.action ?? undefined, failedWith: delivery.status_code || 'no answer', deliveredAt: delivery.delivered_at },
+          'asked GitHub to redeliver a delivery that failed',
+        );
+      }
+    }
+    return recovered;
+  }
+
+  /** The hook's deliveries of the last three days, following GitHub's cursor pages (newest first). */
+  private async recentDeliveries(repository: string, hookId: number, signal: AbortSignal): Promise<HookDeliveryAttempt[]> {
+    const attempts: HookDeliveryAttempt[] = [];
+    const oldest = Date.now() - REDELIVERABLE_MS;
+    let cursor: string | undefined;
+    for (let page = 0; page < MAX_PAGES; page += 1) {
+      const response = ok(
+        await this.options.github.get<HookDeliveryAttempt[]>(`/repos/${repository}/hooks/${hookId}/deliveries`, { params: { per_page: PAGE, ...(cursor ? { cursor } : {}) }, signal }),
+        repository,
+      );
+      attempts.push(...response.data);
+      cursor = nextCursor(String(response.headers.link ?? ''));
+      if (!cursor || response.data.some((attempt) => Date.parse(attempt.delivered_at) < oldest)) break;
+    }
+    return attempts;
+  }
+}
+
+/** GitHub pages hook deliveries with a cursor in the Link header's rel="next" URL. */
+function nextCursor(link: string): string | undefined {
+  const next = link.split(',').find((part) => /rel="next"/.test(part));
+  const url = next?.match(/<([^>]+)>/)?.[1];
+  return url ? (new URL(url).searchParams.get('cursor') ?? undefined) : undefined;
+}
+
+function ok<T extends { status: number }>(response: T, repository: string): T {
+  if (response.status >= 200 && response.status < 300) return response;
+  const hint = response.status === 404 || response.status === 403 ? ': GITHUB_TOKEN needs admin rights on the repository ("Webhooks: read and write")' : '';
+  throw new Error(`GitHub answered ${response.status} for the webhook deliveries of ${repository}${hint}`);
+}

@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import { Router, type RequestHandler, type Response, type Request } from 'express';
+import type { BuildRecord } from '../domain/build-record.js';
+import type { BuildStore } from '../queue/build-store.js';
+import { buildView } from './build-view.js';
+import { wantsHtml } from './negotiate.js';
+import { requireAdmin } from './require-admin.js';
+
+export interface BuildActionDependencies {
+  store: BuildStore;
+  /** Hands a new build to the queue, as a delivery's build is. */
+  submit: (build: BuildRecord) => void;
+  /** Cancels a queued or running build, wherever it runs; undefined when it had finished. */
+  cancel: (id: string, reason: string) => Promise<BuildRecord | undefined>;
+  maxQueuedBuilds: number;
+  /** Rebuild and cancel always need it, even where OPEN_PAGES=true opens the pages for reading. */
+  adminToken: string | undefined;
+  now: () => Date;
+}
+
+/**
+ * POST /builds/:id/rebuild (a finished build's commit, built again as a new build linked to it) and
+ * POST /builds/:id/cancel (a queued or running one). A browser's form gets a redirect to the build's page; an API
+ * client gets JSON.
+ */
+export function buildActionsRoutes(deps: BuildActionDependencies): Router {
+  const router = Router();
+  const guard = [sameOrigin, deps.adminToken ? requireAdmin(deps.adminToken) : refuseWithoutToken];
+
+  router.post('/builds/:id/rebuild', ...guard, async (req, res) => {
+    const build = await deps.store.get(req.params.id as string);
+    if (!build) return notFound(res, req.params.id as string);
+    if (build.status === 'queued' || build.status === 'running') {
+      res.status(409).json({ error: `build ${build.id} is ${build.status}: rebuild it once it has finished, or cancel it first` });
+      return;
+    }
+    const request = { ...build.request, deliveryId: `rebuild-${randomUUID()}`, rebuildOf: build.id };
+    const outcome = await deps.store.add(request, deps.now(), deps.maxQueuedBuilds);
+    if (outcome.kind === 'queue_full') {
+      res.status(503).set('Retry-After', '60').json({ error: `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): try again later` });
+      return;
+    }
+    if (outcome.kind === 'created') deps.submit(outcome.build);
+    done(req, res, outcome.kind === 'created' ? 201 : 200, outcome.build, outcome.kind === 'coalesced' ? { coalesced: true } : {});
+  });
+
+  router.post('/builds/:id/cancel', ...guard, async (req, res) => {
+    const id = req.params.id as string;
+    const cancelled = await deps.cancel(id, 'cancelled by hand');
+    if (cancelled) return done(req, res, 200, cancelled, {});
+    const build = await deps.store.get(id);
+    if (!build) return notFound(res, id);
+    res.status(409).json({ error: `build ${build.id} has ${build.status}: only a queued or running build can be cancelled` });
+  });
+
+  return router;
+}
+
+function done(req: Request, res: Response, status: number, build: BuildRecord, extra: Record<string, unknown>): void {
+  const location = `/builds/${encodeURIComponent(build.id)}`;
+  if (wantsHtml(req)) res.redirect(303, location);
+  else res.status(status).location(location).json({ build: buildView(build), ...extra });
+}
+
+function notFound(res: Response, id: string): void {
+  res.status(404).json({ error: `no build ${id}` });
+}
+
+/**
+ * A browser sends the page's basic auth with any form that posts here, whichever site the form is on: a post
+ * from another origin is refused (its Origin or Sec-Fetch-Site says so).
+ */
+const sameOrigin: RequestHandler = (req, res, next) => {
+  const origin = req.get('origin');
+  const site = req.get('sec-fetch-site');
+  let crossOrigin = site !== undefined && site !== 'same-origin' && site !== 'none';
+  if (origin !== undefined && origin !== 'null') {
+    try {
+      crossOrigin ||= new URL(origin).host !== req.get('host');
+    } catch {
+      crossOrigin = true;
+    }
+  } else if (origin === 'null') {
+    crossOrigin = true;
+  }
+  if (!crossOrigin) return next();
+  res.status(403).json({ error: 'rebuild and cancel are refused from another site: use the build\'s page on ci_service, or the API' });
+};
+
+const refuseWithoutToken: RequestHandler = (_req, res) => {
+  res.status(403).json({ error: 'rebuild and cancel need ADMIN_TOKEN: set it on ci_service (OPEN_PAGES=true opens the pages for reading only)' });
+};

@@ -64,3 +64,50 @@ export async function sendDelivery(baseUrl: string, payload: unknown, options: D
   if (options.secret !== undefined) headers['x-hub-signature-256'] = signature256(options.secret, body);
   return fetch(`${baseUrl}${options.path ?? '/webhook'}`, { method: 'POST', headers: { ...headers, ...options.headers }, body });
 }
+
+export interface PullRequestOptions {
+  action?: string;
+  number?: number;
+  /** The head's repository: the base repository itself unless a fork's owner/name is given. */
+  headRepository?: string;
+  labels?: string[];
+  /** The label a `labeled` event adds. */
+  label?: string;
+  draft?: boolean;
+  headRef?: string;
+}
+
+/** An open pull request's event (opened by default) of `repository`, its head at `sha`. */
+export function pullRequestEvent(repository: Repository, sha: string, options: PullRequestOptions = {}): Record<string, any> {
+  const action = options.action ?? 'opened';
+  const payload = examplePullRequest(action === 'synchronize' || action === 'labeled' ? action : 'opened');
+  payload.action = action;
+  payload.number = options.number ?? 1;
+  Object.assign(payload.pull_request, { number: payload.number, state: 'open', draft: options.draft ?? false, merged: false, labels: (options.labels ?? []).map((name) => ({ name })) });
+  payload.pull_request.head.sha = sha;
+  payload.pull_request.head.ref = options.headRef ?? 'topic';
+  payload.pull_request.head.repo = { ...payload.pull_request.head.repo, full_name: options.headRepository ?? repository.fullName };
+  payload.pull_request.base.ref = 'main';
+  if (options.label !== undefined) payload.label = { name: options.label };
+  Object.assign(payload.repository, { name: repository.name, full_name: repository.fullName, private: repository.private, html_url: repository.htmlUrl });
+  payload.repository.owner.login = repository.owner;
+  return payload;
+}
+
+/** A pull request closed without a merge. */
+export function closedPullRequest(repository: Repository, sha: string, number: number): Record<string, any> {
+  const payload = mergedPullRequest(repository, sha);
+  payload.number = number;
+  payload.pull_request.merged = false;
+  return payload;
+}
+
+/** A push of `ref` (refs/tags/… or refs/heads/…) to `sha`, or its deletion. */
+export function pushEvent(repository: Repository, sha: string, ref: string, deleted = false): Record<string, any> {
+  const payload = examplePayloads('push').find((example) => !example.deleted)!;
+  Object.assign(payload, { ref, after: deleted ? '0'.repeat(40) : sha, deleted, created: !deleted });
+  Object.assign(payload.repository, { name: repository.name, full_name: repository.fullName, private: repository.private, html_url: repository.htmlUrl });
+  payload.repository.owner.login = repository.owner;
+  payload.repository.owner.name = repository.owner;
+  return payload;
+}

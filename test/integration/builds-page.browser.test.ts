@@ -61,7 +61,7 @@ describe('the builds page in a real browser', { skip }, () => {
     const page = await browser.newPage({ viewport: { width: 390, height: 844 } }); // a phone
     await page.goto(`${ci.url}/builds/${build.id}`);
     assert.match((await page.locator('#build-status').innerText()).trim(), /running/);
-    assert.equal(await page.locator('h1').innerText(), 'Build of octo-org/browser-demo #2');
+    assert.equal(await page.locator('h1').innerText(), 'Build of octo-org/browser-demo, merge of #2 into main');
 
     await page.locator('#build-status', { hasText: 'succeeded' }).waitFor({ timeout: 60_000 });
     assert.match(await page.locator('#build-status').innerText(), /✓ succeeded/);
@@ -78,5 +78,50 @@ describe('the builds page in a real browser', { skip }, () => {
     await list.screenshot({ path: path.join(ARTIFACTS, 'builds-page.png') });
     await row.getByRole('link', { name: 'octo-org/browser-demo' }).click();
     await list.waitForURL(`**/builds/${build.id}`);
+  });
+
+  it('cancels a running build and rebuilds it with the buttons on its page, asking for ADMIN_TOKEN', async () => {
+    const adminToken = `browser-admin-token-${randomUUID()}`;
+    // Pages open for reading; the buttons' posts need the token, which the browser asks for (basic auth).
+    const guarded = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, ADMIN_TOKEN: adminToken, OPEN_PAGES: 'true' });
+    try {
+      const repository = await github.addRepository('octo-org/browser-buttons', path.join(FIXTURES, 'slow'), {
+        extraFiles: { 'nonce.txt': randomUUID(), Dockerfile: 'FROM ci-test-busybox:latest\nCOPY nonce.txt /nonce.txt\nRUN echo long step && sleep 41\n' },
+        image: 'ci-test/browser-buttons',
+      });
+      const response = await sendDelivery(guarded.url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET });
+      const { build } = (await response.json()) as { build: BuildView };
+      await waitFor(async () => (await guarded.getBuild(build.id)).status === 'running', 30_000, 'the build to start');
+
+      const anonymous = await browser.newContext();
+      const refused = await anonymous.newPage();
+      await refused.goto(`${guarded.url}/builds/${build.id}`);
+      const answer = refused.waitForResponse(`**/builds/${build.id}/cancel`);
+      await refused.getByRole('button', { name: 'Cancel this build' }).click();
+      assert.equal((await answer).status(), 401, 'no token, no cancel');
+      await anonymous.close();
+
+      const admin = await browser.newContext({ httpCredentials: { username: 'admin', password: adminToken } });
+      const page = await admin.newPage();
+      await page.goto(`${guarded.url}/builds/${build.id}`);
+      await page.getByRole('button', { name: 'Cancel this build' }).click();
+      await page.waitForURL(`**/builds/${build.id}`);
+      await page.locator('#build-status', { hasText: 'cancelled' }).waitFor({ timeout: 10_000 });
+      assert.match(await page.locator('#build').innerText(), /Cancelled\s+cancelled by hand/);
+      await page.screenshot({ path: path.join(ARTIFACTS, 'cancelled-build-page.png'), fullPage: true });
+
+      await page.getByRole('button', { name: 'Rebuild this commit' }).click();
+      await page.waitForURL((url) => url.pathname.startsWith('/builds/') && !url.pathname.endsWith(build.id));
+      const rebuildId = page.url().split('/').pop()!;
+      const rebuild = await guarded.getBuild(rebuildId);
+      assert.deepEqual([rebuild.rebuildOf, rebuild.sha], [build.id, repository.sha]);
+      assert.equal(await page.getByRole('link', { name: build.id }).count(), 1, 'the page links to the build it rebuilds');
+      await page.getByRole('button', { name: 'Cancel this build' }).click();
+      await page.locator('#build-status', { hasText: 'cancelled' }).waitFor({ timeout: 10_000 });
+      await admin.close();
+      await guarded.service.worker.onIdle();
+    } finally {
+      await guarded.stop();
+    }
   });
 });

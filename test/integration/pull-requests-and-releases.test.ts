@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
 import { closedPullRequest, mergedPullRequest, pullRequestEvent, pushEvent, sendDelivery, type PullRequestOptions } from '../support/deliveries.js';
-import { dockerUnavailable, ensureBusyboxImage, fileInImage } from '../support/docker-environment.js';
+import { dockerUnavailable, engineRuns, ensureBusyboxImage, fileInImage } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
@@ -14,7 +12,6 @@ import { startTestService, TEST_SECRET, type TestService } from '../support/serv
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
 const GITHUB_TOKEN = 'ghp_prtesttoken000000000000000000000000000';
 const ADMIN_TOKEN = 'admin-token-for-rebuild-and-cancel-0001';
-const run = promisify(execFile);
 
 const skip = await dockerUnavailable();
 
@@ -72,13 +69,6 @@ describe('before and beyond the merge (real Docker engine and registry)', { skip
     return lastStatus(sha)!;
   }
 
-  /** The engine's process for a RUN step, found by its exact command line: present while BuildKit runs it. */
-  async function engineRuns(command: string): Promise<boolean> {
-    return run('pgrep', ['-f', '-x', command]).then(
-      () => true,
-      () => false,
-    );
-  }
 
   const api = (route: string, init: RequestInit = {}) =>
     fetch(`${ci.url}${route}`, { ...init, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, accept: 'application/json', ...init.headers } });

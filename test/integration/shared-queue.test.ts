@@ -7,14 +7,15 @@ import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
 import { PostgresBuildStore } from '../../src/queue/postgres-build-store.js';
 import { startDaemon, type Daemon } from '../support/daemon.js';
-import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
-import { BUSYBOX_IMAGE, docker, ensureBusyboxImage, secondEngine } from '../support/docker-environment.js';
+import { mergedPullRequest, pullRequestEvent, sendDelivery } from '../support/deliveries.js';
+import { BUSYBOX_IMAGE, docker, engineRuns, ensureBusyboxImage, secondEngine } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { LocalPostgres } from '../support/postgres.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
 const SECRET = 'shared-queue-secret';
+
 
 /**
  * Servers and workers as separate processes (CI_ROLE), on a real PostgreSQL, two real Docker engines and one
@@ -85,7 +86,7 @@ describe('one build queue on PostgreSQL, many build hosts (real processes)', () 
     return ((await response.json()) as { build: { id: string } }).build.id;
   }
 
-  const finished = (build: BuildView) => build.status === 'succeeded' || build.status === 'failed';
+  const finished = (build: BuildView) => build.status !== 'queued' && build.status !== 'running';
 
   it('builds spread over workers on two engines; each build says which worker ran it', async () => {
     server = await start('server', 'server-1');
@@ -121,6 +122,23 @@ describe('one build queue on PostgreSQL, many build hosts (real processes)', () 
     assert.deepEqual([one.status, two.status], ['succeeded', 'succeeded']);
     assert.ok(Date.parse(two.startedAt!) >= Date.parse(one.finishedAt!), `second started ${two.startedAt}, first finished ${one.finishedAt}`);
     other.child.kill('SIGKILL');
+  });
+
+  it('a pull request\'s new head, delivered to a server, cancels its older build on whichever worker runs it; that engine stops it', async () => {
+    const older = await slowRepository('pr-across-hosts', 43);
+    const first = await sendDelivery(server.url, pullRequestEvent(older, older.sha, { number: 3 }), { secret: SECRET });
+    assert.equal(first.status, 202, await first.clone().text());
+    const olderId = ((await first.json()) as { build: BuildView }).build.id;
+    await waitFor(() => engineRuns('sleep 43'), 60_000, 'the older head building on a worker\'s engine');
+    const newer = await github.addRepository('octo-org/pr-across-hosts', path.join(FIXTURES, 'hello'), { image: 'ci-test/pr-across-hosts' });
+    const second = await sendDelivery(server.url, pullRequestEvent(newer, newer.sha, { number: 3, action: 'synchronize' }), { secret: SECRET });
+    assert.deepEqual(((await second.json()) as { cancelled: string[] }).cancelled, [olderId]);
+    await waitFor(async () => !(await engineRuns('sleep 43')), 15_000, 'the worker\'s engine to stop the cancelled step');
+    const cancelled = await server.waitForBuild(olderId, finished);
+    assert.deepEqual([cancelled.status, cancelled.cancelReason], ['cancelled', `superseded by ${newer.sha.slice(0, 7)}, a newer head of pull request #3`]);
+    const worker = workers.get(cancelled.worker!)!;
+    await waitFor(async () => worker.output().includes('build cancelled: this run stops'), 10_000, `the worker says it stopped:\n${worker.output()}`);
+    assert.equal((await server.waitForBuild(olderId, finished)).status, 'cancelled', 'and it recorded nothing over the cancel');
   });
 
   it('a worker killed with kill -9 mid-build: another worker runs the build again, and it succeeds once', async () => {

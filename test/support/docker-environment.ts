@@ -1,5 +1,6 @@
 import Dockerode from 'dockerode';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import tar from 'tar-stream';
 
@@ -98,4 +99,17 @@ export async function secondEngine(): Promise<{ host: string; docker: Dockerode 
     console.warn(`\n!!! SKIPPING second-engine tests: ${reason}\n`);
     return { unavailable: reason };
   }
+}
+
+const run = promisify(execFile);
+
+/**
+ * Whether an engine on this machine runs a process with exactly this command line: BuildKit runs a RUN step's
+ * command as a process of the host, so a test sees it start, and sees the engine stop it.
+ */
+export async function engineRuns(command: string): Promise<boolean> {
+  return run('pgrep', ['-f', '-x', command]).then(
+    () => true,
+    () => false,
+  );
 }

@@ -21,6 +21,14 @@ describe('configuration', () => {
     assert.deepEqual([both.openPages, both.adminToken], [true, 'x'.repeat(32)]);
   });
 
+  it('reads the pull request settings, and refuses bad ones with the rule', () => {
+    const config = loadConfig({ ...base, PULL_REQUEST_BUILDS: 'false', BUILD_DRAFTS: 'true', TRUST_FORKS: 'true', FORK_LABEL: ' safe to build ', DELIVERY_RECOVERY_INTERVAL_S: '0' });
+    assert.deepEqual(config.pullRequests, { build: false, drafts: true, trustForks: true, forkLabel: 'safe to build' });
+    assert.equal(config.deliveryRecoveryIntervalMs, 0);
+    assert.throws(() => loadConfig({ ...base, TRUST_FORKS: 'yes' }), /TRUST_FORKS must be true or false/);
+    assert.throws(() => loadConfig({ ...base, FORK_LABEL: 'x'.repeat(51) }), /FORK_LABEL must be at most 50 characters/);
+  });
+
   it('has the documented defaults', () => {
     const config = loadConfig(base);
     assert.equal(config.port, 8080);
@@ -35,6 +43,8 @@ describe('configuration', () => {
     assert.deepEqual(config.allowedRepositories, []);
     assert.deepEqual(config.baseBranches, []);
     assert.equal(config.buildRef, 'head');
+    assert.deepEqual(config.pullRequests, { build: true, drafts: false, trustForks: false, forkLabel: 'ci:build-fork' });
+    assert.equal(config.deliveryRecoveryIntervalMs, 300_000);
     assert.equal(config.builder, 'buildkit');
     assert.deepEqual(config.buildSecretVariables, {});
     assert.equal(config.logLevel, 'info');

@@ -139,7 +139,7 @@ async function load(url: string, bodies: Signed[], options: { connections: numbe
 }
 
 async function benchAck(lines: string[]): Promise<void> {
-  const notMerged = [signed(examplePullRequest('opened'))];
+  const notMerged = [signed(examplePullRequest('assigned'))];
   // Merged deliveries of one repository whose GitHub never answers: each is a new commit, so each is a
   // new build, stored and queued behind the first, which waits on GitHub; what is timed is the ack
   // itself, not thousands of builds.
@@ -222,7 +222,7 @@ async function whileBuilding(target: Daemon, context: string, measure: () => Pro
 async function benchThroughput(lines: string[]): Promise<void> {
   await settleDisk(); // the images the ack section removed are still being written out
   const target = await daemon();
-  const bodies = [signed(examplePullRequest('opened'))];
+  const bodies = [signed(examplePullRequest('assigned'))];
   await load(target.url, bodies, { connections: 8, duration: 2 }); // warm-up
   lines.push('| run | deliveries/s | p99 ms | errors and non-2xx |', '| --- | --- | --- | --- |');
   const rates = [];

@@ -1,6 +1,6 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { describeError, PayloadError } from '../domain/errors.js';
-import { decideBuild, type HeldPullRequest, type PullRequestCancel, type TriggerPolicy } from '../github/decide-build.js';
+import { decideBuild, type Decision, type HeldPullRequest, type PullRequestCancel, type TriggerPolicy } from '../github/decide-build.js';
 import type { BuildRequest } from '../domain/build-request.js';
 import type { ReleasePush } from '../domain/release-push.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
@@ -31,13 +31,19 @@ export interface WebhookDependencies {
 
 const STATUS: Record<AddOutcome['kind'], number> = { created: 202, coalesced: 202, redelivery: 200, queue_full: 503 };
 
-/** Verify the raw bytes, then parse, then store and answer: nothing slow happens here. */
+/** Every answer is logged with its outcome, and counted. */
+type RecordOutcome = (outcome: string, level: 'info' | 'warn', fields: Record<string, unknown>, message: string) => void;
+
+/**
+ * Verify the raw bytes, then parse, then store and answer: nothing slow happens here, but for a push, whose
+ * release rules are read from its commit while GitHub waits.
+ */
 export function webhookRoute(deps: WebhookDependencies): RequestHandler {
   return async (req, res) => {
     const deliveryId = req.get('x-github-delivery') ?? '';
     const event = req.get('x-github-event') ?? '';
-    /** Every answer is logged with its outcome, and counted; headers anyone may send are logged cut short. */
-    const record = (outcome: string, level: 'info' | 'warn', fields: Record<string, unknown>, message: string) => {
+    // Headers anyone may send are logged cut short.
+    const record: RecordOutcome = (outcome, level, fields, message) => {
       deps.onOutcome?.(outcome);
       deps.logger[level]({ deliveryId: clip(deliveryId), event: clip(event), outcome, ...fields }, message);
     };
@@ -54,82 +60,99 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       answer(res, 401, { error: verdict.reason });
       return;
     }
+    let decision: Decision;
     try {
       if (!event) throw new PayloadError('missing X-GitHub-Event header');
       if (!deliveryId) throw new PayloadError('missing X-GitHub-Delivery header');
       if (deliveryId.length > MAX_HEADER_CHARS || event.length > MAX_HEADER_CHARS) throw new PayloadError(`X-GitHub-Delivery and X-GitHub-Event are at most ${MAX_HEADER_CHARS} characters`);
-      const decision = decideBuild(event, deliveryId, parseBody(req, verdict.text), deps.policy);
-      if (decision.kind === 'ignored') {
-        record('ignored', 'info', { reason: decision.reason }, 'delivery ignored');
-        answer(res, 200, { ignored: decision.reason });
-        return;
-      }
-      if (decision.kind === 'held') {
-        deps.hold(decision.held);
-        record('held', 'info', { reason: decision.held.description }, 'fork pull request held');
-        answer(res, 200, { held: decision.held.description });
-        return;
-      }
-      if (decision.kind === 'cancel') {
-        const cancelled = await deps.cancelPullRequest(decision.cancel);
-        record('cancelled', 'info', { reason: decision.cancel.reason, cancelled: cancelled.length }, 'pull request builds cancelled');
-        answer(res, 200, { cancelled: cancelled.map((build) => build.id), reason: decision.cancel.reason });
-        return;
-      }
-      let request: BuildRequest;
-      if (decision.kind === 'release') {
-        let release: Awaited<ReturnType<WebhookDependencies['releaseRequest']>>;
-        try {
-          release = await deps.releaseRequest(decision.push);
-        } catch (error) {
-          record('source_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
-          answer(res, 503, { error: `could not read the release rules of ${decision.push.ref} from GitHub (${describeError(error)}): redeliver later` }, { 'Retry-After': '60' });
-          return;
-        }
-        if ('ignored' in release) {
-          record('ignored', 'info', { reason: release.ignored }, 'delivery ignored');
-          answer(res, 200, { ignored: release.ignored });
-          return;
-        }
-        request = release.build;
-      } else {
-        request = decision.build;
-      }
-      let outcome: AddOutcome;
-      try {
-        outcome = await deps.store.add(request, deps.now(), deps.maxQueuedBuilds);
-      } catch (error) {
-        // Nothing was stored (the store commits before it answers): GitHub must see a failure, to redeliver.
-        record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
-        answer(res, 503, { error: 'the build store is not answering, so this delivery was not stored: redeliver it once ci_service is healthy' }, { 'Retry-After': '30' });
-        return;
-      }
-      if (outcome.kind === 'queue_full') {
-        record('queue_full', 'warn', { queued: outcome.queued }, 'delivery refused');
-        const error = `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): redeliver later`;
-        answer(res, 503, { error }, { 'Retry-After': '60' });
-        return;
-      }
-      if (outcome.kind === 'created') deps.submit(outcome.build);
-      // A newer head supersedes what its pull request admitted before; a merge ends the pull request's builds.
-      const cancel = decision.kind === 'build' ? decision.cancel : undefined;
-      const cancelled = cancel
-        ? await deps.cancelPullRequest(cancel, request.trigger.kind === 'pull_request' ? outcome.build.seq : undefined).catch((error: unknown) => {
-            // The build is stored: the delivery is answered; what was to be cancelled runs to its end.
-            deps.logger.warn({ deliveryId, error: describeError(error) }, 'could not cancel superseded builds');
-            return [];
-          })
-        : [];
-      record(outcome.kind === 'created' ? 'queued' : outcome.kind, 'info', { buildId: outcome.build.id, cancelled: cancelled.length || undefined }, 'delivery accepted');
-      const flag = outcome.kind === 'created' ? {} : { [outcome.kind]: true };
-      const superseded = cancelled.length > 0 ? { cancelled: cancelled.map((build) => build.id) } : {};
-      answer(res, STATUS[outcome.kind], { build: buildView(outcome.build), ...flag, ...superseded }, { Location: `/builds/${outcome.build.id}` });
+      decision = decideBuild(event, deliveryId, parseBody(req, verdict.text), deps.policy);
     } catch (error) {
       if (!(error instanceof PayloadError)) throw error;
       record('bad_request', 'warn', { reason: error.message }, 'delivery refused');
       answer(res, 400, { error: error.message });
+      return;
+    }
+    if (decision.kind === 'ignored') {
+      record('ignored', 'info', { reason: decision.reason }, 'delivery ignored');
+      answer(res, 200, { ignored: decision.reason });
+    } else if (decision.kind === 'held') {
+      deps.hold(decision.held);
+      record('held', 'info', { reason: decision.held.description }, 'fork pull request held');
+      answer(res, 200, { held: decision.held.description });
+    } else if (decision.kind === 'cancel') {
+      await cancelPullRequest(deps, decision.cancel, res, record);
+    } else if (decision.kind === 'release') {
+      const request = await releaseRequest(deps, decision.push, res, record);
+      if (request) await admit(deps, request, undefined, res, record);
+    } else {
+      await admit(deps, decision.build, decision.cancel, res, record);
     }
   };
+}
+
+/** A pull request closed without a merge: its queued and running builds are cancelled. */
+async function cancelPullRequest(deps: WebhookDependencies, cancel: PullRequestCancel, res: Response, record: RecordOutcome): Promise<void> {
+  let cancelled: BuildRecord[];
+  try {
+    cancelled = await deps.cancelPullRequest(cancel);
+  } catch (error) {
+    record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
+    answer(res, 503, { error: 'the build store is not answering, so the pull request\'s builds were not cancelled: redeliver it once ci_service is healthy' }, { 'Retry-After': '30' });
+    return;
+  }
+  record('cancelled', 'info', { reason: cancel.reason, cancelled: cancelled.length }, 'pull request builds cancelled');
+  answer(res, 200, { cancelled: cancelled.map((build) => build.id), reason: cancel.reason });
+}
+
+/** A pushed ref's build, when its commit's release rules ask for one; otherwise it is answered here. */
+async function releaseRequest(deps: WebhookDependencies, push: ReleasePush, res: Response, record: RecordOutcome): Promise<BuildRequest | undefined> {
+  let release: { build: BuildRequest } | { ignored: string };
+  try {
+    release = await deps.releaseRequest(push);
+  } catch (error) {
+    record('source_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
+    answer(res, 503, { error: `could not read the release rules of ${push.ref} from GitHub (${describeError(error)}): redeliver later` }, { 'Retry-After': '60' });
+    return undefined;
+  }
+  if ('build' in release) return release.build;
+  record('ignored', 'info', { reason: release.ignored }, 'delivery ignored');
+  answer(res, 200, { ignored: release.ignored });
+  return undefined;
+}
+
+/**
+ * Stores the build (committed before the answer), then cancels what it supersedes: a pull request's new head, the
+ * builds its pull request admitted before it; a merge, all of its pull request's.
+ */
+async function admit(deps: WebhookDependencies, request: BuildRequest, cancel: PullRequestCancel | undefined, res: Response, record: RecordOutcome): Promise<void> {
+  let outcome: AddOutcome;
+  try {
+    outcome = await deps.store.add(request, deps.now(), deps.maxQueuedBuilds);
+  } catch (error) {
+    // Nothing was stored (the store commits before it answers): GitHub must see a failure, to redeliver.
+    record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
+    answer(res, 503, { error: 'the build store is not answering, so this delivery was not stored: redeliver it once ci_service is healthy' }, { 'Retry-After': '30' });
+    return;
+  }
+  if (outcome.kind === 'queue_full') {
+    record('queue_full', 'warn', { queued: outcome.queued }, 'delivery refused');
+    const error = `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): redeliver later`;
+    answer(res, 503, { error }, { 'Retry-After': '60' });
+    return;
+  }
+  if (outcome.kind === 'created') deps.submit(outcome.build);
+  const before = request.trigger.kind === 'pull_request' ? outcome.build.seq : undefined;
+  const cancelled = !cancel
+    ? []
+    : await deps.cancelPullRequest(cancel, before).catch((error: unknown) => {
+        // The build is stored and the delivery answered; what was to be cancelled runs to its end.
+        deps.logger.warn({ deliveryId: request.deliveryId, error: describeError(error) }, 'could not cancel superseded builds');
+        return [];
+      });
+  record(outcome.kind === 'created' ? 'queued' : outcome.kind, 'info', { buildId: outcome.build.id, cancelled: cancelled.length || undefined }, 'delivery accepted');
+  const flag = outcome.kind === 'created' ? {} : { [outcome.kind]: true };
+  const superseded = cancelled.length > 0 ? { cancelled: cancelled.map((build) => build.id) } : {};
+  answer(res, STATUS[outcome.kind], { build: buildView(outcome.build), ...flag, ...superseded }, { Location: `/builds/${outcome.build.id}` });
 }
 
 /** GitHub's delivery ids are UUIDs and its event names short words. */

@@ -107,8 +107,10 @@ export class BuildWorker {
     const cancelled = await this.store.cancel(id, reason, this.now());
     if (!cancelled) return undefined;
     this.controllers.get(id)?.abort(new BuildCancelledError(reason));
-    await this.store.appendLog(id, `[ci_service] cancelled: ${reason}`);
     this.notify('finished', cancelled);
+    await this.store.appendLog(id, `[ci_service] cancelled: ${reason}`).catch((error: unknown) => {
+      this.options.logger.warn({ buildId: id, error: describeError(error) }, 'could not add the cancel to the build\'s log');
+    });
     return cancelled;
   }
 

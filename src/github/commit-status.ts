@@ -22,7 +22,7 @@ export function commitStatusFor(build: BuildRecord, publicUrl: string | undefine
   let description: string;
   if (build.status === 'succeeded') {
     state = 'success';
-    description = build.digest ? `pushed ${build.tags.length > 1 ? build.tags.join(', ') : (build.image ?? 'the image')}` : 'the image builds (nothing pushed)';
+    description = build.digest ? `pushed ${build.image ?? 'the image'}` : 'the image builds (nothing pushed)';
   } else if (build.status === 'failed') {
     state = build.failedStage && REPOSITORY_STAGES.has(build.failedStage) ? 'failure' : 'error';
     description = build.error ?? 'the build failed';

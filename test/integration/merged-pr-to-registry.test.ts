@@ -268,7 +268,8 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     payload.pull_request.merged = false;
     const response = await sendDelivery(ci.url, payload, { secret: TEST_SECRET });
     assert.equal(response.status, 200);
-    assert.match(((await response.json()) as { ignored: string }).ignored, /closed without being merged/);
+    // What it still built would be cancelled; it builds nothing.
+    assert.deepEqual(await response.json(), { cancelled: [], reason: `pull request #${payload.number} was closed` });
     await ci.service.worker.onIdle();
     assert.equal((await ci.service.store.list(500)).length, before);
   });

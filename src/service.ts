@@ -209,7 +209,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       webhookSync,
       deliveryRecovery,
       async stop() {
-        retention?.stop();
+        await retention?.stop();
         clearInterval(presence);
         await shared!.queue.stop(config.shutdownGraceMs);
         await store.close();
@@ -242,7 +242,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     deliveryRecovery,
     async stop() {
       accepting = false;
-      retention?.stop();
+      await retention?.stop();
       clearInterval(presence);
       await deliveryRecovery?.stop();
       await webhookSync?.stop();

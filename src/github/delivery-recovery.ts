@@ -1,6 +1,7 @@
 import type { AxiosInstance } from 'axios';
 import type { Logger } from 'pino';
 import { describeError } from '../domain/errors.js';
+import { Periodic } from '../periodic.js';
 import { isOurHook, type RepositoryHook } from './plan-webhook.js';
 
 /** One attempt as GitHub's hook deliveries API lists it (the fields we use). */
@@ -62,45 +63,39 @@ export interface DeliveryRecoveryOptions {
  */
 export class DeliveryRecovery {
   private readonly requested = new Map<string, number>();
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<number> = Promise.resolve(0);
-  private readonly stopping = new AbortController();
+  private readonly periodic: Periodic<number>;
 
-  constructor(private readonly options: DeliveryRecoveryOptions) {}
-
-  start(): void {
-    void this.recoverNow();
-    if (this.options.intervalMs > 0) {
-      this.timer = setInterval(() => void this.recoverNow(), this.options.intervalMs);
-      this.timer.unref();
-    }
+  constructor(private readonly options: DeliveryRecoveryOptions) {
+    this.periodic = new Periodic((signal) => this.recover(signal), options.intervalMs);
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.stopping.abort();
-    await this.running;
+  start(): void {
+    this.periodic.start();
+  }
+
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** One pass over every repository; how many deliveries were asked for again. Never throws: failures are logged. */
   recoverNow(): Promise<number> {
-    this.running = this.running.then(async () => {
-      let recovered = 0;
-      for (const repository of this.options.repositories) {
-        try {
-          recovered += await this.recoverRepository(repository);
-        } catch (error) {
-          this.options.logger.warn({ component: 'delivery-recovery', repository, error: describeError(error) }, 'could not check the webhook deliveries; trying again later');
-        }
-      }
-      return recovered;
-    });
-    return this.running;
+    return this.periodic.runNow();
   }
 
-  private async recoverRepository(repository: string): Promise<number> {
+  private async recover(signal: AbortSignal): Promise<number> {
+    let recovered = 0;
+    for (const repository of this.options.repositories) {
+      try {
+        recovered += await this.recoverRepository(repository, signal);
+      } catch (error) {
+        this.options.logger.warn({ component: 'delivery-recovery', repository, error: describeError(error) }, 'could not check the webhook deliveries; trying again later');
+      }
+    }
+    return recovered;
+  }
+
+  private async recoverRepository(repository: string, signal: AbortSignal): Promise<number> {
     const { github, logger } = this.options;
-    const signal = this.stopping.signal;
     const hooks = ok(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 }, signal }), repository).data;
     let recovered = 0;
     for (const hook of hooks.filter(isOurHook)) {

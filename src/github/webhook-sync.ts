@@ -1,6 +1,7 @@
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
+import { Periodic } from '../periodic.js';
 import { planWebhook, webhookUrl, type RepositoryHook } from './plan-webhook.js';
 
 export interface WebhookSyncOptions {
@@ -15,41 +16,31 @@ export interface WebhookSyncOptions {
 }
 
 /**
- * Keeps one `pull_request` webhook per repository pointing at our public URL: on start, and again
+ * Keeps one webhook (pull_request and push) per repository pointing at our public URL: on start, and again
  * whenever the URL changes (a free ngrok URL changes at every restart of the tunnel).
  */
 export class WebhookSync {
   private syncedUrl: string | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> = Promise.resolve();
-  /** Aborted by stop(): a GitHub that never answers does not hold a shutdown. */
-  private readonly stopping = new AbortController();
+  private readonly periodic: Periodic<void>;
 
-  constructor(private readonly options: WebhookSyncOptions) {}
-
-  start(): void {
-    this.tick();
-    this.timer = setInterval(() => this.tick(), this.options.intervalMs);
-    this.timer.unref();
+  constructor(private readonly options: WebhookSyncOptions) {
+    this.periodic = new Periodic((signal) => this.syncIfChanged(signal), options.intervalMs);
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.stopping.abort();
-    await this.running;
+  start(): void {
+    this.periodic.start();
+  }
+
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** One pass; also what tests call. Never throws: failures are logged and tried again next pass. */
   syncNow(): Promise<void> {
-    this.running = this.running.then(() => this.syncIfChanged());
-    return this.running;
+    return this.periodic.runNow();
   }
 
-  private tick(): void {
-    void this.syncNow();
-  }
-
-  private async syncIfChanged(): Promise<void> {
+  private async syncIfChanged(signal: AbortSignal): Promise<void> {
     const log = this.options.logger.child({ component: 'webhook-sync' });
     let publicUrl: string | undefined;
     try {
@@ -63,7 +54,7 @@ export class WebhookSync {
     let allDone = true;
     for (const repository of this.options.repositories) {
       try {
-        const action = await this.syncRepository(repository, url);
+        const action = await this.syncRepository(repository, url, signal);
         log.info({ repository, url, action }, 'webhook set');
       } catch (error) {
         allDone = false;
@@ -73,9 +64,8 @@ export class WebhookSync {
     if (allDone) this.syncedUrl = publicUrl;
   }
 
-  private async syncRepository(repository: string, url: string): Promise<string> {
+  private async syncRepository(repository: string, url: string, signal: AbortSignal): Promise<string> {
     const { github, secret } = this.options;
-    const signal = this.stopping.signal;
     const hooks = expect(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 }, signal }), repository);
     const plan = planWebhook(hooks.data);
     const body = { active: true, events: ['pull_request', 'push'], config: { url, content_type: 'json', secret, insecure_ssl: '0' } };

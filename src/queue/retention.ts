@@ -1,12 +1,13 @@
 import { describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
+import { Periodic } from '../periodic.js';
 import type { BuildStore } from './build-store.js';
 
 const SWEEP_EVERY_MS = 60 * 60 * 1000;
 
 /** Deletes builds and their logs RETENTION_DAYS after they ended: at start, then every hour. */
 export class RetentionSweeper {
-  private timer: NodeJS.Timeout | undefined;
+  private readonly periodic = new Periodic(() => this.sweepNow(), SWEEP_EVERY_MS);
 
   constructor(
     private readonly store: BuildStore,
@@ -16,13 +17,11 @@ export class RetentionSweeper {
   ) {}
 
   start(): void {
-    void this.sweepNow();
-    this.timer = setInterval(() => void this.sweepNow(), SWEEP_EVERY_MS);
-    this.timer.unref();
+    this.periodic.start();
   }
 
-  stop(): void {
-    clearInterval(this.timer);
+  stop(): Promise<void> {
+    return this.periodic.stop();
   }
 
   /** One sweep; never throws (a failure is logged and the next sweep tries again). */

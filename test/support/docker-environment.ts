@@ -113,3 +113,12 @@ export async function engineRuns(command: string): Promise<boolean> {
     () => false,
   );
 }
+
+/** Empties an engine's BuildKit cache, every record (dockerode's pruneBuilder sends no `all`). */
+export async function pruneAllBuildCache(engine: Dockerode): Promise<void> {
+  await new Promise((resolve, reject) =>
+    engine.modem.dial({ path: '/build/prune?', method: 'POST', options: { all: true }, statusCodes: { 200: true, 500: 'server error' } }, (error: unknown, data: unknown) =>
+      error ? reject(error) : resolve(data),
+    ),
+  );
+}

@@ -65,6 +65,20 @@ describe('ADMIN_TOKEN and /metrics', () => {
     assert.equal((await fetch(`${url}/`, { headers: { authorization: `Basic ${basic}` } })).status, 200);
   });
 
+  it('takes rebuild and cancel with the token, and from this site only: a form posted elsewhere cannot use a browser\'s basic auth', async () => {
+    const cancel = (headers: Record<string, string>) => fetch(`${url}/builds/no-such-build/cancel`, { method: 'POST', headers: { accept: 'application/json', ...headers } });
+    const bearer = { authorization: `Bearer ${ADMIN_TOKEN}` };
+    assert.equal((await cancel({})).status, 401);
+    for (const elsewhere of [{ origin: 'https://evil.example' }, { origin: 'null' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]) {
+      const response = await cancel({ ...bearer, ...elsewhere });
+      assert.equal(response.status, 403, JSON.stringify(elsewhere));
+      assert.match(((await response.json()) as { error: string }).error, /refused from another site/);
+    }
+    // Past the guard: the build is unknown.
+    assert.equal((await cancel(bearer)).status, 404, 'curl sends no Origin');
+    assert.equal((await cancel({ ...bearer, origin: url, 'sec-fetch-site': 'same-origin' })).status, 404, 'the build\'s own page');
+  });
+
   it('keeps the webhook and /healthz open', async () => {
     assert.equal((await fetch(`${url}/healthz`)).status, 200);
     const response = await sendDelivery(url, examplePayloads('ping')[0], { secret: SECRET, event: 'ping' });

@@ -102,15 +102,16 @@ function decidePullRequest(deliveryId: string, event: z.infer<typeof pullRequest
     return { kind: 'build', build: { deliveryId, repository, sha: commit, trigger: { kind: 'merge', prNumber: number, baseRef: pr.base.ref } }, cancel };
   }
 
-  const labelAllowsFork = action === 'labeled' && event.label?.name === policy.forkLabel;
+  // Compared, not assumed: the head may live in another repository, whose owner this host does not trust.
+  const headRepository = pr.head.repo?.full_name;
+  const fork = headRepository === undefined || headRepository.toLowerCase() !== repository.fullName.toLowerCase();
+  // The label lets a fork's head build; on a pull request of the repository itself it changes nothing.
+  const labelAllowsFork = fork && action === 'labeled' && event.label?.name === policy.forkLabel;
   if (!BUILD_ACTIONS.includes(action) && !labelAllowsFork) return ignored(`pull_request action "${action}" does not trigger builds`);
   if (!policy.pullRequests) return ignored('pull request builds are off (PULL_REQUEST_BUILDS=false)');
   if (pr.state !== undefined && pr.state !== 'open') return ignored(`pull request #${number} is ${pr.state}`);
   if (pr.draft === true && !policy.buildDrafts) return ignored(`pull request #${number} is a draft (set BUILD_DRAFTS=true to build drafts)`);
 
-  // Compared, not assumed: the head may live in another repository, whose owner this host does not trust.
-  const headRepository = pr.head.repo?.full_name;
-  const fork = headRepository === undefined || headRepository.toLowerCase() !== repository.fullName.toLowerCase();
   const labelled = (pr.labels ?? []).some((label) => label.name === policy.forkLabel);
   if (fork && !policy.trustForks && !labelled && !labelAllowsFork) {
     const from = headRepository ?? 'a deleted fork';

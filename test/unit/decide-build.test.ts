@@ -94,6 +94,9 @@ describe('decideBuild', () => {
     labelled.pull_request.state = 'open';
     labelled.label.name = 'ci:build-fork';
     decisionOf(decideBuild('pull_request', 'd', labelled, ANY), 'build');
+    const ownLabelled = examplePullRequest('labeled');
+    ownLabelled.label.name = 'ci:build-fork';
+    assert.match(decisionOf(decideBuild('pull_request', 'd', ownLabelled, ANY), 'ignored').reason, /action "labeled" does not trigger builds/, 'the repository\'s own pull request: its pushes build it');
     const otherLabel = fromFork(examplePullRequest('labeled'));
     assert.match(decisionOf(decideBuild('pull_request', 'd', otherLabel, ANY), 'ignored').reason, /action "labeled" does not trigger builds/);
 

@@ -44,7 +44,9 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
     const mask = secretMask(secrets);
     let imageId: string | undefined;
     try {
-      imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
+      // The version a release's git tag names; otherwise dockerInfo.json's.
+      const labels = ociLabels(request, plan.guardedTag ?? spec.version, ports.now());
+      imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom, labels }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
       let digest: string | undefined;
       if (plan.push) {
         digest = await pushTags(repositoryRef, plan.tags, ports, session);
@@ -115,7 +117,7 @@ async function cacheSources(spec: BuildSpec, repositoryRef: string, references: 
 async function buildImage(
   request: BuildRequest,
   spec: BuildSpec,
-  image: Pick<ImageBuildOptions, 'tags' | 'secrets' | 'cacheFrom'>,
+  image: Pick<ImageBuildOptions, 'tags' | 'secrets' | 'cacheFrom' | 'labels'>,
   ports: BuildPorts,
   session: BuildSession,
   mask: (text: string) => string,
@@ -127,7 +129,6 @@ async function buildImage(
     ...image,
     dockerfile: spec.dockerfile,
     buildArgs: spec.buildArgs,
-    labels: ociLabels(request, spec, ports.now()),
     target: spec.target,
   };
   // The download and the build are one step: a retry downloads again.
@@ -260,11 +261,11 @@ function maskedReporter(reporter: BuildReporter, mask: (text: string) => string)
   };
 }
 
-export function ociLabels(request: BuildRequest, spec: BuildSpec, created: Date): Record<string, string> {
+export function ociLabels(request: BuildRequest, version: string, created: Date): Record<string, string> {
   return {
     'org.opencontainers.image.revision': request.sha,
     'org.opencontainers.image.source': request.repository.htmlUrl,
     'org.opencontainers.image.created': created.toISOString(),
-    'org.opencontainers.image.version': spec.version,
+    'org.opencontainers.image.version': version,
   };
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
 import { closedPullRequest, mergedPullRequest, pullRequestEvent, pushEvent, sendDelivery, type PullRequestOptions } from '../support/deliveries.js';
-import { dockerUnavailable, engineRuns, ensureBusyboxImage, fileInImage } from '../support/docker-environment.js';
+import { dockerUnavailable, engineRuns, ensureBusyboxImage, fileInImage, pulled } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
@@ -181,6 +181,8 @@ describe('before and beyond the merge (real Docker engine and registry)', { skip
     assert.deepEqual(tagged.trigger, { kind: 'release', ref: 'refs/tags/v1.2.3' });
     assert.deepEqual((await registry.tags('ci-test/released')).sort(), ['1', '1.2', '1.2.3', 'latest']);
     assert.equal((await fileInImage(`${registry.address}/ci-test/released:1.2`, '/message.txt')).content, 'hello from a fixture repository\n');
+    const labels = (await (await pulled(`${registry.address}/ci-test/released:1`)).inspect()).Config.Labels;
+    assert.deepEqual([labels['org.opencontainers.image.version'], labels['org.opencontainers.image.revision']], ['1.2.3', repository.sha], 'the version the git tag names');
     assert.equal((await statusSettles(repository.sha, 'success')).context, 'ci_service/release');
 
     const branch = await builtFrom(pushEvent(repository, repository.sha, 'refs/heads/main'), 'push');

@@ -45,6 +45,9 @@ const sha = z.string().regex(/^[0-9a-f]{40}$/, 'must be a 40-character commit SH
 /** What GitHub allows in account and repository names: nothing that could change the path of an API URL. */
 const OWNER_LOGIN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 const REPOSITORY_NAME = /^[A-Za-z0-9._-]{1,100}$/;
+/** Git refs and GitHub's names are short; a payload's are stored and shown, so they are bounded. */
+const MAX_REF_CHARS = 1024;
+const MAX_NAME_CHARS = 256;
 
 const repositorySchema = z.object({
   name: z.string().regex(REPOSITORY_NAME, 'must be a GitHub repository name (letters, digits, . _ -)').refine((name) => name !== '.' && name !== '..', 'must not be . or ..'),
@@ -58,22 +61,22 @@ const repositorySchema = z.object({
 const pullRequestEvent = z.object({
   action: z.string(),
   number: z.number().int(),
-  label: z.object({ name: z.string() }).optional(),
+  label: z.object({ name: z.string().max(MAX_NAME_CHARS) }).optional(),
   pull_request: z.object({
     merged: z.boolean().nullable().optional(),
     merge_commit_sha: sha.nullable().optional(),
     draft: z.boolean().optional(),
     state: z.string().optional(),
-    labels: z.array(z.object({ name: z.string() })).optional(),
+    labels: z.array(z.object({ name: z.string().max(MAX_NAME_CHARS) })).optional(),
     // A deleted fork's pull request has no head repository.
-    head: z.object({ sha, ref: z.string(), repo: z.object({ full_name: z.string() }).nullable().optional() }),
-    base: z.object({ ref: z.string().min(1) }),
+    head: z.object({ sha, ref: z.string().max(MAX_REF_CHARS), repo: z.object({ full_name: z.string().max(MAX_NAME_CHARS) }).nullable().optional() }),
+    base: z.object({ ref: z.string().min(1).max(MAX_REF_CHARS) }),
   }),
   repository: repositorySchema,
 });
 
 const pushEvent = z.object({
-  ref: z.string().min(1),
+  ref: z.string().min(1).max(MAX_REF_CHARS),
   after: z.string(),
   deleted: z.boolean().optional(),
   repository: repositorySchema,

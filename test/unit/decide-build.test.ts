@@ -131,6 +131,7 @@ describe('decideBuild', () => {
     assert.equal(decisionOf(decideBuild('push', 'd', branch, ANY), 'release').push.ref, 'refs/heads/master');
     const deleted = pushes.find((push) => push.deleted)!;
     assert.equal(decisionOf(decideBuild('push', 'd', deleted, ANY), 'ignored').reason, 'refs/tags/simple-tag was deleted: nothing to build');
+    assert.throws(() => decideBuild('push', 'd', { ...branch, ref: `refs/heads/${'x'.repeat(2000)}` }, ANY), /push payload is missing or has a bad "ref"/);
     const note = { ...branch, ref: 'refs/notes/commits' };
     assert.match(decisionOf(decideBuild('push', 'd', note, ANY), 'ignored').reason, /neither a branch nor a tag/);
   });

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import crypto from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { cp, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Repository } from '../../src/domain/build-request.js';
+import { signature256 } from './deliveries.js';
 
 const run = promisify(execFile);
 
@@ -244,7 +245,7 @@ export class GitHubStandIn {
    * Sends an event to the repository's hooks that take it, signed with each hook's secret, as GitHub does; every
    * attempt is recorded, answered or not. Returns the status codes (0: no answer).
    */
-  async deliver(fullName: string, event: string, payload: Record<string, unknown>, guid: string = crypto.randomUUID()): Promise<number[]> {
+  async deliver(fullName: string, event: string, payload: Record<string, unknown>, guid: string = randomUUID()): Promise<number[]> {
     const hooks = (this.hooks.get(fullName) ?? []).filter((hook) => hook.active && (hook.events.includes(event) || hook.events.includes('*')));
     const codes: number[] = [];
     for (const hook of hooks) codes.push(await this.attempt(hook, { guid, event, action: typeof payload.action === 'string' ? payload.action : null, body: JSON.stringify(payload) }, false));
@@ -252,7 +253,7 @@ export class GitHubStandIn {
   }
 
   private async attempt(hook: StoredHook, delivery: Pick<HookDelivery, 'guid' | 'event' | 'action' | 'body'>, redelivery: boolean): Promise<number> {
-    const signature = `sha256=${crypto.createHmac('sha256', hook.config.secret ?? '').update(delivery.body).digest('hex')}`;
+    const signature = signature256(hook.config.secret ?? '', delivery.body);
     let statusCode = 0;
     let status = 'failed to connect';
     try {

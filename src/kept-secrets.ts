@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from './logger.js';
 
@@ -21,7 +21,7 @@ export const WEBHOOK_SECRET: KeptSecret = {
 export const ADMIN_TOKEN: KeptSecret = {
   variable: 'ADMIN_TOKEN',
   file: 'admin-token',
-  use: 'the pages, the builds API and /metrics need it: a bearer token (curl -H "Authorization: Bearer <token>"), or the password of basic auth in a browser',
+  use: 'rebuild and cancel, and (unless OPEN_PAGES) the pages, the builds API and /metrics need it: a bearer token (curl -H "Authorization: Bearer <token>"), or the password of basic auth in a browser',
 };
 
 /**
@@ -31,22 +31,25 @@ export const ADMIN_TOKEN: KeptSecret = {
 export async function keptSecret(secret: KeptSecret, configured: string | undefined, dataDir: string, logger: Logger): Promise<string> {
   if (configured) return configured;
   const file = path.join(dataDir, secret.file);
-  const kept = await readFile(file, 'utf8').then(
-    (text) => text.trim(),
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return '';
-      throw error;
-    },
-  );
+  const kept = await keptIn(file, secret).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
   if (kept) return kept;
   const generated = randomBytes(32).toString('hex');
   await mkdir(dataDir, { recursive: true });
+  // Written whole under a name of its own, then linked into place: the file appears with its content or not at
+  // all, and a link never replaces one. So two processes starting at once end with the first one's secret, and
+  // neither reads a file the other has created but not written yet.
+  const draft = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    // 'wx': two processes starting at once never overwrite each other's secret; the second takes the first's.
-    await writeFile(file, `${generated}\n`, { mode: 0o600, flag: 'wx' });
+    await writeFile(draft, `${generated}\n`, { mode: 0o600, flag: 'wx' });
+    await link(draft, file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return (await readFile(file, 'utf8')).trim();
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return keptIn(file, secret);
     throw error;
+  } finally {
+    await rm(draft, { force: true });
   }
   // Once, in the message itself: the redaction of secret-carrying fields does not hide it from the one who must copy it.
   logger.warn(
@@ -54,4 +57,11 @@ export async function keptSecret(secret: KeptSecret, configured: string | undefi
     `${secret.variable} was not set, so ci_service generated one and keeps it in ${file}: ${generated} — ${secret.use}. Set ${secret.variable} to use your own.`,
   );
   return generated;
+}
+
+/** The secret a file keeps. An empty one is refused: anyone could sign deliveries with an empty secret. */
+async function keptIn(file: string, secret: KeptSecret): Promise<string> {
+  const text = (await readFile(file, 'utf8')).trim();
+  if (text === '') throw new Error(`${file} is empty: delete it (ci_service then generates a new ${secret.variable}), write one in it, or set ${secret.variable}`);
+  return text;
 }

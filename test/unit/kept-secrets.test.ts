@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -48,9 +48,22 @@ describe('secrets nobody has to type', () => {
   it('two processes starting at once end with the same secret', async () => {
     const dir = await dataDir();
     const { logger } = recordingLogger();
-    const [a, b] = await Promise.all([keptSecret(WEBHOOK_SECRET, undefined, dir, logger), keptSecret(WEBHOOK_SECRET, undefined, dir, logger)]);
-    assert.equal(a, b);
+    // Many at once, many times: none may read the file between its creation and its content.
+    for (let round = 0; round < 50; round += 1) {
+      const folder = await dataDir();
+      const secrets = await Promise.all(Array.from({ length: 8 }, () => keptSecret(WEBHOOK_SECRET, undefined, folder, logger)));
+      assert.equal(new Set(secrets).size, 1, `round ${round}: ${secrets.join(' ')}`);
+      assert.match(secrets[0]!, /^[0-9a-f]{64}$/);
+      assert.deepEqual((await readdir(folder)).sort(), ['webhook-secret'], 'no draft left behind');
+    }
     await writeFile(path.join(dir, 'admin-token'), '  kept-by-hand \n');
     assert.equal(await keptSecret(ADMIN_TOKEN, undefined, dir, logger), 'kept-by-hand');
+  });
+
+  it('refuses a kept file that is empty, saying what to do, rather than take "" as the secret', async () => {
+    const dir = await dataDir();
+    const { logger } = recordingLogger();
+    await writeFile(path.join(dir, 'webhook-secret'), '\n');
+    await assert.rejects(keptSecret(WEBHOOK_SECRET, undefined, dir, logger), /webhook-secret is empty: delete it \(ci_service then generates a new WEBHOOK_SECRET\), write one in it, or set WEBHOOK_SECRET/);
   });
 });

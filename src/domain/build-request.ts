@@ -33,8 +33,13 @@ export interface BuildRequest {
  */
 export function triggerKey(trigger: BuildTrigger): string {
   if (trigger.kind === 'merge') return 'merge';
-  if (trigger.kind === 'pull_request') return `pr:${trigger.prNumber}`;
+  if (trigger.kind === 'pull_request') return pullRequestKey(trigger.prNumber);
   return `ref:${trigger.ref}`;
+}
+
+/** The trigger key every build of one pull request's heads shares. */
+export function pullRequestKey(prNumber: number): string {
+  return `pr:${prNumber}`;
 }
 
 /** A request as stored before builds had triggers (every one a merge) reads as one. */

@@ -2,7 +2,8 @@ import type { AxiosInstance } from 'axios';
 import type { Logger } from 'pino';
 import { describeError } from '../domain/errors.js';
 import { Periodic } from '../periodic.js';
-import { isOurHook, type RepositoryHook } from './plan-webhook.js';
+import { hooksApiAnswer, listHooks } from './hooks-api.js';
+import { isOurHook } from './plan-webhook.js';
 
 /** One attempt as GitHub's hook deliveries API lists it (the fields we use). */
 export interface HookDeliveryAttempt {
@@ -22,6 +23,7 @@ const REDELIVERABLE_MS = 3 * 24 * 3600 * 1000;
 const MAX_REQUESTS_PER_DELIVERY = 3;
 const PAGE = 100;
 const MAX_PAGES = 10;
+const ABOUT = 'webhook deliveries';
 
 /**
  * Pure: the deliveries to ask GitHub for again, oldest first (a pull request's heads arrive in their order): those
@@ -96,12 +98,12 @@ export class DeliveryRecovery {
 
   private async recoverRepository(repository: string, signal: AbortSignal): Promise<number> {
     const { github, logger } = this.options;
-    const hooks = ok(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 }, signal }), repository).data;
+    const hooks = await listHooks(github, repository, ABOUT, signal);
     let recovered = 0;
     for (const hook of hooks.filter(isOurHook)) {
       const attempts = await this.recentDeliveries(repository, hook.id, signal);
       for (const delivery of planRedeliveries(attempts, this.requested, (this.options.now ?? (() => new Date()))())) {
-        ok(await github.post(`/repos/${repository}/hooks/${hook.id}/deliveries/${delivery.id}/attempts`, undefined, { signal }), repository);
+        hooksApiAnswer(await github.post(`/repos/${repository}/hooks/${hook.id}/deliveries/${delivery.id}/attempts`, undefined, { signal }), repository, ABOUT);
         this.requested.set(delivery.guid, (this.requested.get(delivery.guid) ?? 0) + 1);
         this.options.onRecovered(repository);
         recovered += 1;
@@ -120,9 +122,10 @@ export class DeliveryRecovery {
     const oldest = Date.now() - REDELIVERABLE_MS;
     let cursor: string | undefined;
     for (let page = 0; page < MAX_PAGES; page += 1) {
-      const response = ok(
+      const response = hooksApiAnswer(
         await this.options.github.get<HookDeliveryAttempt[]>(`/repos/${repository}/hooks/${hookId}/deliveries`, { params: { per_page: PAGE, ...(cursor ? { cursor } : {}) }, signal }),
         repository,
+        ABOUT,
       );
       attempts.push(...response.data);
       cursor = nextCursor(String(response.headers.link ?? ''));
@@ -137,10 +140,4 @@ function nextCursor(link: string): string | undefined {
   const next = link.split(',').find((part) => /rel="next"/.test(part));
   const url = next?.match(/<([^>]+)>/)?.[1];
   return url ? (new URL(url).searchParams.get('cursor') ?? undefined) : undefined;
-}
-
-function ok<T extends { status: number }>(response: T, repository: string): T {
-  if (response.status >= 200 && response.status < 300) return response;
-  const hint = response.status === 404 || response.status === 403 ? ': GITHUB_TOKEN needs admin rights on the repository ("Webhooks: read and write")' : '';
-  throw new Error(`GitHub answered ${response.status} for the webhook deliveries of ${repository}${hint}`);
 }

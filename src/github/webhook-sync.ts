@@ -1,8 +1,9 @@
-import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import axios, { type AxiosInstance } from 'axios';
 import { describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import { Periodic } from '../periodic.js';
-import { planWebhook, webhookUrl, type RepositoryHook } from './plan-webhook.js';
+import { hooksApiAnswer, listHooks } from './hooks-api.js';
+import { planWebhook, webhookUrl } from './plan-webhook.js';
 
 export interface WebhookSyncOptions {
   github: AxiosInstance;
@@ -14,6 +15,9 @@ export interface WebhookSyncOptions {
   intervalMs: number;
   logger: Logger;
 }
+
+/** What the hooks API is asked for here, as its errors name it. */
+const ABOUT = 'webhooks';
 
 /**
  * Keeps one webhook (pull_request and push) per repository pointing at our public URL: on start, and again
@@ -66,32 +70,22 @@ export class WebhookSync {
 
   private async syncRepository(repository: string, url: string, signal: AbortSignal): Promise<string> {
     const { github, secret } = this.options;
-    const hooks = expect(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 }, signal }), repository);
-    const plan = planWebhook(hooks.data);
+    const plan = planWebhook(await listHooks(github, repository, ABOUT, signal));
     const body = { active: true, events: ['pull_request', 'push'], config: { url, content_type: 'json', secret, insecure_ssl: '0' } };
     let action: string;
     if ('create' in plan.write) {
-      expect(await github.post(`/repos/${repository}/hooks`, { name: 'web', ...body }, { signal }), repository);
+      hooksApiAnswer(await github.post(`/repos/${repository}/hooks`, { name: 'web', ...body }, { signal }), repository, ABOUT);
       action = 'created';
     } else {
-      expect(await github.patch(`/repos/${repository}/hooks/${plan.write.update}`, body, { signal }), repository);
+      hooksApiAnswer(await github.patch(`/repos/${repository}/hooks/${plan.write.update}`, body, { signal }), repository, ABOUT);
       action = `updated hook ${plan.write.update}`;
     }
     for (const id of plan.remove) {
-      expect(await github.delete(`/repos/${repository}/hooks/${id}`, { signal }), repository);
+      hooksApiAnswer(await github.delete(`/repos/${repository}/hooks/${id}`, { signal }), repository, ABOUT);
       action += `, removed duplicate hook ${id}`;
     }
     return action;
   }
-}
-
-function expect<T>(response: AxiosResponse<T>, repository: string): AxiosResponse<T> {
-  if (response.status >= 200 && response.status < 300) return response;
-  const hint =
-    response.status === 404 || response.status === 403
-      ? ': GITHUB_TOKEN needs admin rights on the repository ("Webhooks: read and write")'
-      : '';
-  throw new Error(`GitHub answered ${response.status} for the webhooks of ${repository}${hint}`);
 }
 
 /** PUBLIC_URL when set; otherwise the https tunnel the ngrok agent's local API reports. */

@@ -1,7 +1,7 @@
 import type { BuildReporter, BuildResult, BuildSession } from '../build/ports.js';
 import type { BuildObserver } from '../domain/build-observer.js';
 import type { BuildRecord } from '../domain/build-record.js';
-import { triggerKey, type BuildRequest } from '../domain/build-request.js';
+import { pullRequestKey, type BuildRequest } from '../domain/build-request.js';
 import { BuildCancelledError, BuildFailure, BuildTimeoutError, describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import { LostClaimError, type BuildStore } from './build-store.js';
@@ -116,7 +116,7 @@ export class BuildWorker {
 
   /** Cancels the unfinished builds of a pull request, or only those admitted before the build with seq `before`. */
   async cancelPullRequest(repository: string, prNumber: number, reason: string, before?: number): Promise<BuildRecord[]> {
-    const unfinished = await this.store.unfinishedOfTrigger(repository, triggerKey({ kind: 'pull_request', prNumber, baseRef: '', headRef: '' }));
+    const unfinished = await this.store.unfinishedOfTrigger(repository, pullRequestKey(prNumber));
     const cancelled: BuildRecord[] = [];
     for (const build of unfinished.filter((candidate) => before === undefined || candidate.seq < before)) {
       const done = await this.cancel(build.id, reason);

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ImagePusher } from './build/ports.js';
+import type { ImagePusher } from './engine/engine.js';
 import type { BuildObserver } from './domain/build-observer.js';
 import type { BuildRecord } from './domain/build-record.js';
 

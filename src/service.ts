@@ -2,12 +2,12 @@ import Dockerode from 'dockerode';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Checkouts } from './build/checkout.js';
-import { DockerEngine } from './build/docker-engine.js';
-import type { BuildPorts } from './build/ports.js';
-import { releaseRequest } from './build/release-rules.js';
-import { runBuild } from './build/run-build.js';
-import { SPEC_FILE, SPEC_MAX_BYTES } from './build/spec.js';
+import { Checkouts } from './source/checkout.js';
+import { DockerEngine } from './engine/docker/docker-engine.js';
+import type { BuildPorts } from './pipeline/ports.js';
+import { releaseRequest } from './spec/release-rules.js';
+import { runBuild } from './pipeline/run-build.js';
+import { SPEC_FILE, SPEC_MAX_BYTES } from './spec/build-spec.js';
 import type { Config } from './config.js';
 import { describeError } from './domain/errors.js';
 import { ADMIN_TOKEN, keptSecret, WEBHOOK_SECRET } from './kept-secrets.js';
@@ -86,6 +86,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       allowedWriters: config.allowedImageWriters,
     },
     publishedRevision: (serviceName, tag, signal) => registryClient.publishedRevision(serviceName, tag, signal),
+    manifestDigest: (serviceName, tag, signal) => registryClient.manifestDigest(serviceName, tag, signal),
     now,
   };
   const observers: BuildObserver[] = [metrics];

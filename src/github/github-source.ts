@@ -1,6 +1,6 @@
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import type { Readable } from 'node:stream';
-import type { GitTree, GitTreeEntry, SourceFetcher } from '../build/ports.js';
+import type { GitTree, GitTreeEntry, SourceFetcher } from '../source/source-fetcher.js';
 import type { Repository } from '../domain/build-request.js';
 import { describeError, SourceError } from '../domain/errors.js';
 

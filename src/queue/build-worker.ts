@@ -1,4 +1,4 @@
-import type { BuildReporter, BuildResult, BuildSession } from '../build/ports.js';
+import type { BuildReporter, BuildResult, BuildSession } from '../pipeline/ports.js';
 import type { BuildObserver } from '../domain/build-observer.js';
 import type { BuildRecord } from '../domain/build-record.js';
 import { pullRequestKey, type BuildRequest } from '../domain/build-request.js';

@@ -1,4 +1,4 @@
-import type { Retry } from '../build/ports.js';
+import type { Retry } from '../pipeline/ports.js';
 import { BuildFailure, describeError } from '../domain/errors.js';
 
 export interface RetryPolicy {

@@ -53,10 +53,30 @@ export class RegistryClient {
     return config?.config?.Labels?.[REVISION_LABEL] ?? null;
   }
 
+  /**
+   * The digest the registry stores for `serviceName:tag` (its `Docker-Content-Digest`), or undefined when it has no
+   * such tag. The digest of a push is taken from here: engines report it in their progress stream in words that
+   * differ between image stores (the containerd store reports none in a field of its own).
+   */
+  async manifestDigest(serviceName: string, tag: string, signal: AbortSignal): Promise<string | undefined> {
+    const path = `/v2/${this.namespace}${serviceName}/manifests/${encodeURIComponent(tag)}`;
+    const response = await this.request<unknown>('head', path, MANIFESTS, signal);
+    if (response === undefined) return undefined;
+    const digest = response.headers['docker-content-digest'];
+    if (typeof digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(digest)) {
+      throw new PushError(`the registry at ${this.http.defaults.baseURL} answered ${path} without a Docker-Content-Digest header: is REGISTRY_URL a Docker registry (distribution v2)?`);
+    }
+    return digest;
+  }
+
   private async get<T>(path: string, accept: string, signal: AbortSignal): Promise<T | undefined> {
+    return (await this.request<T>('get', path, accept, signal))?.data;
+  }
+
+  private async request<T>(method: 'get' | 'head', path: string, accept: string, signal: AbortSignal) {
     let response;
     try {
-      response = await this.http.get<T>(path, { headers: { Accept: accept }, responseType: 'json', signal });
+      response = await this.http.request<T>({ method, url: path, headers: { Accept: accept }, responseType: 'json', signal });
     } catch (error) {
       if (axios.isCancel(error)) throw error;
       throw new PushError(`the registry at ${this.http.defaults.baseURL} is not reachable to check the published versions (${describeError(error)})`, true);
@@ -66,6 +86,6 @@ export class RegistryClient {
       throw new PushError(`the registry refused to show ${path} (${response.status}): set REGISTRY_USERNAME and REGISTRY_PASSWORD to an account that may read it`);
     }
     if (response.status !== 200) throw new PushError(`the registry answered ${response.status} for ${path}`, response.status >= 500);
-    return response.data;
+    return response;
   }
 }

@@ -141,7 +141,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     const build = await mergeAndWait(ci, await github.addRepository('octo-org/failing-copy', path.join(FIXTURES, 'failing-copy')));
     assert.equal(build.status, 'failed');
     assert.equal(build.failedStage, 'build');
-    assert.equal(build.error, 'Dockerfile line 2: COPY does-not-exist.txt / failed (failed to compute cache key: "/does-not-exist.txt" not found: not found)');
+    assert.equal(build.error, 'Dockerfile line 2: COPY does-not-exist.txt / failed ("/does-not-exist.txt" is not in the build context, or .dockerignore leaves it out)');
     assert.deepEqual(await registry.tags('ci-test/failing-copy'), []);
   });
 

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { BuildView } from '../../src/http/build-view.js';
+import { ENGINE_HOST } from './docker-environment.js';
 import { freePort, waitFor } from './registry.js';
 
 const ROOT = path.join(import.meta.dirname, '..', '..');
@@ -34,7 +35,7 @@ export async function startDaemon(
   const child = spawn(process.execPath, entry, {
     cwd: ROOT,
     // Pages open unless the test is about the token: polling builds needs no token then.
-    env: { PATH: process.env.PATH ?? '', OPEN_PAGES: env.ADMIN_TOKEN || env.OPEN_PAGES === 'false' ? 'false' : 'true', ...env, PORT: port },
+    env: { PATH: process.env.PATH ?? '', DOCKER_HOST: ENGINE_HOST, OPEN_PAGES: env.ADMIN_TOKEN || env.OPEN_PAGES === 'false' ? 'false' : 'true', ...env, PORT: port },
     // quiet: the log goes to /dev/null, so a busy parent never blocks the daemon's synchronous writes.
     stdio: ['ignore', options.quiet ? 'ignore' : 'pipe', 'pipe'],
   });

@@ -4,7 +4,18 @@ import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import tar from 'tar-stream';
 
-export const docker = new Dockerode({ socketPath: process.env.DOCKER_SOCKET ?? '/var/run/docker.sock' });
+/**
+ * The engine under test: DOCKER_HOST as ci_service reads it (`unix:///path`), default the machine's own. The
+ * engine-touching suites run once per engine of the matrix (test/run-matrix.ts sets it); ENGINE_NAME names it.
+ */
+export const ENGINE_HOST = process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock';
+export const ENGINE_NAME = process.env.ENGINE_NAME ?? 'docker';
+export const docker = connectEngine(ENGINE_HOST);
+
+export function connectEngine(host: string): Dockerode {
+  if (!host.startsWith('unix://')) throw new Error(`the tests reach engines by unix socket, not ${host}`);
+  return new Dockerode({ socketPath: host.slice('unix://'.length) });
+}
 
 /**
  * Why the Docker tests cannot run here, or undefined when they can.
@@ -16,7 +27,7 @@ export async function dockerUnavailable(): Promise<string | undefined> {
     await docker.ping();
     execFileSync('docker-registry', ['--version'], { stdio: 'ignore' });
   } catch (error) {
-    reason = `needs a Docker engine at /var/run/docker.sock and Debian's docker-registry (${(error as Error).message})`;
+    reason = `needs a Docker engine at ${ENGINE_HOST} and Debian's docker-registry (${(error as Error).message})`;
   }
   if (reason && process.env.CI) throw new Error(`CI must run the Docker tests, but: ${reason}`);
   if (reason) console.warn(`\n!!! SKIPPING Docker integration tests: ${reason}\n!!! Run .ci/run (or start dockerd) to execute them.\n`);
@@ -88,8 +99,8 @@ export async function fileInImage(image: string, filePath: string): Promise<{ ty
  * SECOND_DOCKER_HOST names its socket. In CI its absence is a failure, never a skip.
  */
 export async function secondEngine(): Promise<{ host: string; docker: Dockerode } | { unavailable: string }> {
-  const host = process.env.SECOND_DOCKER_HOST ?? 'unix:///run/ci-docker2.sock';
-  const second = new Dockerode({ socketPath: host.replace(/^unix:\/\//, '') });
+  const host = process.env.SECOND_DOCKER_HOST ?? 'unix:///run/ci-engines/docker2.sock';
+  const second = connectEngine(host);
   try {
     await second.ping();
     return { host, docker: second };

@@ -6,6 +6,7 @@ import { loadConfig } from '../../src/config.js';
 import type { BuildView } from '../../src/http/build-view.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/service.js';
+import { ENGINE_HOST } from './docker-environment.js';
 
 export const TEST_SECRET = 'test-webhook-secret-5f1c';
 
@@ -32,7 +33,7 @@ export async function startTestService(env: Record<string, string>): Promise<Tes
     },
   });
   // Pages open: these tests read builds without a token (the token's own tests set ADMIN_TOKEN).
-  const config = loadConfig({ PORT: '0', WEBHOOK_SECRET: TEST_SECRET, OPEN_PAGES: env.ADMIN_TOKEN ? 'false' : 'true', LOG_LEVEL: 'debug', DATA_DIR: dataDir, BUILD_RETRY_DELAY_MS: '200', ...env });
+  const config = loadConfig({ PORT: '0', WEBHOOK_SECRET: TEST_SECRET, OPEN_PAGES: env.ADMIN_TOKEN ? 'false' : 'true', LOG_LEVEL: 'debug', DATA_DIR: dataDir, BUILD_RETRY_DELAY_MS: '200', DOCKER_HOST: ENGINE_HOST, ...env });
   const service = await startService(config, createLogger(config.logLevel, destination));
   return {
     service,

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { BuildKitTrace } from '../../src/build/buildkit-trace.js';
-import { readProgress } from '../../src/build/progress.js';
+import { BuildKitTrace } from '../../src/engine/buildkit/trace.js';
+import { readProgress } from '../../src/engine/docker/progress.js';
 
 /** A real engine's answer to a BuildKit build whose last RUN exits 3 (Docker 20.10, captured once). */
 const FAILING_RUN = path.join(import.meta.dirname, '..', 'fixtures', 'engine-streams', 'buildkit-failing-run.ndjson');

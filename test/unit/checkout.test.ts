@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import axios from 'axios';
-import { Checkouts, type Checkout } from '../../src/build/checkout.js';
+import { Checkouts, type Checkout } from '../../src/source/checkout.js';
 import { ContextError } from '../../src/domain/errors.js';
 import { GitHubSource } from '../../src/github/github-source.js';
 import { GitHubStandIn } from '../support/github-stand-in.js';

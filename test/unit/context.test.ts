@@ -3,7 +3,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
-import { contextPath, createBuildContext } from '../../src/build/context.js';
+import { contextPath, createBuildContext } from '../../src/source/context.js';
 import { ContextError, SourceError } from '../../src/domain/errors.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; content?: string; linkname?: string };

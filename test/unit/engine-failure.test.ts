@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { engineFailure, isTransient } from '../../src/build/docker-engine.js';
+import { engineFailure, isTransient } from '../../src/engine/docker/docker-engine.js';
 import { ImageBuildError, PushError } from '../../src/domain/errors.js';
 
 /** What dockerode throws for an HTTP answer of the engine: its status, and the engine's sentence in `json`. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { explainEngineError, explainFailedStep, instructionLine } from '../../src/build/explain-build-failure.js';
+import { explainEngineError, explainFailedStep, instructionLine } from '../../src/engine/explain-build-failure.js';
 
 const DOCKERFILE = ['FROM node:24 AS build', '', 'run npm ci \\', '    --omit=dev', 'COPY . /app', 'RUN echo about to fail && exit 3', ''].join('\n');
 
@@ -20,8 +20,16 @@ describe('a failed build, in one sentence that says where and what', () => {
     assert.equal(instructionLine(DOCKERFILE, 'COPY missing /'), undefined);
     assert.equal(
       explainFailedStep({ name: '[2/3] COPY missing /', lastOutput: [] }, 'failed to compute cache key: "/missing" not found: not found', { path: 'docker/Dockerfile', text: undefined }),
-      'docker/Dockerfile: COPY missing / failed (failed to compute cache key: "/missing" not found: not found)',
+      'docker/Dockerfile: COPY missing / failed ("/missing" is not in the build context, or .dockerignore leaves it out)',
     );
+  });
+
+  it('says a missing COPY source in the same words for BuildKit 0.8 (Docker 20.10) and 0.13 (Docker 26.1)', () => {
+    const step = { name: '[2/3] COPY missing /', lastOutput: [] };
+    const dockerfile = { path: 'Dockerfile', text: undefined };
+    const old = explainFailedStep(step, 'failed to compute cache key: "/missing" not found: not found', dockerfile);
+    const newer = explainFailedStep(step, 'failed to compute cache key: failed to calculate checksum of ref d734g9xwpbv2::jkx35cfde2zr: "/missing": not found', dockerfile);
+    assert.equal(newer, old);
   });
 
   it('keeps the sentence short: a long command and long output are cut', () => {

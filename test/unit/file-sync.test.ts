@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { CheckoutEntry } from '../../src/build/checkout.js';
-import { walk } from '../../src/build/file-sync.js';
+import type { CheckoutEntry } from '../../src/source/checkout.js';
+import { walk } from '../../src/engine/buildkit/file-sync.js';
 
 function entries(paths: string[], symlinks: Record<string, string> = {}): CheckoutEntry[] {
   return paths.map((name) => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { parseProgressLine, readProgress } from '../../src/build/progress.js';
+import { parseProgressLine, readProgress } from '../../src/engine/docker/progress.js';
 
 /** Cuts `text` into pieces of `size` bytes, so lines (and characters) straddle chunks. */
 function chunked(text: string, size: number): Readable {

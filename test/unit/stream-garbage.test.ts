@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
-import { collectGarbageAsBytesPass } from '../../src/build/stream-garbage.js';
+import { collectGarbageAsBytesPass } from '../../src/source/stream-garbage.js';
 
 const MB = 1024 * 1024;
 

@@ -4,8 +4,8 @@ import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import type { CheckoutEntry } from './checkout.js';
-import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE } from './stream-garbage.js';
+import type { CheckoutEntry } from '../../source/checkout.js';
+import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE } from '../../source/stream-garbage.js';
 
 /**
  * The sending side of BuildKit's file sync (`moby.filesync.v1.FileSync/DiffCopy`), as the docker CLI serves a

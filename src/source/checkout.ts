@@ -17,7 +17,7 @@ import {
   type ContextOptions,
   type ContextSummary,
 } from './context.js';
-import type { GitTreeEntry, SourceFetcher } from './ports.js';
+import type { GitTreeEntry, SourceFetcher } from './source-fetcher.js';
 
 /** A file, folder or symlink of a checkout, with the metadata BuildKit's file sync compares. */
 export interface CheckoutEntry {

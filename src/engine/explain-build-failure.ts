@@ -69,8 +69,13 @@ function normalise(text: string): string {
   return space === -1 ? collapsed.toUpperCase() : collapsed.slice(0, space).toUpperCase() + collapsed.slice(space);
 }
 
-/** `executor failed running [/bin/sh -c make]: exit code: 2` says the command twice: keep what follows it. */
+/**
+ * `executor failed running [/bin/sh -c make]: exit code: 2` says the command twice: keep what follows it. A COPY
+ * of a missing file is said in the same words whatever BuildKit's version (0.8 and 0.13 word it differently).
+ */
 function shortReason(engineError: string): string {
+  const missing = /failed to compute cache key: (?:failed to calculate checksum of ref \S+ )?"([^"]+)":? not found/.exec(engineError);
+  if (missing) return `"${missing[1]}" is not in the build context, or .dockerignore leaves it out`;
   const executor = /^executor failed running \[.*\]: (.+)$/s.exec(engineError) ?? /^process ".*" did not complete successfully: (.+)$/s.exec(engineError);
   return executor ? executor[1]! : engineError;
 }

@@ -3,7 +3,7 @@ import semver from 'semver';
 import type { BuildRequest } from '../domain/build-request.js';
 import { SpecError } from '../domain/errors.js';
 import type { ReleasePush } from '../domain/release-push.js';
-import { parseBuildSpec, SPEC_FILE, type ReleaseRules } from './spec.js';
+import { parseBuildSpec, SPEC_FILE, type ReleaseRules } from './build-spec.js';
 
 /** What a pushed ref builds: the image tags it maps to (the first one immutable for a release), or why nothing. */
 export type ReleasePlan = { tags: string[]; immutableTag: string | undefined } | { ignored: string };

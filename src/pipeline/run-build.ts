@@ -1,11 +1,12 @@
-import { ContextError, describeError, ImageBuildError, SourceError, SpecError } from '../domain/errors.js';
+import { ContextError, describeError, ImageBuildError, PushError, SourceError, SpecError } from '../domain/errors.js';
 import type { BuildRequest } from '../domain/build-request.js';
-import type { BuildPorts, BuildReporter, BuildResult, BuildSession, BuiltImage, ImageBuildOptions } from './ports.js';
-import type { Fetched } from './checkout.js';
-import { createBuildContext, type BuildContext, type ContextOptions } from './context.js';
-import { explainFailedStep } from './explain-build-failure.js';
-import { planRelease } from './release-rules.js';
-import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from './spec.js';
+import type { BuiltImage, ImageBuildOptions } from '../engine/engine.js';
+import type { BuildPorts, BuildReporter, BuildResult, BuildSession } from './ports.js';
+import type { Fetched } from '../source/checkout.js';
+import { createBuildContext, type BuildContext, type ContextOptions } from '../source/context.js';
+import { explainFailedStep } from '../engine/explain-build-failure.js';
+import { planRelease } from '../spec/release-rules.js';
+import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from '../spec/build-spec.js';
 
 /**
  * fetch dockerInfo.json → fetch the commit (for BuildKit into this repository's kept folder, only the changed
@@ -49,7 +50,7 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
       imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom, labels }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
       let digest: string | undefined;
       if (plan.push) {
-        digest = await pushTags(repositoryRef, plan.tags, ports, session);
+        digest = await pushTags(spec.serviceName, repositoryRef, plan.tags, ports, session);
         await ports.imageOwners.claim(repositoryRef, repository.fullName);
       } else {
         reporter.log(`built; nothing pushed: a pull request's build pushes ${image.slice(repositoryRef.length + 1)} only when ${SPEC_FILE} has "pull_requests": {"push": true}`);
@@ -199,16 +200,31 @@ function describeFetch(fetched: Fetched): string {
   return `fetched the ${fetched.files} changed files (${fetched.bytes} bytes) since this host's last build of the repository`;
 }
 
-/** Pushes every tag; returns the digest (the same for every tag of one image). */
-async function pushTags(repositoryRef: string, tags: string[], ports: BuildPorts, session: BuildSession): Promise<string> {
+/**
+ * Pushes every tag; returns the digest (the same for every tag of one image), as the registry holds it: read back
+ * from the registry after each push, and checked against the one the engine reports where it reports one.
+ */
+async function pushTags(serviceName: string, repositoryRef: string, tags: string[], ports: BuildPorts, session: BuildSession): Promise<string> {
   const { reporter, signal, retry } = session;
   let digest = '';
   for (const tag of tags) {
-    digest = await retry(`pushing ${repositoryRef}:${tag}`, async () => {
-      reporter.log(`pushing ${repositoryRef}:${tag}`);
-      return ports.pusher.push(repositoryRef, tag, reporter.output, signal);
+    const reference = `${repositoryRef}:${tag}`;
+    digest = await retry(`pushing ${reference}`, async () => {
+      reporter.log(`pushing ${reference}`);
+      const reported = await ports.pusher.push(repositoryRef, tag, reporter.output, signal);
+      const stored = await ports.manifestDigest(serviceName, tag, signal);
+      if (stored === undefined) {
+        throw new PushError(
+          `the engine pushed ${reference}, but the registry ci_service checks (REGISTRY_URL) has no such tag: REGISTRY_URL must reach the same registry as REGISTRY does from the Docker engine`,
+        );
+      }
+      // Builds of one image name push one at a time: another digest means something else pushed the tag meanwhile.
+      if (reported !== undefined && reported !== stored) {
+        throw new PushError(`the engine pushed ${reference} as ${reported}, but the registry holds ${stored} under that tag: something else pushed it meanwhile`, true);
+      }
+      return stored;
     });
-    reporter.log(`pushed ${repositoryRef}:${tag} ${digest}`);
+    reporter.log(`pushed ${reference} ${digest}`);
   }
   return digest;
 }

@@ -1,86 +1,13 @@
-import type { Readable } from 'node:stream';
 import type { Repository } from '../domain/build-request.js';
-import type { Checkout } from './checkout.js';
-import type { ContextOptions } from './context.js';
+import type { ImageBuilder, ImagePusher } from '../engine/engine.js';
+import type { Checkout } from '../source/checkout.js';
+import type { SourceFetcher } from '../source/source-fetcher.js';
+import type { ContextOptions } from '../source/context.js';
 
 /**
  * What the build pipeline (run-build.ts) needs from the outside world, as it needs it: the adapters
  * (GitHub, the Docker engine, the registry, the store) implement these; the composition root wires them.
  */
-
-/** Reads a repository at a commit. */
-export interface SourceFetcher {
-  /**
-   * The file's text, or undefined when the commit has no such file. Reads at most `maxBytes` + 1 bytes,
-   * so that a caller can tell a file that is too large without anyone holding all of it.
-   */
-  readFile(repository: Repository, sha: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined>;
-  /** The gzipped tarball of the whole repository, as GitHub serves it. */
-  tarball(repository: Repository, sha: string, signal: AbortSignal): Promise<Readable>;
-  /** Every path of the commit with its git mode and blob id (git's tree, recursive). */
-  tree(repository: Repository, sha: string, signal: AbortSignal): Promise<GitTree>;
-  /** A blob's bytes, by its git id. */
-  blob(repository: Repository, blobId: string, signal: AbortSignal): Promise<Readable>;
-}
-
-export interface GitTree {
-  entries: GitTreeEntry[];
-  /** GitHub lists at most 100,000 entries (7 MB): a truncated tree is not the whole commit. */
-  truncated: boolean;
-}
-
-export interface GitTreeEntry {
-  path: string;
-  /** '100644', '100755' (executable), '120000' (symlink), '040000' (folder), '160000' (submodule). */
-  mode: string;
-  type: 'blob' | 'tree' | 'commit';
-  /** The git object id: for a blob, the SHA-1 of "blob <size>\0" and its content. */
-  sha: string;
-  size?: number;
-}
-
-export interface ImageBuildOptions {
-  /** Full references: registry/name:tag. */
-  tags: string[];
-  dockerfile: string;
-  buildArgs: Record<string, string>;
-  labels: Record<string, string>;
-  /** The stage to build; undefined for the last one. */
-  target: string | undefined;
-  /** Secret id → value, for `RUN --mount=type=secret`: never in the image, the log or the store. */
-  secrets: Record<string, string>;
-  /** Images whose layer cache the build may reuse (BuildKit's inline cache); ones not pushed yet are skipped. */
-  cacheFrom: string[];
-}
-
-/** The build context, as the builder takes it. */
-export type BuildContextInput =
-  /** The legacy builder's /build body: an uncompressed tar, streamed as the tarball downloads. */
-  | { kind: 'tar'; stream: Readable }
-  /** Written out first, for BuildKit to ask for the files it has not got (the session's file sync). */
-  | { kind: 'checkout'; checkout: Checkout };
-
-export interface BuiltImage {
-  id: string;
-  /** For a checkout: the files BuildKit asked for, the others it kept from the repository's last build. */
-  contextSent?: { files: number; bytes: number };
-}
-
-export interface ImageBuilder {
-  /** Which form of context `build` takes. */
-  readonly contextKind: BuildContextInput['kind'];
-  /** Builds and tags the image. */
-  build(context: BuildContextInput, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<BuiltImage>;
-  /** Removes this image from the engine, with the tags still on it (an absent one is fine). */
-  removeImage(id: string): Promise<void>;
-  /** Keeps the engine's build cache within its budget, in the background: it returns at once. */
-  pruneBuildCache(): void;
-}
-
-export interface ImagePusher {
-  /** Pushes repository:tag and returns the manifest digest the registry stored. */
-  push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string>;
-}
 
 /** Where build contexts are kept on disk for BuildKit (checkout.ts). */
 export interface CheckoutStore {
@@ -113,6 +40,8 @@ export interface BuildPorts {
   };
   /** The commit a tag already in the registry was built from (undefined: not there; null: it does not say). */
   publishedRevision(serviceName: string, tag: string, signal: AbortSignal): Promise<string | null | undefined>;
+  /** The manifest digest the registry holds for a tag (undefined: it has no such tag). */
+  manifestDigest(serviceName: string, tag: string, signal: AbortSignal): Promise<string | undefined>;
   now: () => Date;
 }
 

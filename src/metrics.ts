@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ImagePusher } from './engine/engine.js';
 import type { BuildObserver } from './domain/build-observer.js';
 import type { BuildRecord } from './domain/build-record.js';
+import type { WorkerSeen } from './queue/build-store.js';
 
 /** Prometheus metrics of one ci_service, in a registry of its own (no global state). */
 export class Metrics implements BuildObserver {
@@ -14,7 +15,7 @@ export class Metrics implements BuildObserver {
 
   constructor(
     queue: () => Promise<{ queued: number; running: number }>,
-    workers: () => Promise<{ name: string; seenAt: Date }[]> = async () => [],
+    workers: () => Promise<WorkerSeen[]> = async () => [],
   ) {
     collectDefaultMetrics({ register: this.registry });
     const registers = [this.registry];
@@ -68,6 +69,16 @@ export class Metrics implements BuildObserver {
       async collect() {
         this.reset();
         for (const worker of await workers()) this.set({ worker: worker.name }, Math.floor(worker.seenAt.getTime() / 1000));
+      },
+    });
+    new Gauge({
+      name: 'ci_service_worker_engine_info',
+      help: 'The engine each worker builds on, as it describes itself (kind, version, API version, image store): always 1.',
+      labelNames: ['worker', 'engine'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const worker of await workers()) if (worker.engine) this.set({ worker: worker.name, engine: worker.engine }, 1);
       },
     });
   }

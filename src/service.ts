@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Checkouts } from './source/checkout.js';
 import { DockerEngine } from './engine/docker/docker-engine.js';
+import { engineLabel } from './engine/engine.js';
 import type { BuildPorts } from './pipeline/ports.js';
 import { releaseRequest } from './spec/release-rules.js';
 import { runBuild } from './pipeline/run-build.js';
@@ -92,7 +93,15 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const observers: BuildObserver[] = [metrics];
   const statuses = config.githubToken ? new CommitStatusReporter(github, config.publicUrl, logger) : undefined;
   if (statuses) observers.push(statuses);
+  // The engine as it last described itself: recorded on the worker and on each build it finishes.
+  let engineName: string | undefined;
+  const describeEngine = async () => {
+    const described = await engine.describe();
+    engineName = engineLabel(described);
+    return described;
+  };
   const worker = new BuildWorker(store, (request, session) => runBuild(request, ports, session), {
+    engine: () => engineName,
     ...(shared ? { imageLock: shared.imageLock } : {}),
     observers,
     concurrency: config.buildConcurrency,
@@ -131,6 +140,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     },
     health: {
       docker: config.role === 'server' ? undefined : () => engine.ping(),
+      engine: config.role === 'server' ? undefined : () => engine.describe(),
       builder: config.builder,
       registry: () => registryClient.ping(),
       store: { engine: config.databaseUrl ? 'postgresql' : 'sqlite', check: () => store.ping() },
@@ -168,9 +178,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       })
     : undefined;
 
-  await engine.describe().then(
+  await describeEngine().then(
     (described) => {
-      const fields = { builder: config.builder, engine: described.version, api: described.apiVersion, engineHasBuildKit: described.buildKit };
+      const fields = { builder: config.builder, engine: described };
       if (config.builder === 'buildkit' && !described.buildKit) logger.warn(fields, 'this Docker engine cannot build with BuildKit: set BUILDER=legacy');
       else logger.info(fields, `building with ${config.builder === 'buildkit' ? 'BuildKit' : "the engine's legacy builder"}`);
     },
@@ -183,7 +193,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   let presence: NodeJS.Timeout | undefined;
   if (config.role !== 'server') {
     // Seen on /metrics (ci_service_worker_last_seen_seconds) while it runs.
-    const beat = () => store.recordWorker(config.workerName, now()).catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not record this worker as seen'));
+    const beat = () => describeEngine().catch(() => undefined).then(() => store.recordWorker(config.workerName, now(), engineName)).catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not record this worker as seen'));
     await beat();
     presence = setInterval(beat, WORKER_PRESENCE_MS);
     presence.unref();

@@ -20,6 +20,8 @@ export interface BuildRecord {
   attempt: number;
   /** The WORKER_NAME of the process that ran (or runs) it, once started. */
   worker?: string;
+  /** The engine it ran on, as that engine describes itself (`docker 26.1.5 (API 1.45, containerd store)`). */
+  engine?: string;
   /** True once a restart took this build up again. */
   resumed: boolean;
   createdAt: Date;

@@ -25,7 +25,7 @@ export type BuildContextInput =
 export interface BuiltImage {
   id: string;
   /** For a checkout: the files BuildKit asked for, the others it kept from the repository's last build. */
-  contextSent?: { files: number; bytes: number };
+  contextSent?: { files: number; bytes: number; paths: string[] };
 }
 
 export interface ImageBuilder {
@@ -45,4 +45,27 @@ export interface ImagePusher {
    * its own (the classic store does, the containerd store does not): the pipeline takes the registry's.
    */
   push(repository: string, tag: string, onLog: (text: string) => void, signal: AbortSignal): Promise<string | undefined>;
+}
+
+/**
+ * What an engine is and can do, as it says itself: for /healthz, the start-up log, /metrics, the worker's record
+ * and each build's. The pipeline asks this; nothing guesses from a version string.
+ */
+export interface EngineDescription {
+  /** The kind of engine, one folder of src/engine/ each: "docker". */
+  kind: string;
+  version: string;
+  /** The API version it speaks; ci_service talks to it unversioned, so at this one. */
+  apiVersion: string;
+  /** Where built images live: "overlay2" (Docker's classic store, named by its storage driver) or "containerd". */
+  imageStore: string;
+  /** Whether it builds with BuildKit, and BuildKit's version where it names one. */
+  buildKit: { version: string | undefined } | undefined;
+  /** `os/arch[/variant]`: those its CPU runs, and those it can only emulate (QEMU's binfmt handlers). */
+  platforms: { native: string[]; emulated: string[] };
+}
+
+/** One line naming an engine, as a build's record and page show it: `docker 26.1.5 (API 1.45, containerd store)`. */
+export function engineLabel(engine: EngineDescription): string {
+  return `${engine.kind} ${engine.version} (API ${engine.apiVersion}, ${engine.imageStore} store${engine.buildKit?.version ? `, BuildKit ${engine.buildKit.version}` : ''})`;
 }

@@ -7,6 +7,8 @@ import type { FailedStep } from '../domain/errors.js';
 
 
 const LONGEST_INSTRUCTION = 80;
+/** BuildKit 0.8 says `secret x not found: not found`, 0.13 `secret x: not found`. */
+const SECRET_NOT_FOUND = /secret ([^\s:]+):? not found/;
 const LONGEST_OUTPUT = 200;
 
 /** `Dockerfile line 6: RUN make (exit code: 3); last output: missing header foo.h`. */
@@ -16,7 +18,7 @@ export function explainFailedStep(step: FailedStep, engineError: string, dockerf
   const where = line === undefined ? `${dockerfile.path}: ` : `${dockerfile.path} line ${line}: `;
   const output = step.lastOutput.join(' | ');
   const lastOutput = output ? `; last output: ${shorten(output, LONGEST_OUTPUT, 'end')}` : '';
-  const secret = /secret (\S+) not found/.exec(engineError);
+  const secret = SECRET_NOT_FOUND.exec(engineError);
   const fix = secret ? `: ${undeclaredSecret(secret[1]!)}` : '';
   return `${where}${shorten(instruction, LONGEST_INSTRUCTION, 'start')} failed (${shortReason(engineError)})${lastOutput}${fix}`;
 }
@@ -27,16 +29,19 @@ function undeclaredSecret(id: string): string {
 
 /** The engine's sentence for a failure outside a step (a parse error, a missing target), with how to fix it. */
 export function explainEngineError(engineError: string): string {
-  const message = engineError.replace(/^failed to solve with frontend dockerfile\.v0: (failed to create LLB definition: )?/, '');
+  // BuildKit 0.13 says `dockerfile parse error on line 3`, 0.8 `… line 3`: said one way.
+  const message = engineError
+    .replace(/^failed to solve with frontend dockerfile\.v0: (failed to create LLB definition: )?/, '')
+    .replace(/^dockerfile parse error on line/, 'dockerfile parse error line');
   const flag = /dockerfile parse error line (\d+): Unknown flag: (\S+)/i.exec(message);
   if (flag) {
     return `Dockerfile line ${flag[1]}: this engine's built-in Dockerfile frontend does not know --${flag[2]}: add "# syntax=docker/dockerfile:1" as the Dockerfile's first line (the engine then pulls a current frontend), or build on Docker 23 or newer`;
   }
-  const target = /target stage (\S+) could not be found/.exec(message);
+  const target = /target stage "?([^"\s]+)"? could not be found/.exec(message);
   if (target) {
     return `"target" "${target[1]}" in dockerInfo.json is not a stage of the Dockerfile: name one of its "FROM … AS <stage>" stages`;
   }
-  const secret = /secret (\S+) not found/.exec(message);
+  const secret = SECRET_NOT_FOUND.exec(message);
   if (secret) return undeclaredSecret(secret[1]!);
   if (/requires BuildKit|buildkit is required/i.test(message)) {
     return `${message}: this Dockerfile needs BuildKit; set BUILDER=buildkit (the default) on ci_service`;
@@ -45,6 +50,17 @@ export function explainEngineError(engineError: string): string {
     return `this Docker engine cannot build with BuildKit (${message}): set BUILDER=legacy on ci_service, or upgrade the engine`;
   }
   return message.replace(/^dockerfile parse error/, 'Dockerfile parse error');
+}
+
+/**
+ * An error BuildKit gives without the Dockerfile's line (0.13 says `unsupported mount type "x"` where 0.8 named
+ * the line), placed at its line when the Dockerfile shows where.
+ */
+export function locateInDockerfile(message: string, dockerfileText: string | undefined): string {
+  const mount = /^unsupported mount type "([^"]+)"$/.exec(message);
+  if (!mount || dockerfileText === undefined) return message;
+  const index = dockerfileText.split(/\r?\n/).findIndex((line) => /^\s*RUN\b/i.test(line) && line.includes(`type=${mount[1]}`));
+  return index === -1 ? message : `Dockerfile parse error line ${index + 1}: ${message}`;
 }
 
 /** The 1-based line of the Dockerfile where `instruction` starts, matching BuildKit's name for the step. */
@@ -76,6 +92,8 @@ function normalise(text: string): string {
 function shortReason(engineError: string): string {
   const missing = /failed to compute cache key: (?:failed to calculate checksum of ref \S+ )?"([^"]+)":? not found/.exec(engineError);
   if (missing) return `"${missing[1]}" is not in the build context, or .dockerignore leaves it out`;
+  const secret = SECRET_NOT_FOUND.exec(engineError);
+  if (secret) return `secret ${secret[1]} not found`;
   const executor = /^executor failed running \[.*\]: (.+)$/s.exec(engineError) ?? /^process ".*" did not complete successfully: (.+)$/s.exec(engineError);
   return executor ? executor[1]! : engineError;
 }

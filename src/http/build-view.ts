@@ -15,6 +15,7 @@ export function buildView(build: BuildRecord) {
     status: build.status,
     resumed: build.resumed,
     ...(build.worker !== undefined ? { worker: build.worker } : {}),
+    ...(build.engine !== undefined ? { engine: build.engine } : {}),
     ...(build.error !== undefined && build.status === 'cancelled' ? { cancelReason: build.error } : {}),
     ...(build.error !== undefined && build.status !== 'cancelled' ? { error: build.error, failedStage: build.failedStage } : {}),
     ...(build.digest !== undefined ? { digest: build.digest } : {}),

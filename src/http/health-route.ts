@@ -1,11 +1,14 @@
 import type { RequestHandler } from 'express';
 import { describeError } from '../domain/errors.js';
+import type { EngineDescription } from '../engine/engine.js';
 
 export type HealthCheck = () => Promise<void>;
 
 export interface HealthDependencies {
   /** Undefined where this process builds nothing (CI_ROLE=server). */
   docker: HealthCheck | undefined;
+  /** What the engine is (version, store, BuildKit, platforms): shown while it answers. */
+  engine: (() => Promise<EngineDescription>) | undefined;
   /** The builder ci_service uses ("buildkit" or "legacy"), as /healthz shows it. */
   builder: string;
   registry: HealthCheck;
@@ -25,9 +28,11 @@ export function healthRoute(deps: HealthDependencies): RequestHandler {
       probe(deps.store.check, timeoutMs),
     ]);
     const healthy = (docker === 'ok' || !deps.docker) && registry === 'ok' && database === 'ok';
+    const engine = docker === 'ok' && deps.engine ? await deps.engine().catch(() => undefined) : undefined;
     res.status(healthy ? 200 : 503).json({
       status: healthy ? 'ok' : 'unavailable',
       docker,
+      ...(engine ? { engine } : {}),
       builder: deps.builder,
       registry,
       database,

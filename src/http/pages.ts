@@ -108,6 +108,7 @@ export function renderBuildPage(build: BuildRecord, log: { lines: string[]; curs
     field('Duration', `<span id="build-duration">${duration(build, now)}</span>`),
     field('Queued', `<time datetime="${build.createdAt.toISOString()}">${formatAge(build.createdAt, now)}</time>`),
     ...(build.worker ? [field('Worker', `<code>${escapeHtml(build.worker)}</code>`)] : []),
+    ...(build.engine ? [field('Engine', escapeHtml(build.engine))] : []),
     ...(build.resumed ? [field('Resumed', 'yes: taken up again after a restart of ci_service')] : []),
     field('Delivery', `<code>${escapeHtml(deliveryId)}</code>`),
   ];

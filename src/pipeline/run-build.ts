@@ -4,7 +4,7 @@ import type { BuiltImage, ImageBuildOptions } from '../engine/engine.js';
 import type { BuildPorts, BuildReporter, BuildResult, BuildSession } from './ports.js';
 import type { Fetched } from '../source/checkout.js';
 import { createBuildContext, type BuildContext, type ContextOptions } from '../source/context.js';
-import { explainFailedStep } from '../engine/explain-build-failure.js';
+import { explainFailedStep, locateInDockerfile } from '../engine/explain-build-failure.js';
 import { planRelease } from '../spec/release-rules.js';
 import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from '../spec/build-spec.js';
 
@@ -186,13 +186,18 @@ async function buildFromCheckout(
     }
     if (built.contextSent) {
       const files = checkout.entries.filter((entry) => entry.type === 'file').length;
-      session.reporter.log(`context: sent ${built.contextSent.files} of ${files} files (${built.contextSent.bytes} bytes); BuildKit kept the others from this repository's last build, or did not need them`);
+      const { paths, bytes } = built.contextSent;
+      const which = paths.length > 0 && paths.length <= LISTED_SENT_FILES ? `: ${paths.join(', ')}` : '';
+      session.reporter.log(`context: sent ${paths.length} of ${files} files (${bytes} bytes)${which}; BuildKit kept the others from this repository's last build, or did not need them`);
     }
     return built.id;
   } finally {
     checkout.release();
   }
 }
+
+/** A few files sent are named in the log; more are counted only. */
+const LISTED_SENT_FILES = 10;
 
 function describeFetch(fetched: Fetched): string {
   if (fetched.kind === 'unchanged') return 'the same commit as this host last built: nothing fetched';
@@ -256,9 +261,13 @@ async function cleanUpEngine(imageId: string, ports: BuildPorts, reporter: Build
   }
 }
 
-/** A failed Dockerfile step, named with its line in the Dockerfile the context carried. */
+/** A failed Dockerfile step (or an error BuildKit gave without one), named with its line in the Dockerfile the context carried. */
 function explainFailedStepOf(error: unknown, spec: BuildSpec, dockerfileText: string | undefined, mask: (text: string) => string): ImageBuildError | undefined {
-  if (!(error instanceof ImageBuildError) || !error.failedStep) return undefined;
+  if (!(error instanceof ImageBuildError)) return undefined;
+  if (!error.failedStep) {
+    const located = locateInDockerfile(error.message, dockerfileText);
+    return located === error.message ? undefined : new ImageBuildError(located, error.retryable);
+  }
   const dockerfile = { path: spec.dockerfile, text: dockerfileText };
   return new ImageBuildError(mask(explainFailedStep(error.failedStep, error.message, dockerfile)), error.retryable);
 }

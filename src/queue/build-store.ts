@@ -1,7 +1,7 @@
 import type { BuildRecord } from '../domain/build-record.js';
 import type { BuildRequest } from '../domain/build-request.js';
 
-export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt' | 'worker'>>;
+export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt' | 'worker' | 'engine'>>;
 
 /** The `builds` column each change is stored in: the same in the SQLite and the PostgreSQL schema. */
 export const BUILD_COLUMNS: Record<keyof BuildChanges, string> = {
@@ -15,7 +15,14 @@ export const BUILD_COLUMNS: Record<keyof BuildChanges, string> = {
   startedAt: 'started_at',
   finishedAt: 'finished_at',
   worker: 'worker',
+  engine: 'engine',
 };
+
+export interface WorkerSeen {
+  name: string;
+  seenAt: Date;
+  engine?: string;
+}
 
 export type AddOutcome =
   /** A new build was stored. */
@@ -79,9 +86,9 @@ export interface BuildStore {
   /** Builds waiting and building now, in every process that shares this store. */
   counts(): Promise<{ queued: number; running: number }>;
   /** A worker process says it is there (each WORKER_PRESENCE interval). */
-  recordWorker(name: string, seenAt: Date): Promise<void>;
-  /** Every worker seen, with when it was last. */
-  workers(): Promise<{ name: string; seenAt: Date }[]>;
+  recordWorker(name: string, seenAt: Date, engine?: string): Promise<void>;
+  /** Every worker seen, with when it was last and the engine it builds on (as it last said). */
+  workers(): Promise<WorkerSeen[]>;
   /** Resolves when the store answers (for /healthz). */
   ping(): Promise<void>;
   close(): Promise<void>;

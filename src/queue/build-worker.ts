@@ -37,6 +37,8 @@ export interface WorkerOptions {
   retry: RetryPolicy;
   /** Recorded on each build it runs (WORKER_NAME). */
   workerName: string;
+  /** The engine this worker builds on, as it describes itself: recorded on each build it finishes. */
+  engine?: () => string | undefined;
   /** How often a running build checks whether it was cancelled or taken over. Default 1 s. */
   cancelCheckMs?: number;
   /** Default: one image name at a time within this process. */
@@ -221,7 +223,7 @@ export class BuildWorker {
       running = this.run(claimed.request, { reporter, signal: controller.signal, retry, exclusive });
       const result = await Promise.race([running, rejectOnAbort(controller.signal)]);
       await reporter.flushed();
-      const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now() }, attempt);
+      const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now(), engine: this.options.engine?.() }, attempt);
       this.notify('finished', done);
       log.info({ image: result.image, digest: result.digest }, 'build succeeded');
       await result.engineCleanUp;
@@ -242,7 +244,7 @@ export class BuildWorker {
       const stage = error instanceof BuildFailure ? error.stage : undefined;
       reporter.log(`FAILED${stage ? ` (${stage})` : ''}: ${describeError(error)}`);
       await reporter.flushed();
-      const done = await this.store.update(build.id, { status: 'failed', error: describeError(error), failedStage: stage, finishedAt: this.now() }, attempt).catch((failure: unknown) => {
+      const done = await this.store.update(build.id, { status: 'failed', error: describeError(error), failedStage: stage, finishedAt: this.now(), engine: this.options.engine?.() }, attempt).catch((failure: unknown) => {
         if (failure instanceof LostClaimError) return undefined;
         throw failure;
       });

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
 import { storedRequest, triggerKey, type BuildRequest } from '../domain/build-request.js';
 import type { FailureStage } from '../domain/errors.js';
-import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
+import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore, type WorkerSeen } from './build-store.js';
 
 /** Schema versions, applied in order at start; `ci_service_schema` records how many ran. */
 const MIGRATIONS = [
@@ -52,6 +52,9 @@ const MIGRATIONS = [
   `ALTER TABLE builds DROP CONSTRAINT builds_status_check;
    ALTER TABLE builds ADD CONSTRAINT builds_status_check CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled'));
    ALTER TABLE builds ADD COLUMN trigger_key TEXT NOT NULL DEFAULT 'merge';`,
+  // The engine a build ran on and each worker's (version, image store), as the engine describes itself.
+  `ALTER TABLE builds ADD COLUMN engine TEXT;
+   ALTER TABLE workers ADD COLUMN engine TEXT;`
 ];
 
 /** Something to do in the transaction that stores a new build, through its connection. */
@@ -76,6 +79,7 @@ interface BuildRow {
   started_at: Date | null;
   finished_at: Date | null;
   worker: string | null;
+  engine: string | null;
   attempt: number;
 }
 
@@ -237,12 +241,16 @@ export class PostgresBuildStore implements BuildStore {
     return { queued: of('queued'), running: of('running') };
   }
 
-  async recordWorker(name: string, seenAt: Date): Promise<void> {
-    await this.pool.query('INSERT INTO workers (name, seen_at) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at', [name, seenAt]);
+  async recordWorker(name: string, seenAt: Date, engine?: string): Promise<void> {
+    await this.pool.query(
+      'INSERT INTO workers (name, seen_at, engine) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at, engine = COALESCE(excluded.engine, workers.engine)',
+      [name, seenAt, engine ?? null],
+    );
   }
 
-  async workers(): Promise<{ name: string; seenAt: Date }[]> {
-    return (await this.pool.query<{ name: string; seen_at: Date }>('SELECT name, seen_at FROM workers ORDER BY name')).rows.map((row) => ({ name: row.name, seenAt: row.seen_at }));
+  async workers(): Promise<WorkerSeen[]> {
+    const { rows } = await this.pool.query<{ name: string; seen_at: Date; engine: string | null }>('SELECT name, seen_at, engine FROM workers ORDER BY name');
+    return rows.map((row) => ({ name: row.name, seenAt: row.seen_at, ...(row.engine !== null ? { engine: row.engine } : {}) }));
   }
 
   /** Answers when the database does: for /healthz. */
@@ -310,6 +318,7 @@ function toRecord(row: BuildRow): BuildRecord {
     ...(row.started_at !== null ? { startedAt: row.started_at } : {}),
     ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}),
     ...(row.worker !== null ? { worker: row.worker } : {}),
+    ...(row.engine !== null ? { engine: row.engine } : {}),
     attempt: row.attempt,
   };
 }

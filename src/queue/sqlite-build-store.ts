@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { FailureStage } from '../domain/errors.js';
 import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
 import { storedRequest, triggerKey, type BuildRequest } from '../domain/build-request.js';
-import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore } from './build-store.js';
+import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore, type WorkerSeen } from './build-store.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
 const CHECKPOINT_EVERY_MS = 1000;
@@ -80,6 +80,9 @@ const MIGRATIONS = [
    DROP TABLE builds;
    ALTER TABLE builds_v6 RENAME TO builds;
    CREATE INDEX builds_unfinished ON builds (status, repository, sha);`,
+  // The engine a build ran on and each worker's (version, image store), as the engine describes itself.
+  `ALTER TABLE builds ADD COLUMN engine TEXT;
+   ALTER TABLE workers ADD COLUMN engine TEXT;`
 ];
 
 interface BuildRow {
@@ -97,6 +100,7 @@ interface BuildRow {
   started_at: string | null;
   finished_at: string | null;
   worker: string | null;
+  engine: string | null;
   attempt: number;
   trigger_key: string;
 }
@@ -146,8 +150,10 @@ export class SqliteBuildStore implements BuildStore {
       ),
       countQueued: this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'"),
       countRunning: this.db.prepare<[], { running: number }>("SELECT count(*) AS running FROM builds WHERE status = 'running'"),
-      recordWorker: this.db.prepare('INSERT INTO workers (name, seen_at) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at'),
-      workers: this.db.prepare<[], { name: string; seen_at: string }>('SELECT name, seen_at FROM workers ORDER BY name'),
+      recordWorker: this.db.prepare(
+        'INSERT INTO workers (name, seen_at, engine) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at, engine = COALESCE(excluded.engine, workers.engine)',
+      ),
+      workers: this.db.prepare<[], { name: string; seen_at: string; engine: string | null }>('SELECT name, seen_at, engine FROM workers ORDER BY name'),
       statusOf: this.db.prepare<[string], { status: BuildStatus }>('SELECT status FROM builds WHERE id = ?'),
       insertBuild: this.db.prepare('INSERT INTO builds (id, repository, sha, trigger_key, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       insertDelivery: this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)'),
@@ -291,12 +297,12 @@ export class SqliteBuildStore implements BuildStore {
     return { queued: this.queued, running };
   }
 
-  async recordWorker(name: string, seenAt: Date): Promise<void> {
-    this.sql.recordWorker.run(name, seenAt.toISOString());
+  async recordWorker(name: string, seenAt: Date, engine?: string): Promise<void> {
+    this.sql.recordWorker.run(name, seenAt.toISOString(), engine ?? null);
   }
 
-  async workers(): Promise<{ name: string; seenAt: Date }[]> {
-    return this.sql.workers.all().map((row) => ({ name: row.name, seenAt: new Date(row.seen_at) }));
+  async workers(): Promise<WorkerSeen[]> {
+    return this.sql.workers.all().map((row) => ({ name: row.name, seenAt: new Date(row.seen_at), ...(row.engine !== null ? { engine: row.engine } : {}) }));
   }
 
   async ping(): Promise<void> {
@@ -353,6 +359,7 @@ function toRecord(row: BuildRow): BuildRecord {
     ...(row.started_at !== null ? { startedAt: new Date(row.started_at) } : {}),
     ...(row.finished_at !== null ? { finishedAt: new Date(row.finished_at) } : {}),
     ...(row.worker !== null ? { worker: row.worker } : {}),
+    ...(row.engine !== null ? { engine: row.engine } : {}),
     attempt: row.attempt,
   };
 }

@@ -36,7 +36,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
         logger: createLogger('silent'),
         now: () => new Date(),
       },
-      health: { docker: async () => {}, builder: 'buildkit', registry: async () => {}, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
+      health: { docker: async () => {}, engine: undefined, builder: 'buildkit', registry: async () => {}, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
       store,
       actions: { submit: () => {}, cancel: async () => undefined, maxQueuedBuilds: 10 },
       metrics: metrics.registry,

@@ -37,7 +37,7 @@ describe('POST /webhook', () => {
         logger: createLogger('silent'),
         now: () => new Date(),
       },
-      health: { docker: async () => {}, builder: 'buildkit', registry: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:83'); }, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
+      health: { docker: async () => {}, engine: undefined, builder: 'buildkit', registry: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:83'); }, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
       store,
       actions: { submit: () => {}, cancel: async () => undefined, maxQueuedBuilds: 10 },
       logger: createLogger('silent'),

@@ -204,6 +204,19 @@ export function buildStoreConformance(name: string, engine: StoreEngine): void {
       );
     }));
 
+    it("keeps the engine each worker and each build named, and a worker's engine until it names another", withStore(async (store) => {
+      const engine = 'docker 26.1.5 (API 1.45, containerd store)';
+      await store.recordWorker('host-a', new Date('2026-01-01T00:00:00Z'), engine);
+      await store.recordWorker('host-a', new Date('2026-01-01T00:00:15Z'));
+      assert.deepEqual((await store.workers()).map((worker) => [worker.name, worker.engine]), [['host-a', engine]]);
+      await store.recordWorker('host-a', new Date('2026-01-01T00:00:30Z'), 'docker 29.1.0 (API 1.52, containerd store)');
+      assert.equal((await store.workers())[0]?.engine, 'docker 29.1.0 (API 1.52, containerd store)');
+      const id = createdId(await store.add(request('e1', '1'.repeat(40)), new Date(), 10));
+      await store.claim(id, 'host-a', new Date());
+      assert.equal((await store.update(id, { status: 'succeeded', engine }, 1)).engine, engine);
+      assert.equal((await store.get(id))?.engine, engine);
+    }));
+
     it('deletes finished builds older than the cutoff with their logs and delivery ids, never unfinished ones', withStore(async (store) => {
       const old = createdId(await store.add(request('old', '1'.repeat(40)), new Date('2026-01-01T00:00:00Z'), 10));
       await store.appendLog(old, 'old line');

@@ -95,7 +95,7 @@ export async function fileInImage(image: string, filePath: string): Promise<{ ty
 }
 
 /**
- * A second engine on this machine (a build host that never built anything), started by `.ci/second-engine`;
+ * A second engine on this machine (a build host that never built anything), started by `.ci/engines start docker2`;
  * SECOND_DOCKER_HOST names its socket. In CI its absence is a failure, never a skip.
  */
 export async function secondEngine(): Promise<{ host: string; docker: Dockerode } | { unavailable: string }> {
@@ -105,7 +105,7 @@ export async function secondEngine(): Promise<{ host: string; docker: Dockerode 
     await second.ping();
     return { host, docker: second };
   } catch (error) {
-    const reason = `needs a second Docker engine at ${host} (start one with .ci/second-engine start): ${(error as Error).message}`;
+    const reason = `needs a second Docker engine at ${host} (start one with .ci/engines start docker2): ${(error as Error).message}`;
     if (process.env.CI) throw new Error(`CI must run the second-engine tests, but: ${reason}`);
     console.warn(`\n!!! SKIPPING second-engine tests: ${reason}\n`);
     return { unavailable: reason };

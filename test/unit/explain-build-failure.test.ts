@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { explainEngineError, explainFailedStep, instructionLine } from '../../src/engine/explain-build-failure.js';
+import { explainEngineError, explainFailedStep, instructionLine, locateInDockerfile } from '../../src/engine/explain-build-failure.js';
 
 const DOCKERFILE = ['FROM node:24 AS build', '', 'run npm ci \\', '    --omit=dev', 'COPY . /app', 'RUN echo about to fail && exit 3', ''].join('\n');
 
@@ -46,5 +46,25 @@ describe('a failed build, in one sentence that says where and what', () => {
     assert.match(explainEngineError(`${frontend}target stage nope could not be found`), /^"target" "nope" in dockerInfo.json is not a stage/);
     assert.match(explainEngineError('the --mount option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/'), /set BUILDER=buildkit \(the default\)/);
     assert.match(explainEngineError('buildkit not supported by daemon'), /set BUILDER=legacy/);
+  });
+});
+
+describe('the same sentence whichever BuildKit the engine has (0.8 in Docker 20.10, 0.13 in 26.1)', () => {
+  it('a parse error, an unknown target and an undeclared secret', () => {
+    assert.equal(explainEngineError('dockerfile parse error on line 3: unknown instruction: FOOBAR'), explainEngineError('dockerfile parse error line 3: unknown instruction: FOOBAR'));
+    assert.equal(explainEngineError('target stage "nope" could not be found'), explainEngineError('target stage nope could not be found'));
+    assert.match(explainEngineError('target stage "nope" could not be found'), /^"target" "nope" in dockerInfo.json/);
+    const step = { name: '[2/2] RUN --mount=type=secret,id=undeclared true', lastOutput: [] };
+    const dockerfile = { path: 'Dockerfile', text: undefined };
+    const newer = explainFailedStep(step, 'secret undeclared: not found', dockerfile);
+    assert.equal(newer, explainFailedStep(step, 'secret undeclared not found: not found', dockerfile));
+    assert.match(newer, /\(secret undeclared not found\): the Dockerfile mounts secret "undeclared",/);
+  });
+
+  it('an unsupported mount type is placed at its line when BuildKit does not say it', () => {
+    const text = 'FROM scratch\nRUN true\nRUN --mount=type=bogus,target=/x true\n';
+    assert.equal(locateInDockerfile('unsupported mount type "bogus"', text), 'Dockerfile parse error line 3: unsupported mount type "bogus"');
+    assert.equal(locateInDockerfile('unsupported mount type "bogus"', undefined), 'unsupported mount type "bogus"');
+    assert.equal(locateInDockerfile('something else', text), 'something else');
   });
 });

@@ -49,6 +49,8 @@ export interface HijackingModem {
 export interface ContextSent {
   files: number;
   bytes: number;
+  /** Their paths in the context, in the order BuildKit asked. */
+  paths: string[];
 }
 
 export interface BuildKitSession {
@@ -122,7 +124,7 @@ export function openBuildKitSession(modem: HijackingModem, options: SessionOptio
       resolve({
         id,
         transferError: () => transferError,
-        sent: () => ({ files: sent.size, bytes: [...sent.values()].reduce((sum, bytes) => sum + bytes, 0) }),
+        sent: () => ({ files: sent.size, bytes: [...sent.values()].reduce((sum, bytes) => sum + bytes, 0), paths: [...sent.keys()] }),
         close() {
           server.forceShutdown();
           socket.destroy();

@@ -6,7 +6,8 @@ import { BuildKitTrace } from '../buildkit/trace.js';
 import { explainEngineError } from '../explain-build-failure.js';
 import { readProgress } from './progress.js';
 import type { Checkout } from '../../source/checkout.js';
-import type { BuildContextInput, BuiltImage, ImageBuilder, ImageBuildOptions, ImagePusher } from '../engine.js';
+import type { BuildContextInput, BuiltImage, EngineDescription, ImageBuilder, ImageBuildOptions, ImagePusher } from '../engine.js';
+import { listBuildKitWorkers } from '../buildkit/control.js';
 
 export interface RegistryAuth {
   username: string;
@@ -31,17 +32,21 @@ const PRUNE_EVERY_MS = 60_000;
 /** BuildKit lets go of a build's records a moment after its request ends; a prune before that keeps them. */
 const PRUNE_AFTER_BUILD_MS = 5_000;
 
+interface DockerInfo {
+  Driver: string;
+  DriverStatus?: [string, string][] | null;
+}
+
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
 }
 
-/** What the engine offers, for /healthz and the start-up log. */
-export interface EngineDescription {
-  version: string;
-  apiVersion: string;
-  /** Whether this engine can build with BuildKit (API 1.39 or newer, Linux). */
-  buildKit: boolean;
-}
+/** The oldest API with BuildKit's /build (version=2) and session: Docker 18.09. */
+const BUILDKIT_MIN_API = [1, 39] as const;
+/** An engine's facts change only when it is upgraded or restarted: asked again after this long. */
+const DESCRIPTION_TTL_MS = 30_000;
+/** Architectures a CPU of the key's runs without an emulator. */
+const RUNS_NATIVELY: Record<string, string[]> = { amd64: ['amd64', '386'], arm64: ['arm64'] };
 
 /** The Docker engine behind the ImageBuilder and ImagePusher ports, through dockerode. */
 export class DockerEngine implements ImageBuilder, ImagePusher {
@@ -118,10 +123,38 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     }
   }
 
-  async describe(): Promise<EngineDescription> {
-    const version = await this.docker.version();
+  private description: { at: number; facts: Promise<EngineDescription> } | undefined;
+
+  /** What this engine is and can build (cached for a while; a failure is not). */
+  describe(): Promise<EngineDescription> {
+    if (this.description && Date.now() - this.description.at < DESCRIPTION_TTL_MS) return this.description.facts;
+    const facts = this.askEngine();
+    this.description = { at: Date.now(), facts };
+    facts.catch(() => (this.description = undefined));
+    return facts;
+  }
+
+  private async askEngine(): Promise<EngineDescription> {
+    const [version, info] = await Promise.all([this.docker.version(), this.docker.info() as Promise<DockerInfo>]);
     const [major = 0, minor = 0] = version.ApiVersion.split('.').map(Number);
-    return { version: version.Version, apiVersion: version.ApiVersion, buildKit: version.Os === 'linux' && (major > 1 || minor >= 39) };
+    const hasBuildKit = version.Os === 'linux' && (major > BUILDKIT_MIN_API[0] || (major === BUILDKIT_MIN_API[0] && minor >= BUILDKIT_MIN_API[1]));
+    // The containerd image store names its snapshotter where the classic one names its storage driver's details.
+    const containerd = (info.DriverStatus ?? []).some(([key, value]) => key === 'driver-type' && value === 'io.containerd.snapshotter.v1');
+    const own = `${version.Os}/${version.Arch}`;
+    // BuildKit lists what its worker builds, with the platforms QEMU's binfmt handlers add (it probes them).
+    const workers = hasBuildKit ? await listBuildKitWorkers(this.docker.modem as HijackingModem).catch(() => undefined) : undefined;
+    const platforms = workers?.platforms.length ? workers.platforms : [own];
+    const nativeArchitectures = RUNS_NATIVELY[version.Arch] ?? [version.Arch];
+    const runsNatively = (platform: string) => platform.startsWith(`${version.Os}/`) && nativeArchitectures.includes(platform.split('/')[1] ?? '');
+    return {
+      kind: 'docker',
+      version: version.Version,
+      apiVersion: version.ApiVersion,
+      imageStore: containerd ? 'containerd' : info.Driver,
+      // Debian's packages build BuildKit without its version stamped: v0.0.0+unknown names none.
+      buildKit: hasBuildKit ? { version: workers?.version && !workers.version.startsWith('v0.0.0') ? workers.version : undefined } : undefined,
+      platforms: { native: platforms.filter(runsNatively), emulated: platforms.filter((platform) => !runsNatively(platform)) },
+    };
   }
 
   build(context: BuildContextInput, options: ImageBuildOptions, onLog: (text: string) => void, signal: AbortSignal): Promise<BuiltImage> {

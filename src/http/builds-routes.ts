@@ -16,7 +16,7 @@ export function buildsRoutes(store: BuildStore, now: () => Date): Router {
 
   router.get('/', async (req, res) => {
     const builds = await store.list(DEFAULT_LIMIT);
-    if (req.accepts(['html', 'json']) === 'html') {
+    if (wantsHtml(req)) {
       res.set('Content-Security-Policy', PAGE_SECURITY_POLICY).type('html').send(renderBuildList(builds, now()));
     } else {
       res.json({ builds: builds.map(buildView) });

@@ -10,6 +10,11 @@ const QUEUE = 'ci-builds';
 const HEARTBEAT_SECONDS = 10;
 /** How often pg-boss looks for jobs whose heartbeat stopped: a dead worker's build runs again within about 20 s. */
 const SUPERVISE_SECONDS = 5;
+/**
+ * How long after a worker stops that another one has taken its build up, at the most: the heartbeat's expiry, a
+ * supervision pass that notices it, the next one's margin, and a poll (the README's "about 20 s").
+ */
+export const TAKEOVER_BOUND_SECONDS = HEARTBEAT_SECONDS + 2 * SUPERVISE_SECONDS + 1;
 /** A build that died with its worker this many times fails the job; the repository's later builds then wait. */
 const RETRY_LIMIT = 10;
 /**

@@ -206,7 +206,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     }
   });
 
-  it('an unreachable registry fails the push saying so', async () => {
+  it('an unreachable registry fails the build before it builds, at the version check, saying so', async () => {
     const nowhere = `127.0.0.1:${await freePort()}`;
     const unreachable = await startTestService({ GITHUB_API_URL: github.url, GITHUB_TOKEN, REGISTRY: nowhere });
     try {

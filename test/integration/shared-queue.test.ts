@@ -6,6 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
 import { PostgresBuildStore } from '../../src/queue/postgres-build-store.js';
+import { TAKEOVER_BOUND_SECONDS } from '../../src/queue/shared-queue.js';
 import { startDaemon, type Daemon } from '../support/daemon.js';
 import { mergedPullRequest, pullRequestEvent, sendDelivery } from '../support/deliveries.js';
 import { BUSYBOX_IMAGE, docker, engineRuns, ensureBusyboxImage, secondEngine } from '../support/docker-environment.js';
@@ -149,7 +150,8 @@ describe('one build queue on PostgreSQL, many build hosts (real processes)', () 
     victim.child.kill('SIGKILL');
     const taken = await server.waitForBuild(id, (build) => build.worker !== claimed.worker && build.status === 'running', 60_000);
     const takenAfterS = (Date.now() - killedAt) / 1000;
-    assert.ok(takenAfterS <= 60, `taken up again ${takenAfterS} s after the kill`);
+    // What the README promises, from the queue's own settings (plus this test's polling of the server, 0.5 s).
+    assert.ok(takenAfterS <= TAKEOVER_BOUND_SECONDS + 1, `taken up again ${takenAfterS} s after the kill; the bound is ${TAKEOVER_BOUND_SECONDS} s`);
     const done = await server.waitForBuild(id, finished, 60_000);
     assert.equal(done.status, 'succeeded', done.error);
     assert.equal(done.resumed, true);

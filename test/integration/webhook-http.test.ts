@@ -188,8 +188,11 @@ describe('POST /webhook', () => {
     const [first] = ((await (await fetch(`${url}/builds?limit=1`)).json()) as { builds: { id: string }[] }).builds;
     const page = await fetch(`${url}/builds/${first!.id}`, { headers: { accept: 'text/html' } });
     assert.match(await page.text(), /<h2 id="log-heading">Log<\/h2>/);
-    const curl = await fetch(`${url}/builds/${first!.id}`, { headers: { accept: '*/*' } });
-    assert.match(curl.headers.get('content-type') ?? '', /json/);
+    // curl sends `Accept: */*`: every route answers it JSON, / included, as the README says.
+    for (const route of ['/', '/builds', `/builds/${first!.id}`]) {
+      const curl = await fetch(`${url}${route}`, { headers: { accept: '*/*' } });
+      assert.match(curl.headers.get('content-type') ?? '', /json/, route);
+    }
   });
 
   it('answers unknown builds and bad limits clearly', async () => {

@@ -2,7 +2,7 @@ import { loadConfig } from './config.js';
 import { ConfigError } from './domain/errors.js';
 import { createLogger } from './logger.js';
 import { dropPrivileges } from './run-as.js';
-import { startService } from './service.js';
+import { startService } from './roles/start.js';
 
 async function main(): Promise<void> {
   let config;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -123,6 +123,34 @@ describe('the daemon on PostgreSQL (DATABASE_URL; real process, engine and regis
     await github?.close();
     await registry?.remove();
     await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('a CI_ROLE=server process needs no engine: it reaches none, keeps no checkouts, and /healthz says it builds nothing', async () => {
+    const serverData = await mkdtemp(path.join(tmpdir(), 'ci-server-role-'));
+    // An engine address nothing answers at: a server that made a Docker client or probed it would say so.
+    const nowhere = path.join(serverData, 'no-engine.sock');
+    const daemon = await startDaemon({
+      DATABASE_URL: await server.createDatabase(),
+      CI_ROLE: 'server',
+      WEBHOOK_SECRET: SECRET,
+      ADMIN_TOKEN: 'server-role-admin-token-0123',
+      DATA_DIR: serverData,
+      DOCKER_HOST: `unix://${nowhere}`,
+      GITHUB_API_URL: github.url,
+      REGISTRY: registry.address,
+    });
+    try {
+      const health = (await (await fetch(`${daemon.url}/healthz`)).json()) as { status: string; docker: string; engine?: unknown };
+      assert.equal(health.status, 'ok', JSON.stringify(health));
+      assert.equal(health.docker, 'not used: this process builds nothing (CI_ROLE=server)');
+      assert.equal(health.engine, undefined);
+      assert.deepEqual((await readdir(serverData)).filter((name) => name === 'checkouts'), [], 'no checkouts folder');
+      assert.doesNotMatch(daemon.output(), /Docker engine|building with|no-engine\.sock/);
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited;
+      await rm(serverData, { recursive: true, force: true });
+    }
   });
 
   it('stores builds in PostgreSQL; while it is down a delivery gets 503, never a 202, and is taken once it is back', async () => {

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { loadConfig } from '../../src/config.js';
 import type { BuildView } from '../../src/http/build-view.js';
 import { createLogger } from '../../src/logger.js';
-import { startService, type RunningService } from '../../src/service.js';
+import { startService, type RunningService } from '../../src/roles/start.js';
 import { ENGINE_HOST } from './docker-environment.js';
 
 export const TEST_SECRET = 'test-webhook-secret-5f1c';

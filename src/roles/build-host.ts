@@ -1,0 +1,120 @@
+import Dockerode from 'dockerode';
+import path from 'node:path';
+import type { Config } from '../config.js';
+import { describeError } from '../domain/errors.js';
+import { DockerEngine } from '../engine/docker/docker-engine.js';
+import { engineLabel, type EngineDescription } from '../engine/engine.js';
+import type { Logger } from '../logger.js';
+import type { BuildPorts } from '../pipeline/ports.js';
+import { runBuild } from '../pipeline/run-build.js';
+import { BuildWorker, type RunBuild } from '../queue/build-worker.js';
+import { Checkouts } from '../source/checkout.js';
+import type { Core } from './core.js';
+
+/** How often a build host says it is alive, with its engine (ci_service_worker_last_seen_seconds). */
+const WORKER_PRESENCE_MS = 15_000;
+
+/** What runs builds (CI_ROLE all and worker): the engine, the kept checkouts, the pipeline's ports, the worker. */
+export interface BuildHost {
+  worker: BuildWorker;
+  /** What the engine is, for /healthz (the same process serves it with CI_ROLE=all). */
+  engine: { ping(): Promise<void>; describe(): Promise<EngineDescription> };
+  /** Takes builds: the shared queue's, or those this process stored and those a previous one left. */
+  start(): Promise<void>;
+  stop(): void;
+}
+
+export async function openBuildHost(config: Config, logger: Logger, core: Core): Promise<BuildHost> {
+  const engine = new DockerEngine(
+    new Dockerode(config.docker),
+    config.registryAuth && { ...config.registryAuth, serveraddress: config.registry.split('/')[0] ?? config.registry },
+    config.builder,
+    config.buildCacheBytes,
+    config.buildLimits,
+    (reason) => logger.warn({ reason }, 'could not prune the build cache; trying again after the next build'),
+  );
+  const { store, registry } = core;
+  const ports: BuildPorts = {
+    source: core.source,
+    checkouts: await Checkouts.open(path.join(config.dataDir, 'checkouts'), core.source),
+    builder: engine,
+    pusher: core.metrics.timedPusher(engine),
+    registry: config.registry,
+    contextLimits: { maxBytes: config.maxContextBytes, maxArchiveBytes: config.maxRepositoryBytes, maxEntries: config.maxContextEntries },
+    secretVariables: config.buildSecretVariables,
+    lastPushedImage: (repositoryRef) => store.lastPushedImage(repositoryRef),
+    imageOwners: {
+      owner: (repositoryRef) => store.imageOwner(repositoryRef),
+      claim: (repositoryRef, repository) => store.claimImage(repositoryRef, repository),
+      allowedWriters: config.allowedImageWriters,
+    },
+    publishedRevision: (serviceName, tag, signal) => registry.publishedRevision(serviceName, tag, signal),
+    manifestDigest: (serviceName, tag, signal) => registry.manifestDigest(serviceName, tag, signal),
+    now: core.now,
+  };
+  // The engine as it last described itself: recorded on this worker and on each build it finishes.
+  let engineName: string | undefined;
+  const describeEngine = async () => {
+    const described = await engine.describe();
+    engineName = engineLabel(described);
+    return described;
+  };
+  const worker = createWorker(config, logger, core, (request, session) => runBuild(request, ports, session), () => engineName);
+
+  await describeEngine().then(
+    (described) => {
+      const fields = { builder: config.builder, engine: described };
+      if (config.builder === 'buildkit' && !described.buildKit) logger.warn(fields, 'this Docker engine cannot build with BuildKit: set BUILDER=legacy');
+      else logger.info(fields, `building with ${config.builder === 'buildkit' ? 'BuildKit' : "the engine's legacy builder"}`);
+    },
+    (error: unknown) => logger.warn({ error: describeError(error) }, 'the Docker engine does not answer yet; builds wait for it'),
+  );
+
+  let presence: NodeJS.Timeout | undefined;
+  return {
+    worker,
+    engine,
+    async start() {
+      // Seen on /metrics (ci_service_worker_last_seen_seconds, ci_service_worker_engine_info) while it runs.
+      const beat = () =>
+        describeEngine()
+          .catch(() => undefined)
+          .then(() => store.recordWorker(config.workerName, core.now(), engineName))
+          .catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not record this worker as seen'));
+      await beat();
+      presence = setInterval(beat, WORKER_PRESENCE_MS);
+      presence.unref();
+      if (!core.shared) {
+        const resumed = await worker.resumeUnfinished();
+        if (resumed > 0) logger.info({ resumed }, 'took up builds left by the previous process');
+        return;
+      }
+      await core.shared.queue.work(config.buildConcurrency, async (id) => {
+        const build = await store.get(id);
+        if (build) await worker.execute(build);
+      });
+      logger.info({ worker: config.workerName, concurrency: config.buildConcurrency }, 'taking builds from the shared queue');
+    },
+    stop() {
+      clearInterval(presence);
+    },
+  };
+}
+
+/**
+ * The worker: it runs builds with `run` and cancels them. A server (CI_ROLE=server) has one too, to cancel builds
+ * in the store and tell the observers; it is never handed a build to run.
+ */
+export function createWorker(config: Config, logger: Logger, core: Core, run: RunBuild, engine?: () => string | undefined): BuildWorker {
+  return new BuildWorker(core.store, run, {
+    ...(core.shared ? { imageLock: core.shared.imageLock } : {}),
+    ...(engine ? { engine } : {}),
+    observers: core.observers,
+    concurrency: config.buildConcurrency,
+    timeoutMs: config.buildTimeoutMs,
+    retry: { retries: config.buildRetries, baseDelayMs: config.buildRetryDelayMs, maxDelayMs: 60_000 },
+    workerName: config.workerName,
+    logger,
+    now: core.now,
+  });
+}

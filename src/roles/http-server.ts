@@ -1,0 +1,141 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config.js';
+import type { BuildRecord } from '../domain/build-record.js';
+import { ADMIN_TOKEN, keptSecret, WEBHOOK_SECRET } from '../kept-secrets.js';
+import { DeliveryRecovery } from '../github/delivery-recovery.js';
+import { createDeliveryVerifier } from '../github/verify-delivery.js';
+import { publicUrlSource, WebhookSync } from '../github/webhook-sync.js';
+import { createApp } from '../http/app.js';
+import type { Logger } from '../logger.js';
+import type { BuildWorker } from '../queue/build-worker.js';
+import { SPEC_FILE, SPEC_MAX_BYTES } from '../spec/build-spec.js';
+import { releaseRequest } from '../spec/release-rules.js';
+import type { BuildHost } from './build-host.js';
+import type { Core } from './core.js';
+
+/** A push's release rules are read while GitHub waits for the answer, which it gives up on after 10 s. */
+const RELEASE_RULES_TIMEOUT_MS = 8_000;
+
+/** What serves HTTP (CI_ROLE all and server): the webhook, pages, API, metrics, and keeping GitHub's hooks right. */
+export interface HttpServer {
+  url: string;
+  server: Server;
+  /** Present when WEBHOOK_REPOSITORIES is set. */
+  webhookSync: WebhookSync | undefined;
+  /** Present when WEBHOOK_REPOSITORIES and GITHUB_TOKEN are set. */
+  deliveryRecovery: DeliveryRecovery | undefined;
+  /** Deliveries are answered 503 from now on. */
+  stopAccepting(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the HTTP side. `worker` stores and cancels (a server's never runs builds); `host` is this process's own
+ * build host when it has one (CI_ROLE=all): /healthz then reports its engine.
+ */
+export async function startHttpServer(config: Config, logger: Logger, core: Core, worker: BuildWorker, host: BuildHost | undefined): Promise<HttpServer> {
+  const { store, metrics, now } = core;
+  const webhookSecret = await keptSecret(WEBHOOK_SECRET, config.webhookSecret, config.dataDir, logger);
+  // With OPEN_PAGES only a token set by hand guards rebuild and cancel; otherwise one is kept if none is set.
+  const adminToken = config.openPages ? config.adminToken : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
+  const queueCounts = async () => (core.shared ? store.counts() : worker.counts());
+  let accepting = true;
+  // The shared queue took the build in the transaction that stored it; this process's queue takes it here.
+  const submit = core.shared ? (build: BuildRecord) => worker.announceQueued(build) : (build: BuildRecord) => worker.submit(build);
+  const app = createApp({
+    webhook: {
+      verifyDelivery: createDeliveryVerifier(webhookSecret),
+      policy: {
+        allowedRepositories: config.allowedRepositories,
+        baseBranches: config.baseBranches,
+        buildRef: config.buildRef,
+        pullRequests: config.pullRequests.build,
+        buildDrafts: config.pullRequests.drafts,
+        trustForks: config.pullRequests.trustForks,
+        forkLabel: config.pullRequests.forkLabel,
+      },
+      store,
+      submit,
+      cancelPullRequest: (cancel, before) => worker.cancelPullRequest(cancel.repository.fullName, cancel.prNumber, cancel.reason, before),
+      releaseRequest: (push) =>
+        releaseRequest(push, () => core.source.readFile(push.repository, push.sha, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(RELEASE_RULES_TIMEOUT_MS))),
+      hold: (held) => void core.statuses?.held(held.repository, held.sha, held.description),
+      isAccepting: () => accepting,
+      maxQueuedBuilds: config.maxQueuedBuilds,
+      onOutcome: (outcome) => metrics.delivery(outcome),
+      logger,
+      now,
+    },
+    health: {
+      docker: host ? () => host.engine.ping() : undefined,
+      engine: host ? () => host.engine.describe() : undefined,
+      builder: config.builder,
+      registry: () => core.registry.ping(),
+      store: { engine: config.databaseUrl ? 'postgresql' : 'sqlite', check: () => store.ping() },
+      queue: queueCounts,
+    },
+    store,
+    actions: { submit, cancel: (id, reason) => worker.cancel(id, reason), maxQueuedBuilds: config.maxQueuedBuilds },
+    metrics: metrics.registry,
+    adminToken,
+    openPages: config.openPages,
+    logger,
+    now,
+  });
+
+  // The servers keep GitHub's webhooks pointed at them, and ask GitHub to redeliver what failed.
+  const webhookSync =
+    config.webhookRepositories.length > 0
+      ? new WebhookSync({
+          github: core.github,
+          repositories: config.webhookRepositories,
+          secret: webhookSecret,
+          publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),
+          intervalMs: config.webhookSyncIntervalMs,
+          logger,
+        })
+      : undefined;
+  const deliveryRecovery =
+    config.webhookRepositories.length > 0 && config.githubToken
+      ? new DeliveryRecovery({
+          github: core.github,
+          repositories: config.webhookRepositories,
+          intervalMs: config.deliveryRecoveryIntervalMs,
+          onRecovered: (repository) => metrics.deliveryRecovered(repository),
+          logger,
+        })
+      : undefined;
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const listening = app.listen(config.port, () => resolve(listening));
+    listening.once('error', reject);
+  });
+  // Slow bodies and idle sockets are cut early: an unsigned sender cannot hold connections for minutes.
+  server.requestTimeout = config.requestTimeoutMs;
+  server.headersTimeout = Math.min(config.requestTimeoutMs, 10_000);
+  server.keepAliveTimeout = 5_000;
+  server.setTimeout(2 * config.requestTimeoutMs);
+  const { port } = server.address() as AddressInfo;
+  logger.info({ port, registry: config.registry, githubApiUrl: config.githubApiUrl, dataDir: config.dataDir, concurrency: config.buildConcurrency }, 'ci_service listening');
+  webhookSync?.start();
+  // Once listening: what GitHub sends again must find the webhook answering.
+  deliveryRecovery?.start();
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    webhookSync,
+    deliveryRecovery,
+    async stopAccepting() {
+      accepting = false;
+      await deliveryRecovery?.stop();
+      await webhookSync?.stop();
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}

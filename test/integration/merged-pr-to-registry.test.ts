@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { BuildView } from '../../src/http/build-view.js';
@@ -217,6 +218,55 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     } finally {
       await unreachable.stop();
     }
+  });
+
+  /**
+   * A registry of its own that goes away while the build's RUN step runs (the version check has passed by then):
+   * the push itself meets it gone. `whileAway` runs once the push has been tried; the build's end is returned.
+   */
+  async function pushWhileRegistryAway(name: string, retries: string, whileAway: (away: LocalRegistry, log: () => Promise<string>) => Promise<void>) {
+    const away = await new LocalRegistry().start();
+    const target = await startTestService({ GITHUB_API_URL: github.url, GITHUB_TOKEN, REGISTRY: away.address, BUILD_RETRIES: retries, BUILD_RETRY_DELAY_MS: '1000', SHUTDOWN_GRACE_S: '5' });
+    try {
+      const repository = await github.addRepository(`octo-org/${name}`, path.join(FIXTURES, 'hello'), {
+        image: `ci-test/${name}`,
+        // A step of its own each time: a cached one would never run.
+        extraFiles: { Dockerfile: `FROM ci-test-busybox:latest\nRUN echo the step runs && sleep 3 && echo ${randomUUID()}\n` },
+      });
+      const response = await sendDelivery(target.url, mergedPullRequest(repository, repository.sha), { secret: TEST_SECRET });
+      const { build } = (await response.json()) as { build: BuildView };
+      const log = () => target.getLog(build.id);
+      await waitFor(async () => /^#\d+ [0-9.]+ the step runs$/m.test(await log()), 30_000, 'the RUN step to run').catch(async (error: Error) => {
+        throw new Error(`${error.message}:\n${await log()}`);
+      });
+      await away.stop('SIGKILL');
+      await whileAway(away, log);
+      await target.service.worker.onIdle();
+      const digest = await away.digest(`ci-test/${name}`, '1.0.0').catch(() => null);
+      return { build: await target.getBuild(build.id), log: await log(), digest };
+    } finally {
+      await target.stop();
+      await away.remove();
+    }
+  }
+
+  it('a registry that goes away during the build fails the push, at the push stage, after its retries', async () => {
+    const { build, log } = await pushWhileRegistryAway('push-fails', '1', async () => {});
+    assert.equal(build.status, 'failed', log);
+    assert.equal(build.failedStage, 'push', build.error);
+    assert.match(build.error!, /^pushing .*push-fails:1\.0\.0 failed: .*connection refused/, build.error);
+    assert.match(log, /pushing .*push-fails:1\.0\.0 failed \(.*\); retry 1 of 1 in [0-9.]+ s/);
+    assert.equal((log.match(/^\[ci_service\] pushing .*push-fails:1\.0\.0$/gm) ?? []).length, 2, `the push and its one retry:\n${log}`);
+  });
+
+  it('a registry that comes back within the retries: the push succeeds, and the digest is the registry\'s', async () => {
+    const { build, digest, log } = await pushWhileRegistryAway('push-recovers', '4', async (registry, readLog) => {
+      await waitFor(async () => /push-recovers:1\.0\.0 failed \(.*\); retry 1 of 4/.test(await readLog()), 60_000, 'a failed push');
+      await registry.start();
+    });
+    assert.equal(build.status, 'succeeded', `${build.error}\n${log}`);
+    assert.ok(digest);
+    assert.equal(build.digest, digest);
   });
 
   it('versions are immutable: the same version from another commit fails before building; the same commit pushes again', async () => {

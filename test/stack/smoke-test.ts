@@ -87,8 +87,8 @@ async function main(): Promise<void> {
     // No secret and no group id typed: only where the stand-in for GitHub is.
     await writeFile(envFile, [`GITHUB_API_URL=http://host.docker.internal:${port}`, 'LOG_LEVEL=info', ''].join('\n'));
 
-    await stream(composeBin, [...composeArgs, ...composeFiles, 'config', '-q']);
-    check('compose accepts docker-compose.yml', true);
+    const configError = await stream(composeBin, [...composeArgs, ...composeFiles, 'config', '-q']).then(() => '', (error: Error) => error.message);
+    check('compose accepts docker-compose.yml', configError === '', configError);
     await stream(composeBin, [...composeArgs, ...composeFiles, 'up', '-d', '--build']);
 
     await waitFor(async () => (await get(`${CI_URL}/healthz`)).status === 200, 120_000, 'ci_service /healthz on host port 81');

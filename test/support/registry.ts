@@ -33,11 +33,16 @@ export class LocalRegistry {
     return this;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops the registry: SIGTERM lets it finish what it serves (it waits for an engine's kept-alive connections,
+   * too); SIGKILL is a registry that dies.
+   */
+  async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     const child = this.process;
-    if (!child || child.exitCode !== null) return;
+    // Ended already: by a code, or (killed) by a signal, when exitCode stays null.
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
+    child.kill(signal);
     await exited;
   }
 

@@ -96,12 +96,7 @@ export class GitHubSource implements SourceFetcher {
     const where = `fetching ${what} of ${repository.fullName}`;
     if (status === 401) return new SourceError(`GitHub rejected GITHUB_TOKEN (401) ${where}: it is wrong or expired; set a valid token`);
     if (status === 429 || (status === 403 && response.headers['x-ratelimit-remaining'] === '0')) {
-      const retryAfterS = Number(response.headers['retry-after']);
-      return new SourceError(
-        `GitHub rate limit reached (${status}) ${where}: set GITHUB_TOKEN for a higher limit, or wait`,
-        true,
-        Number.isFinite(retryAfterS) && retryAfterS >= 0 ? retryAfterS * 1000 : undefined,
-      );
+      return new SourceError(`GitHub rate limit reached (${status}) ${where}: set GITHUB_TOKEN for a higher limit, or wait`, true, rateLimitWaitMs(response.headers));
     }
     if (status === 403) return new SourceError(`GitHub refused access (403) ${where}: give GITHUB_TOKEN read access to ${repository.fullName}`);
     if (status >= 500) return new SourceError(`GitHub answered ${status} ${where}; it will be retried`, true);
@@ -131,4 +126,16 @@ async function readAtMost(stream: Readable, limit: number): Promise<string> {
 
 function repositoryPath(repository: Repository): string {
   return `${encodeURIComponent(repository.owner)}/${encodeURIComponent(repository.name)}`;
+}
+
+/**
+ * How long GitHub asks to wait: a secondary limit's `retry-after` (seconds), or until a spent quota's
+ * `x-ratelimit-reset` (Unix seconds), as GitHub's documentation says to; undefined when it says neither.
+ */
+function rateLimitWaitMs(headers: AxiosResponse['headers'], now = Date.now()): number | undefined {
+  const retryAfterS = Number(headers['retry-after']);
+  if (headers['retry-after'] !== undefined && Number.isFinite(retryAfterS) && retryAfterS >= 0) return retryAfterS * 1000;
+  const resetS = Number(headers['x-ratelimit-reset']);
+  if (headers['x-ratelimit-reset'] !== undefined && Number.isFinite(resetS)) return Math.max(0, resetS * 1000 - now);
+  return undefined;
 }

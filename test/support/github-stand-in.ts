@@ -59,6 +59,9 @@ export class GitHubStandIn {
   readonly requests: RecordedRequest[] = [];
   private readonly repositories = new Map<string, StandInRepository>();
   private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
+  private readonly rateLimits: { pattern: RegExp; kind: 'primary' | 'secondary'; remaining: number; retryAfterS: number }[] = [];
+  /** GitHub's tree listing limit (100,000 entries); lowered by a test to see the tarball fallback run. */
+  treeEntryLimit = 100_000;
   private readonly hangs: RegExp[] = [];
   private readonly brokenTarballs = new Map<string, TarballBreak>();
   /** Blob id → where its bytes are: the committed file in the repository's work tree. */
@@ -168,6 +171,15 @@ export class GitHubStandIn {
   }
 
   /**
+   * The next `count` requests whose path matches are refused by GitHub's rate limit, as GitHub refuses them:
+   * `primary` (the hourly quota spent) is a 403 with `x-ratelimit-remaining: 0` and the reset time; `secondary`
+   * (too many at once) a 429 with `retry-after`. Both wait `retryAfterS`.
+   */
+  rateLimitNext(pattern: RegExp, kind: 'primary' | 'secondary', count: number, retryAfterS: number): void {
+    this.rateLimits.push({ pattern, kind, remaining: count, retryAfterS });
+  }
+
+  /**
    * Every download of this commit's tarball breaks off halfway through its bytes: `truncate` ends the
    * response cleanly, `reset` destroys the socket, `stall` sends nothing more until the client gives up.
    */
@@ -184,6 +196,11 @@ export class GitHubStandIn {
     const url = new URL(req.url ?? '/', this.url);
     this.requests.push({ method: req.method ?? 'GET', path: url.pathname + url.search, authorization: req.headers.authorization });
     if (this.hangs.some((pattern) => pattern.test(url.pathname))) return;
+    const limited = this.rateLimits.find((candidate) => candidate.remaining > 0 && candidate.pattern.test(url.pathname));
+    if (limited) {
+      limited.remaining -= 1;
+      return this.refuseForRateLimit(res, limited.kind, limited.retryAfterS);
+    }
     const failure = this.failures.find((candidate) => candidate.remaining > 0 && candidate.pattern.test(url.pathname));
     if (failure) {
       failure.remaining -= 1;
@@ -194,6 +211,14 @@ export class GitHubStandIn {
     if (status && req.method === 'POST') {
       if (!this.token || req.headers.authorization !== `Bearer ${this.token}`) return sendJson(res, 404, { message: 'Not Found' });
       const posted = (await readJson(req)) as Record<string, string>;
+      // GitHub's limit on a status's description.
+      if ((posted.description ?? '').length > STATUS_DESCRIPTION_LIMIT) {
+        return sendJson(res, 422, {
+          message: 'Validation Failed',
+          errors: [{ resource: 'Status', code: 'custom', field: 'description', message: `description is too long (maximum is ${STATUS_DESCRIPTION_LIMIT} characters)` }],
+          documentation_url: 'https://docs.github.com/rest/commits/statuses#create-a-commit-status',
+        });
+      }
       this.statuses.set(status[1]!, [...(this.statuses.get(status[1]!) ?? []), posted]);
       return sendJson(res, 201, { id: Date.now(), ...posted });
     }
@@ -221,7 +246,16 @@ export class GitHubStandIn {
     this.hooks.set(fullName, list);
     const masked = (hook: StoredHook) => ({ ...hook, config: { ...hook.config, secret: hook.config.secret ? '********' : undefined } });
     const body = ['POST', 'PATCH'].includes(req.method ?? '') ? ((await readJson(req)) as Partial<StoredHook>) : {};
-    if (id === undefined && req.method === 'GET') return sendJson(res, 200, list.map(masked));
+    if (id === undefined && req.method === 'GET') {
+      // Numbered pages, as GitHub pages hooks: `per_page` (30, at most 100) and `page`, with a Link header.
+      const url = new URL(req.url ?? '/', this.url);
+      const perPage = pageSize(url);
+      const page = Math.max(1, Number(url.searchParams.get('page') ?? 1) || 1);
+      const last = Math.max(1, Math.ceil(list.length / perPage));
+      const link = (n: number) => { const next = new URL(url); next.searchParams.set('page', String(n)); next.searchParams.set('per_page', String(perPage)); return next.href; };
+      const links = [...(page < last ? [`<${link(page + 1)}>; rel="next"`, `<${link(last)}>; rel="last"`] : []), ...(page > 1 ? [`<${link(1)}>; rel="first"`, `<${link(page - 1)}>; rel="prev"`] : [])];
+      return sendJson(res, 200, list.slice((page - 1) * perPage, page * perPage).map(masked), links.length > 0 ? { link: links.join(', ') } : {});
+    }
     if (id === undefined && req.method === 'POST') {
       const hook: StoredHook = { id: this.nextHookId++, name: 'web', active: body.active ?? true, events: body.events ?? ['push'], config: body.config! };
       list.push(hook);
@@ -282,13 +316,41 @@ export class GitHubStandIn {
     if (!hook) return sendJson(res, 404, { message: 'Not Found' });
     const list = this.deliveries.get(hookId) ?? [];
     if (deliveryId === undefined && req.method === 'GET') {
-      return sendJson(res, 200, [...list].reverse().map(({ body: _body, ...listed }) => listed));
+      // Cursor pages, as GitHub pages hook deliveries: `per_page` (30, at most 100), the next page's `cursor` in
+      // the Link header's rel="next" URL (GitHub's cursors are opaque; here, the id the next page starts below).
+      const url = new URL(req.url ?? '/', this.url);
+      const perPage = pageSize(url);
+      const cursor = url.searchParams.get('cursor');
+      const newestFirst = [...list].reverse().filter((delivery) => cursor === null || delivery.id < Number(cursor));
+      const page = newestFirst.slice(0, perPage);
+      const next = newestFirst.length > perPage ? new URL(url) : undefined;
+      next?.searchParams.set('cursor', String(page[page.length - 1]!.id));
+      next?.searchParams.set('per_page', String(perPage));
+      return sendJson(res, 200, page.map(({ body: _body, ...listed }) => listed), next ? { link: `<${next.href}>; rel="next"` } : {});
     }
     const original = list.find((candidate) => candidate.id === deliveryId);
     if (!original || req.method !== 'POST') return sendJson(res, 404, { message: 'Not Found' });
     // GitHub answers at once and delivers afterwards.
     sendJson(res, 202, {});
     void this.attempt(hook, original, true);
+  }
+
+  private refuseForRateLimit(res: ServerResponse, kind: 'primary' | 'secondary', retryAfterS: number): void {
+    const reset = String(Math.ceil(Date.now() / 1000) + retryAfterS);
+    if (kind === 'primary') {
+      return sendJson(
+        res,
+        403,
+        { message: 'API rate limit exceeded for installation. Check out the documentation for more details.', documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api' },
+        { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-used': '5000', 'x-ratelimit-reset': reset, 'x-ratelimit-resource': 'core' },
+      );
+    }
+    return sendJson(
+      res,
+      429,
+      { message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.', documentation_url: 'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits' },
+      { 'retry-after': String(retryAfterS), 'x-ratelimit-remaining': '4000', 'x-ratelimit-reset': reset },
+    );
   }
 
   private visible(req: IncomingMessage, owner: string, name: string, sha: string): StandInRepository | undefined {
@@ -319,7 +381,9 @@ export class GitHubStandIn {
   private serveTree(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {
     const repository = this.visible(req, owner, name, sha);
     if (!repository) return sendJson(res, 404, { message: 'Not Found' });
-    return sendJson(res, 200, { sha, tree: repository.tree, truncated: false });
+    // GitHub lists at most 100,000 entries (and 7 MB) and says `truncated`; a test may lower the limit.
+    const truncated = repository.tree.length > this.treeEntryLimit;
+    return sendJson(res, 200, { sha, tree: truncated ? repository.tree.slice(0, this.treeEntryLimit) : repository.tree, truncated });
   }
 
   /** GET /repos/{owner}/{repo}/git/blobs/{id} with the raw media type, read from the committed work tree. */
@@ -329,8 +393,13 @@ export class GitHubStandIn {
     if (!blob || !visible) return sendJson(res, 404, { message: 'Not Found' });
     const file = path.join(blob.gitDir, blob.path);
     const content = blob.symlink ? Buffer.from(await readlink(file)) : await readFile(file);
-    res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    res.end(content);
+    // Raw bytes only for the raw media types; otherwise GitHub's JSON with the content in base64.
+    if (/application\/vnd\.github\.raw(\+json)?/.test(req.headers.accept ?? '')) {
+      res.writeHead(200, { 'content-type': 'application/vnd.github.raw; charset=utf-8' });
+      res.end(content);
+      return;
+    }
+    return sendJson(res, 200, { sha: blobId, node_id: `B_${blobId.slice(0, 12)}`, size: content.length, url: `${this.url}/repos/${fullName}/git/blobs/${blobId}`, content: content.toString('base64'), encoding: 'base64' });
   }
 
   private redirectToCodeload(req: IncomingMessage, res: ServerResponse, owner: string, name: string, sha: string) {
@@ -380,7 +449,16 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });
   res.end(JSON.stringify(body));
 }
+
+/** GitHub's page size: `per_page`, 30 by default, at most 100. */
+function pageSize(url: URL): number {
+  const asked = Number(url.searchParams.get('per_page') ?? 30) || 30;
+  return Math.min(100, Math.max(1, asked));
+}
+
+/** A status's description: GitHub refuses one over 140 characters with a 422. */
+const STATUS_DESCRIPTION_LIMIT = 140;

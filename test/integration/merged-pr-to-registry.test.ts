@@ -269,6 +269,41 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     assert.equal(build.digest, digest);
   });
 
+  it('a registry that asks for a login (htpasswd, as registry:2): a wrong password fails saying so, the right one pushes and reads', async () => {
+    const locked = await new LocalRegistry({ username: 'ci', password: REGISTRY_PASSWORD }).start();
+    const withPassword = (password: string) =>
+      startTestService({ GITHUB_API_URL: github.url, GITHUB_TOKEN, REGISTRY: locked.address, REGISTRY_USERNAME: 'ci', REGISTRY_PASSWORD: password });
+    try {
+      const repository = await github.addRepository('octo-org/locked', path.join(FIXTURES, 'hello'), { image: 'ci-test/locked' });
+      const wrong = await withPassword('not-the-password');
+      try {
+        const refused = await mergeAndWait(wrong, repository);
+        assert.equal(refused.status, 'failed');
+        assert.equal(refused.failedStage, 'push');
+        assert.match(refused.error!, /the registry refused to show \/v2\/ci-test\/locked\/manifests\/1\.0\.0 \(401\): set REGISTRY_USERNAME and REGISTRY_PASSWORD/);
+      } finally {
+        await wrong.stop();
+      }
+      assert.deepEqual(await locked.tags('ci-test/locked'), [], 'nothing pushed');
+
+      const right = await withPassword(REGISTRY_PASSWORD);
+      try {
+        const pushed = await mergeAndWait(right, repository);
+        assert.equal(pushed.status, 'succeeded', pushed.error);
+        assert.deepEqual((await locked.tags('ci-test/locked')).sort(), ['1.0.0', 'latest']);
+        assert.equal(pushed.digest, await locked.digest('ci-test/locked', '1.0.0'));
+        // The version check reads the published image with the login: the same commit may push again.
+        const rebuilt = await mergeAndWait(right, { ...repository });
+        assert.equal(rebuilt.status, 'succeeded', rebuilt.error);
+        assert.match(await right.getLog(rebuilt.id), /version 1\.0\.0 is already published from this commit: pushing it again/);
+      } finally {
+        await right.stop();
+      }
+    } finally {
+      await locked.remove();
+    }
+  });
+
   it('versions are immutable: the same version from another commit fails before building; the same commit pushes again', async () => {
     const first = await github.addRepository('octo-org/versioned', path.join(FIXTURES, 'hello'), { image: 'ci-test/versioned' });
     assert.equal((await mergeAndWait(ci, first)).status, 'succeeded');

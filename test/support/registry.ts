@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +10,16 @@ export class LocalRegistry {
   private process: ChildProcess | undefined;
   private dir = '';
   port = 0;
+
+  /**
+   * With `auth`, the registry asks for a login as registry:2 does with `REGISTRY_AUTH=htpasswd` (bcrypt entries
+   * made by Apache's htpasswd); its own reads below log in too.
+   */
+  constructor(private readonly auth?: { username: string; password: string }) {}
+
+  private get headers(): Record<string, string> {
+    return this.auth ? { authorization: `Basic ${Buffer.from(`${this.auth.username}:${this.auth.password}`).toString('base64')}` } : {};
+  }
 
   /** host:port as the Docker engine reaches it (loopback registries need no TLS). */
   get address(): string {
@@ -24,12 +34,18 @@ export class LocalRegistry {
     this.dir ||= await mkdtemp(path.join(tmpdir(), 'registry-'));
     this.port = port ?? (this.port || (await freePort()));
     const config = path.join(this.dir, 'config.yml');
+    let auth = '';
+    if (this.auth) {
+      const htpasswd = path.join(this.dir, 'htpasswd');
+      await writeFile(htpasswd, execFileSync('htpasswd', ['-nbB', this.auth.username, this.auth.password]));
+      auth = `auth:\n  htpasswd:\n    realm: ci-test\n    path: ${htpasswd}\n`;
+    }
     await writeFile(
       config,
-      `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${this.dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${this.port}\n`,
+      `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${this.dir}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${this.port}\n${auth}`,
     );
     this.process = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
-    await waitFor(async () => (await fetch(`${this.url}/v2/`)).status === 200, 10_000, `registry on ${this.address}`);
+    await waitFor(async () => (await fetch(`${this.url}/v2/`, { headers: this.headers })).status === 200, 10_000, `registry on ${this.address}`);
     return this;
   }
 
@@ -58,7 +74,7 @@ export class LocalRegistry {
   }
 
   async tags(name: string): Promise<string[]> {
-    const response = await fetch(`${this.url}/v2/${name}/tags/list`);
+    const response = await fetch(`${this.url}/v2/${name}/tags/list`, { headers: this.headers });
     if (response.status === 404) return [];
     return ((await response.json()) as { tags: string[] | null }).tags ?? [];
   }
@@ -67,7 +83,7 @@ export class LocalRegistry {
   async digest(name: string, tag: string): Promise<string | null> {
     const response = await fetch(`${this.url}/v2/${name}/manifests/${tag}`, {
       method: 'HEAD',
-      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' },
+      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json', ...this.headers },
     });
     return response.headers.get('docker-content-digest');
   }

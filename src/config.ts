@@ -119,6 +119,9 @@ const environmentSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
+/** Every variable ci_service reads (besides those BUILD_SECRET_VARIABLES names): README.md's table lists them. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(environmentSchema.shape);
+
 export type DockerAddress = { socketPath: string } | { host: string; port: number };
 
 export interface Config {

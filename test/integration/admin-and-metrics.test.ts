@@ -93,6 +93,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
       id: 'b', seq: 1, request: {} as never, status: 'failed', failedStage: 'push', tags: [], resumed: false, attempt: 1,
       createdAt: new Date(0), startedAt: new Date(1000), finishedAt: new Date(13_000),
     });
+    await metrics.timedPusher({ push: async () => undefined }).push('r', 't', () => {}, new AbortController().signal);
     const response = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     assert.match(response.headers.get('content-type') ?? '', /text\/plain/);
     const text = await response.text();
@@ -103,7 +104,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
     assert.match(text, /ci_service_worker_last_seen_seconds\{worker="worker-a"\} 1700000000/);
     assert.match(text, /ci_service_builds_total\{outcome="failed",stage="push"\} 1/);
     assert.match(text, /ci_service_build_duration_seconds_bucket\{le="15",outcome="failed"\} 1/);
-    assert.match(text, /# TYPE ci_service_push_duration_seconds histogram/);
+    assert.match(text, /^ci_service_push_duration_seconds_count 1$/m, 'the push was timed');
     assert.match(text, /process_resident_memory_bytes/);
   });
 });

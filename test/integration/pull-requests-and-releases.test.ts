@@ -135,15 +135,19 @@ describe('before and beyond the merge (real Docker engine and registry)', { skip
   });
 
   it('a merge is never cancelled by its pull request\'s events', async () => {
-    const repository = await commit('merge-stays', {}, { Dockerfile: 'FROM ci-test-busybox:latest\nCOPY nonce.txt /nonce.txt\nRUN sleep 2\n' }, 'slow');
+    const repository = await commit('merge-stays', {}, { Dockerfile: 'FROM ci-test-busybox:latest\nCOPY nonce.txt /nonce.txt\nRUN sleep 4.25\n' }, 'slow');
     const merge = await deliver({ ...mergedPullRequest(repository, repository.sha), number: 9 });
     assert.equal(merge.status, 202);
+    const mergeId = (merge.body.build as BuildView).id;
+    // The pull request's events arrive while the merge is building, when a cancel would stop it.
+    await waitFor(() => engineRuns('sleep 4.25'), 30_000, 'the merge building on the engine');
+    assert.equal((await ci.getBuild(mergeId)).status, 'running');
     const next = await commit('merge-stays');
     const reopened = await deliver(pullRequestEvent(next, next.sha, { number: 9, action: 'reopened' }));
     assert.equal(reopened.status, 202);
     assert.equal(reopened.body.cancelled, undefined);
     await ci.service.worker.onIdle();
-    assert.equal((await ci.getBuild((merge.body.build as BuildView).id)).status, 'succeeded');
+    assert.equal((await ci.getBuild(mergeId)).status, 'succeeded');
   });
 
   it('a fork\'s pull request is held with a status saying how to allow it, and builds once a maintainer adds the label', async () => {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../../src/config.js';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { CONFIG_VARIABLES, loadConfig, type Config } from '../../src/config.js';
 import { ConfigError } from '../../src/domain/errors.js';
 
 const base = { WEBHOOK_SECRET: 'secret' };
@@ -64,37 +66,65 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ ...base, CI_ROLE: 'builder' }), /CI_ROLE must be "all" \(the default/);
   });
 
-  it('reads every variable', () => {
-    const config = loadConfig({
-      ...base,
-      PORT: '9000',
-      GITHUB_API_URL: 'https://github.example.com/api/v3/',
-      GITHUB_TOKEN: 'ghp_x',
-      REGISTRY: 'registry.example.com:5000/team',
-      REGISTRY_USERNAME: 'ci',
-      REGISTRY_PASSWORD: 'pw',
-      DOCKER_HOST: 'tcp://docker:2375',
-      DATA_DIR: '/data',
-      BUILD_CONCURRENCY: '4',
-      BUILD_TIMEOUT_S: '60',
-      ALLOWED_REPOSITORIES: 'octo/a, octo/b,',
-      BASE_BRANCHES: 'main',
-      BUILD_REF: 'merge',
-      BUILDER: 'legacy',
-      BUILD_SECRET_VARIABLES: 'NPM_TOKEN, PIP_INDEX_TOKEN',
-      NPM_TOKEN: 'npm-value',
-      LOG_LEVEL: 'debug',
-    });
-    assert.equal(config.builder, 'legacy');
-    assert.deepEqual(config.buildSecretVariables, { NPM_TOKEN: 'npm-value', PIP_INDEX_TOKEN: undefined });
-    assert.equal(config.port, 9000);
-    assert.equal(config.githubApiUrl, 'https://github.example.com/api/v3');
-    assert.equal(config.registryUrl, 'https://registry.example.com:5000');
-    assert.deepEqual(config.registryAuth, { username: 'ci', password: 'pw' });
-    assert.deepEqual(config.docker, { host: 'docker', port: 2375 });
-    assert.equal(config.buildTimeoutMs, 60_000);
-    assert.deepEqual(config.allowedRepositories, ['octo/a', 'octo/b']);
-    assert.equal(config.buildRef, 'merge');
+  it("reads every variable of README.md's table, and the table lists every variable it reads", async () => {
+    const readme = await readFile(path.join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 1));
+    const documented = [...table.matchAll(/^\| ((?:`[A-Z_]+`(?:, )?)+) \|/gm)].flatMap((row) => [...row[1]!.matchAll(/`([A-Z_]+)`/g)].map((name) => name[1]!));
+    assert.deepEqual([...documented].sort(), [...CONFIG_VARIABLES].sort(), 'README.md\'s configuration table and the loader name the same variables');
+
+    // Each variable: a value other than its default, and where the loader puts it (units converted).
+    const expectations: Record<string, [value: string, read: (config: Config) => unknown, expected: unknown]> = {
+      WEBHOOK_SECRET: ['s3cret', (c) => c.webhookSecret, 's3cret'],
+      PORT: ['9000', (c) => c.port, 9000],
+      GITHUB_API_URL: ['https://github.example.com/api/v3/', (c) => c.githubApiUrl, 'https://github.example.com/api/v3'],
+      GITHUB_TOKEN: ['ghp_x', (c) => c.githubToken, 'ghp_x'],
+      REGISTRY: ['registry.example.com:5000/team', (c) => c.registry, 'registry.example.com:5000/team'],
+      REGISTRY_URL: ['https://reg.internal:5000/', (c) => c.registryUrl, 'https://reg.internal:5000'],
+      REGISTRY_USERNAME: ['ci', (c) => c.registryAuth?.username, 'ci'],
+      REGISTRY_PASSWORD: ['pw', (c) => c.registryAuth?.password, 'pw'],
+      DOCKER_HOST: ['tcp://docker:2375', (c) => c.docker, { host: 'docker', port: 2375 }],
+      DATA_DIR: ['/data', (c) => c.dataDir, '/data'],
+      WORKER_NAME: ['host-7', (c) => c.workerName, 'host-7'],
+      DATABASE_URL: ['postgres://ci:pw@db:5432/ci', (c) => c.databaseUrl, 'postgres://ci:pw@db:5432/ci'],
+      CI_ROLE: ['worker', (c) => c.role, 'worker'],
+      BUILD_CONCURRENCY: ['4', (c) => c.buildConcurrency, 4],
+      BUILD_TIMEOUT_S: ['60', (c) => c.buildTimeoutMs, 60_000],
+      BUILD_RETRIES: ['5', (c) => c.buildRetries, 5],
+      BUILD_RETRY_DELAY_MS: ['750', (c) => c.buildRetryDelayMs, 750],
+      MAX_QUEUED_BUILDS: ['12', (c) => c.maxQueuedBuilds, 12],
+      MAX_CONTEXT_MB: ['3', (c) => c.maxContextBytes, 3 * 1024 * 1024],
+      MAX_REPOSITORY_MB: ['5', (c) => c.maxRepositoryBytes, 5 * 1024 * 1024],
+      BUILD_MEMORY_MB: ['512', (c) => c.buildLimits.memoryBytes, 512 * 1024 * 1024],
+      BUILD_CPUS: ['1.5', (c) => c.buildLimits.cpus, 1.5],
+      BUILD_CACHE_MB: ['100', (c) => c.buildCacheBytes, 100 * 1024 * 1024],
+      MAX_CONTEXT_ENTRIES: ['1000', (c) => c.maxContextEntries, 1000],
+      RETENTION_DAYS: ['2', (c) => c.retentionMs, 2 * 24 * 3600 * 1000],
+      REQUEST_TIMEOUT_S: ['20', (c) => c.requestTimeoutMs, 20_000],
+      SHUTDOWN_GRACE_S: ['30', (c) => c.shutdownGraceMs, 30_000],
+      ALLOWED_REPOSITORIES: ['octo/a, octo/b,', (c) => c.allowedRepositories, ['octo/a', 'octo/b']],
+      BASE_BRANCHES: ['main, release', (c) => c.baseBranches, ['main', 'release']],
+      BUILD_REF: ['merge', (c) => c.buildRef, 'merge'],
+      PULL_REQUEST_BUILDS: ['false', (c) => c.pullRequests.build, false],
+      BUILD_DRAFTS: ['true', (c) => c.pullRequests.drafts, true],
+      TRUST_FORKS: ['true', (c) => c.pullRequests.trustForks, true],
+      FORK_LABEL: ['ok to build', (c) => c.pullRequests.forkLabel, 'ok to build'],
+      DELIVERY_RECOVERY_INTERVAL_S: ['60', (c) => c.deliveryRecoveryIntervalMs, 60_000],
+      BUILDER: ['legacy', (c) => c.builder, 'legacy'],
+      ALLOWED_IMAGE_WRITERS: ['team/app=octo/tools, team/app=octo/more', (c) => c.allowedImageWriters, { 'team/app': ['octo/tools', 'octo/more'] }],
+      BUILD_SECRET_VARIABLES: ['NPM_TOKEN, PIP_TOKEN', (c) => c.buildSecretVariables, { NPM_TOKEN: 'npm-value', PIP_TOKEN: undefined }],
+      WEBHOOK_REPOSITORIES: ['octo/a', (c) => c.webhookRepositories, ['octo/a']],
+      PUBLIC_URL: ['https://ci.example.com/', (c) => c.publicUrl, 'https://ci.example.com'],
+      NGROK_API_URL: ['http://ngrok:4040/', (c) => c.ngrokApiUrl, 'http://ngrok:4040'],
+      WEBHOOK_SYNC_INTERVAL_S: ['45', (c) => c.webhookSyncIntervalMs, 45_000],
+      ADMIN_TOKEN: ['a'.repeat(24), (c) => c.adminToken, 'a'.repeat(24)],
+      OPEN_PAGES: ['true', (c) => c.openPages, true],
+      RUN_AS: ['1000:999', (c) => c.runAs, { uid: 1000, gid: 999 }],
+      LOG_LEVEL: ['debug', (c) => c.logLevel, 'debug'],
+    };
+    assert.deepEqual(Object.keys(expectations).sort(), [...documented].sort(), 'a value to try for every documented variable');
+    const env = Object.fromEntries(Object.entries(expectations).map(([name, [value]]) => [name, value]));
+    const config = loadConfig({ ...env, NPM_TOKEN: 'npm-value' });
+    for (const [name, [, read, expected]] of Object.entries(expectations)) assert.deepEqual(read(config), expected, name);
   });
 
   it('names every bad value and its rule in one message', () => {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { ADMIN_TOKEN, keptSecret, WEBHOOK_SECRET } from '../../src/kept-secrets.js';
@@ -45,7 +47,7 @@ describe('secrets nobody has to type', () => {
     assert.equal(lines.length, 0);
   });
 
-  it('two processes starting at once end with the same secret', async () => {
+  it('eight starts at once in one process, fifty times, end with the same secret', async () => {
     const dir = await dataDir();
     const { logger } = recordingLogger();
     // Many at once, many times: none may read the file between its creation and its content.
@@ -58,6 +60,21 @@ describe('secrets nobody has to type', () => {
     }
     await writeFile(path.join(dir, 'admin-token'), '  kept-by-hand \n');
     assert.equal(await keptSecret(ADMIN_TOKEN, undefined, dir, logger), 'kept-by-hand');
+  });
+
+  it('six processes starting at once end with the same secret', async () => {
+    const folder = await dataDir();
+    const module = pathToFileURL(path.join(import.meta.dirname, '..', '..', 'src', 'kept-secrets.ts')).href;
+    const logger = pathToFileURL(path.join(import.meta.dirname, '..', '..', 'src', 'logger.ts')).href;
+    const script = `const { keptSecret, WEBHOOK_SECRET } = await import(${JSON.stringify(module)}); const { createLogger } = await import(${JSON.stringify(logger)});
+      process.stdout.write(await keptSecret(WEBHOOK_SECRET, undefined, ${JSON.stringify(folder)}, createLogger('silent')));`;
+    const start = () =>
+      new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], (error, stdout) => (error ? reject(error) : resolve(stdout)));
+      });
+    const secrets = await Promise.all(Array.from({ length: 6 }, start));
+    assert.equal(new Set(secrets).size, 1, secrets.join(' '));
+    assert.equal(secrets[0], (await readFile(path.join(folder, 'webhook-secret'), 'utf8')).trim());
   });
 
   it('refuses a kept file that is empty, saying what to do, rather than take "" as the secret', async () => {

@@ -2,6 +2,9 @@
  * ci_service benchmarks, side by side with the physical limit on the same machine.
  *   npm run bench                      # everything (about half an hour; e2e alone takes 10 minutes)
  *   npm run bench -- ack throughput    # some: ack, throughput, e2e, rebuild, cache, memory, hosts
+ *   DOCKER_HOST=unix:///… BENCH_CLI_ROOT=/var/cache/ci-service/trixie npm run bench -- e2e rebuild
+ *                                      # another engine of the matrix, against its own CLI inside its root
+ *   BENCH_QUICK=1 npm run bench -- e2e # every row, at a size that only shows the code runs (CI does this)
  * Real Docker engine, real registry (Debian's docker-registry), the GitHub stand-in, and the daemon
  * as `npm start` runs it. Figures and method: bench/README.md.
  */
@@ -15,7 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { BuildView } from '../src/http/build-view.js';
 import { startDaemon, type Daemon } from '../test/support/daemon.js';
-import { BUSYBOX_IMAGE, ensureBusyboxImage, secondEngine } from '../test/support/docker-environment.js';
+import { BUSYBOX_IMAGE, docker, ENGINE_HOST, ensureBusyboxImage, secondEngine } from '../test/support/docker-environment.js';
 import { examplePullRequest, mergedPullRequest, sendDelivery, signature256 } from '../test/support/deliveries.js';
 import { GitHubStandIn, type StandInRepository } from '../test/support/github-stand-in.js';
 import { LocalPostgres } from '../test/support/postgres.js';
@@ -24,14 +27,36 @@ import { freePort, LocalRegistry, waitFor } from '../test/support/registry.js';
 const run = promisify(execFile);
 const SECRET = 'bench-secret';
 const MB = 1024 * 1024;
-const PAIRS = Number(process.env.BENCH_PAIRS ?? 9);
+/**
+ * BENCH_QUICK: every section produces every row, at sizes and counts that only show the code still runs (what
+ * CI checks); its figures mean nothing.
+ */
+const QUICK = Boolean(process.env.BENCH_QUICK);
+const PAIRS = Number(process.env.BENCH_PAIRS ?? (QUICK ? 1 : 9));
+/** Sizes scaled down in quick mode. */
+const size = (bytes: number) => (QUICK ? Math.max(64 * 1024, Math.floor(bytes / 64)) : bytes);
 const sections = process.argv.slice(2).length ? process.argv.slice(2) : ['ack', 'throughput', 'e2e', 'rebuild', 'cache', 'memory', 'hosts'];
 /**
- * The docker CLI side: Debian's client, which builds with BuildKit when DOCKER_BUILDKIT=1 (the other `docker`
- * on PATH needs buildx, which is not here) and sends the context over the session's file sync.
+ * The docker CLI side: the engine's own client, which builds with BuildKit (DOCKER_BUILDKIT=1) and sends the
+ * context over the session's file sync. For Debian 12's engine, Debian 12's client (the other `docker` on PATH
+ * needs buildx, which is not here); for an engine in a root of its own (BENCH_CLI_ROOT, Debian 13's), that
+ * root's client, run there with chroot, on folders under the root (the bench works there then).
  */
 const DOCKER_CLI = process.env.BENCH_DOCKER_CLI ?? '/usr/bin/docker';
-const cliEnv = (dockerHost?: string) => ({ ...process.env, DOCKER_BUILDKIT: '1', ...(dockerHost ? { DOCKER_HOST: dockerHost } : {}) });
+const CLI_ROOT = process.env.BENCH_CLI_ROOT;
+/** A path of this machine as the CLI sees it: inside its root, the root's own prefix goes. */
+const cliPath = (hostPath: string) => (CLI_ROOT && hostPath.startsWith(`${CLI_ROOT}/`) ? hostPath.slice(CLI_ROOT.length) : hostPath);
+/** This machine's Debian 12 client, for the engine under test (or `dockerHost`). */
+const cliEnv = (dockerHost = ENGINE_HOST) => ({ ...process.env, DOCKER_BUILDKIT: '1', DOCKER_HOST: dockerHost });
+/** The engine's own CLI (in its root, with BENCH_CLI_ROOT), with the engine under test. */
+function dockerCli(args: string[]) {
+  const maxBuffer = 64 * MB;
+  if (!CLI_ROOT) return run(DOCKER_CLI, args, { env: cliEnv(), maxBuffer });
+  const socket = `unix://${cliPath(ENGINE_HOST.replace(/^unix:\/\//, ''))}`;
+  return run('chroot', [CLI_ROOT, 'env', `DOCKER_HOST=${socket}`, 'DOCKER_BUILDKIT=1', 'HOME=/root', '/usr/bin/docker', ...args], { maxBuffer });
+}
+/** A version no earlier run used: versions are immutable, so a benchmark that re-runs needs new ones. */
+const freshVersion = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -146,7 +171,7 @@ async function benchAck(lines: string[]): Promise<void> {
   const waiting = { owner: 'bench', name: 'waiting', fullName: 'bench/waiting', htmlUrl: 'https://github.com/bench/waiting', private: false };
   github.hang(/^\/repos\/bench\/waiting\//);
   const newCommits = (count: number) => Array.from({ length: count }, () => signed(mergedPullRequest(waiting, randomBytes(20).toString('hex'))));
-  const big = await makeContext('ack-200mb', 200 * MB);
+  const big = await makeContext('ack-200mb', size(200 * MB));
 
   lines.push('| state | delivery | concurrency | p50 ms | p99 ms | errors | queued builds after |', '| --- | --- | --- | --- | --- | --- | --- |');
   // The floor: what the load generator and the kernel alone cost, against a server that does nothing;
@@ -205,15 +230,18 @@ async function bareServer(): Promise<{ url: string; kill: () => void }> {
  * the line says so when the build ended before its last run did.
  */
 async function whileBuilding(target: Daemon, context: string, measure: () => Promise<string>): Promise<string> {
-  const repository = await newCommit('bench/big', context, 'bench/ack-big', 'v1');
+  // A version of its own: the same one from a new commit would be refused before building (immutable versions).
+  const version = freshVersion('v');
+  const repository = await newCommit('bench/big', context, 'bench/ack-big', version);
   await settleDisk();
   const id = await sendMerge(target, repository);
   await target.waitForBuild(id, (build) => build.status === 'running');
   let line = await measure();
   const status = (await target.waitForBuild(id, () => true)).status;
   if (status !== 'running') line += ` (the build had ${status} before the last run ended)`;
-  await waitForBuild(target, id);
-  await removeImage(`${registry.address}/bench/ack-big:v1`);
+  const ended = await waitForBuild(target, id);
+  if (ended.status !== 'succeeded') throw new Error(`the build under the line failed: ${ended.error}`);
+  await removeImage(`${registry.address}/bench/ack-big:${version}`);
   return line;
 }
 
@@ -244,7 +272,7 @@ async function tagVisible(name: string, tag: string): Promise<boolean> {
 
 /** Each run builds hundreds of MB: without this, a few runs of the benchmark fill the engine's disk. */
 async function removeImage(reference: string): Promise<void> {
-  await run('docker', ['image', 'rm', reference]).catch(() => {}); // not there: nothing to remove
+  await docker.getImage(reference).remove().catch(() => {}); // not there: nothing to remove
 }
 
 /**
@@ -261,7 +289,10 @@ async function settleDisk(): Promise<void> {
  * Polling the registry instead would either add its interval or load the two cores with requests.
  */
 async function throughCiService(target: Daemon, base: string, label: string, n: number): Promise<number> {
-  return throughCommit(target, await uniqueCopy(base, `bench/ci-${label}`, `run-${n}`), label, `run-${n}`);
+  // A repository (and image name) of its own each run: cold, as the CLI's new folder is.
+  const name = `${label}-${randomUUID().slice(0, 8)}`;
+  const version = freshVersion(`run-${n}`);
+  return throughCommit(target, await uniqueCopy(base, `bench/ci-${name}`, version), name, version);
 }
 
 /** Like throughCiService, for a folder already prepared as the commit (its dockerInfo.json names bench/ci-<label>). */
@@ -277,8 +308,9 @@ async function throughCommit(target: Daemon, dir: string, label: string, version
 }
 
 async function throughDockerCli(base: string, label: string, n: number): Promise<number> {
-  const dir = await uniqueCopy(base, `bench/cli-${label}`, `run-${n}`);
-  return timedCliBuild(dir, `${registry.address}/bench/cli-${label}:run-${n}`);
+  const version = freshVersion(`run-${n}`);
+  const dir = await uniqueCopy(base, `bench/cli-${label}`, version);
+  return timedCliBuild(dir, `${registry.address}/bench/cli-${label}:${version}`);
 }
 
 /** `docker build && docker push` of `dir` with BuildKit, timed until the push returns; the image is removed after. */
@@ -287,8 +319,8 @@ async function timedCliBuild(dir: string, reference: string): Promise<number> {
   const labels = ['revision=0', 'source=https://github.com/bench/x', `created=${new Date().toISOString()}`, 'version=bench'].flatMap((l) => ['--label', `org.opencontainers.image.${l}`]);
   await settleDisk();
   const started = performance.now();
-  await run(DOCKER_CLI, ['build', '-q', '-t', reference, ...labels, dir], { maxBuffer: 64 * MB, env: cliEnv() });
-  await run(DOCKER_CLI, ['push', '-q', reference], { maxBuffer: 64 * MB, env: cliEnv() });
+  await dockerCli(['build', '-q', '-t', reference, ...labels, cliPath(dir)]);
+  await dockerCli(['push', '-q', reference]);
   const seconds = (performance.now() - started) / 1000;
   await removeImage(reference);
   return seconds;
@@ -297,8 +329,10 @@ async function timedCliBuild(dir: string, reference: string): Promise<number> {
 async function benchEndToEnd(lines: string[]): Promise<void> {
   const target = await daemon({ BUILD_CONCURRENCY: '1' });
   lines.push('| context | pairs | ci_service s | DOCKER_BUILDKIT=1 docker build && push s | ratio of medians | pair ratios |', '| --- | --- | --- | --- | --- | --- |');
-  for (const [label, bytes] of [['small', 64 * 1024], ['200mb', 200 * MB]] as const) {
+  for (const [label, bytes] of [['small', 64 * 1024], ['200mb', size(200 * MB)]] as const) {
     const base = await makeContext(`e2e-${label}`, bytes);
+    // Both sides cold: the CLI sends a new folder each run, and ci_service builds a new repository each run (no
+    // kept checkout, no context BuildKit kept from its last build): a first build of a project on a host.
     const [ours, theirs] = await alternate(PAIRS, (n) => throughCiService(target, base, label, n), (n) => throughDockerCli(base, label, n));
     lines.push(comparisonLine(label, ours, theirs));
   }
@@ -332,7 +366,7 @@ function comparisonLine(label: string, ours: number[], theirs: number[]): string
  * layer cache, a one-line change in src/ rebuilds only the last step.
  */
 async function makeProject(name: string, from: string): Promise<string> {
-  const dir = await makeContext(name, 20 * MB);
+  const dir = await makeContext(name, size(20 * MB));
   await mkdir(path.join(dir, 'src'));
   await writeFile(path.join(dir, 'src', 'app.txt'), 'line 1\n');
   await writeFile(
@@ -357,19 +391,21 @@ async function benchRebuild(lines: string[]): Promise<void> {
   const cliDir = path.join(workDir, 'rebuild-cli');
   await run('cp', ['-a', base, cliDir]);
   // Both sides build once first: what is timed is the rebuild.
-  await throughCiService(target, base, 'rebuild', -1);
-  await timedCliBuild(cliDir, `${registry.address}/bench/cli-rebuild:warm`);
+  const warm = freshVersion('warm');
+  await throughCommit(target, await uniqueCopy(base, 'bench/ci-rebuild', warm), 'rebuild', warm);
+  await timedCliBuild(cliDir, `${registry.address}/bench/cli-rebuild:${warm}`);
   lines.push('| project | pairs | ci_service s | DOCKER_BUILDKIT=1 docker build && push s | ratio of medians | pair ratios |', '| --- | --- | --- | --- | --- | --- |');
   const [ours, theirs] = await alternate(
     PAIRS,
     async (n) => {
-      const copy = await uniqueCopy(base, 'bench/ci-rebuild', `run-${n}`);
+      const version = freshVersion(`run-${n}`);
+      const copy = await uniqueCopy(base, 'bench/ci-rebuild', version);
       await changeOneLine(copy, n);
-      return throughCommit(target, copy, 'rebuild', `run-${n}`);
+      return throughCommit(target, copy, 'rebuild', version);
     },
     async (n) => {
       await changeOneLine(cliDir, n);
-      return timedCliBuild(cliDir, `${registry.address}/bench/cli-rebuild:run-${n}`);
+      return timedCliBuild(cliDir, `${registry.address}/bench/cli-rebuild:${freshVersion(`run-${n}`)}`);
     },
   );
   lines.push(comparisonLine('20 MB of data, a one-line change in src/', ours, theirs));
@@ -431,14 +467,20 @@ async function peakRssMb(pid: number): Promise<number> {
 
 async function benchMemory(lines: string[]): Promise<void> {
   lines.push('| context | daemon peak RSS MB | build |', '| --- | --- | --- |');
-  for (const [label, bytes] of [['small (64 KB)', 64 * 1024], ['1 GB', 1024 * MB]] as const) {
+  // Idle: started, its engine described, nothing delivered yet (the README's target is for this line).
+  const idle = await daemon({ BUILD_CONCURRENCY: '1' });
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  lines.push(`| none: idle after start | ${(await peakRssMb(idle.child.pid!)).toFixed(1)} | – |`);
+  idle.child.kill('SIGKILL');
+  for (const [label, bytes] of [['small (64 KB)', 64 * 1024], ['1 GB', size(1024 * MB)]] as const) {
     const base = await makeContext(`memory-${bytes}`, bytes);
-    const repository = await newCommit('bench/memory', base, 'bench/memory', `m-${bytes}`);
+    const version = freshVersion(`m-${bytes}`);
+    const repository = await newCommit('bench/memory', base, 'bench/memory', version);
     const target = await daemon({ BUILD_CONCURRENCY: '1' });
     const done = await waitForBuild(target, await sendMerge(target, repository));
     lines.push(`| ${label} | ${(await peakRssMb(target.child.pid!)).toFixed(1)} | ${done.status} |`);
     target.child.kill('SIGKILL');
-    await removeImage(`${registry.address}/bench/memory:m-${bytes}`);
+    await removeImage(`${registry.address}/bench/memory:${version}`);
   }
 }
 
@@ -554,13 +596,21 @@ async function serveTarballs(standIn: GitHubStandIn): Promise<ChildProcess> {
 }
 
 async function main(): Promise<void> {
-  workDir = await mkdtemp(path.join(tmpdir(), 'ci-bench-'));
+  // Under the CLI's root when it has one: the CLI sees the contexts there.
+  workDir = await mkdtemp(path.join(CLI_ROOT ? path.join(CLI_ROOT, 'tmp') : tmpdir(), 'ci-bench-'));
   github = await new GitHubStandIn().start();
   registry = await new LocalRegistry().start();
   const tarballServer = process.env.BENCH_NODE_TARBALLS ? undefined : await serveTarballs(github);
-  const engine = (await run('docker', ['version', '--format', '{{.Server.Version}}'])).stdout.trim();
+  const version = await docker.version();
+  const info = (await docker.info()) as { Driver: string; DriverStatus?: [string, string][] };
+  const store = (info.DriverStatus ?? []).some(([key, value]) => key === 'driver-type' && value.includes('snapshotter')) ? 'containerd' : info.Driver;
+  const cli = (await dockerCli(['version', '--format', '{{.Client.Version}}'])).stdout.trim();
+  const commit = (await run('git', ['rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: 'unknown' }))).stdout.trim();
+  const dirty = (await run('git', ['status', '--porcelain', '--untracked-files=no']).catch(() => ({ stdout: '' }))).stdout.trim() ? ' (with uncommitted changes)' : '';
+  // Every figure names the sitting it came from: the commit, the engine, the machine, the moment.
   const report = [
-    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Node ${process.version}, Docker engine ${engine}, ${new Date().toISOString().slice(0, 10)}`,
+    `Sitting ${new Date().toISOString().slice(0, 16)}Z, commit ${commit}${dirty}${QUICK ? ', BENCH_QUICK (sizes and counts cut: figures mean nothing)' : ''}`,
+    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Node ${process.version}; Docker engine ${version.Version} (API ${version.ApiVersion}, ${store} store) at ${ENGINE_HOST}; CLI: docker ${cli}${CLI_ROOT ? ` in ${CLI_ROOT}` : ''}`,
   ];
   const benches: Record<string, [string, (lines: string[]) => Promise<void>]> = {
     ack: ['Ack latency (1,000 signed deliveries a run, 3 runs: median (min–max))', benchAck],

@@ -2,6 +2,7 @@ import Dockerode from 'dockerode';
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import tar from 'tar-stream';
 
 /**
@@ -40,8 +41,8 @@ export const BUSYBOX_IMAGE = 'ci-test-busybox:latest';
  * A base image with a shell, made offline from Debian's static busybox: `docker import` of a tiny rootfs.
  * Returns whether it made the image (false when `image` was already there).
  */
-export async function ensureBusyboxImage(image = BUSYBOX_IMAGE): Promise<boolean> {
-  const images = await docker.listImages({ filters: { reference: [image] } });
+export async function ensureBusyboxImage(image = BUSYBOX_IMAGE, engine: Dockerode = docker): Promise<boolean> {
+  const images = await engine.listImages({ filters: { reference: [image] } });
   if (images.length > 0) return false;
   const pack = tar.pack();
   pack.entry({ name: 'bin', type: 'directory', mode: 0o755 });
@@ -52,8 +53,8 @@ export async function ensureBusyboxImage(image = BUSYBOX_IMAGE): Promise<boolean
   pack.entry({ name: 'tmp', type: 'directory', mode: 0o1777 });
   pack.finalize();
   const [repo, tag] = image.split(':') as [string, string];
-  const stream = await docker.importImage(pack as unknown as NodeJS.ReadableStream, { repo, tag, changes: ['CMD ["sh"]'] } as object);
-  await new Promise((resolve, reject) => docker.modem.followProgress(stream, (error) => (error ? reject(error) : resolve(undefined))));
+  const stream = await engine.importImage(pack as unknown as NodeJS.ReadableStream, { repo, tag, changes: ['CMD ["sh"]'] } as object);
+  await new Promise((resolve, reject) => engine.modem.followProgress(stream, (error) => (error ? reject(error) : resolve(undefined))));
   return true;
 }
 
@@ -123,6 +124,15 @@ export async function engineRuns(command: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/**
+ * Restarts one engine of .ci/engines (its dockerd stopped with SIGTERM, then started again on the same data): an
+ * engine restarted under a build, as an upgrade or a crash-and-restart does it.
+ */
+export async function restartEngine(host: string): Promise<void> {
+  const name = path.basename(host.replace(/^unix:\/\//, ''), '.sock');
+  await run('bash', [path.join(import.meta.dirname, '..', '..', '.ci', 'engines'), 'restart', name]);
 }
 
 /** Empties an engine's BuildKit cache, every record (dockerode's pruneBuilder sends no `all`). */

@@ -36,10 +36,28 @@ interface WorkerRecord {
   BuildkitVersion?: { version?: string };
 }
 
-/** Asks the engine's BuildKit which workers it has. Rejects when the engine serves no control API. */
+/**
+ * Asks the engine's BuildKit which workers it has. Rejects when the engine serves no control API, or does not
+ * answer within CALL_TIMEOUT_MS (an engine's description never holds up a start or /healthz).
+ */
 export async function listBuildKitWorkers(modem: HijackingModem): Promise<BuildKitWorkers> {
-  const socket = await upgrade(modem);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`BuildKit's control API did not answer within ${CALL_TIMEOUT_MS} ms`)), CALL_TIMEOUT_MS);
+  });
+  const socket = upgrade(modem);
+  try {
+    return await Promise.race([socket.then(askWorkers), timeout]);
+  } finally {
+    clearTimeout(timer);
+    // An upgrade that came after the timeout is closed too.
+    socket.then((late) => late.destroy(), () => {});
+  }
+}
+
+async function askWorkers(socket: Duplex): Promise<BuildKitWorkers> {
   const client = http2.connect('http://buildkit', { createConnection: () => socket });
+  client.on('error', () => {}); // the call's own stream reports what failed
   try {
     const answer = await unary(client, LIST_WORKERS, encode('ListWorkersRequest', {}));
     const records = (decode('ListWorkersResponse', answer) as { record?: WorkerRecord[] }).record ?? [];
@@ -48,7 +66,6 @@ export async function listBuildKitWorkers(modem: HijackingModem): Promise<BuildK
     return { version: version || undefined, platforms: [...new Set(platforms)] };
   } finally {
     client.close();
-    socket.destroy();
   }
 }
 
@@ -82,7 +99,6 @@ function unary(client: http2.ClientHttp2Session, path: string, message: Uint8Arr
     stream.on('trailers', readStatus);
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
     stream.on('error', reject);
-    client.on('error', reject);
     stream.on('close', () => {
       if (status !== '0') {
         reject(new Error(`${path} answered ${status === undefined ? 'nothing' : `gRPC status ${status}`}${statusMessage ? `: ${statusMessage}` : ''}`));

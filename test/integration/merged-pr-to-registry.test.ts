@@ -304,6 +304,21 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     }
   });
 
+  it('a registry the engine pushes to but ci_service does not read (REGISTRY_URL elsewhere) fails the push naming both', async () => {
+    const elsewhere = await new LocalRegistry().start();
+    const split = await startTestService({ GITHUB_API_URL: github.url, GITHUB_TOKEN, REGISTRY: registry.address, REGISTRY_URL: elsewhere.url, BUILD_RETRIES: '0' });
+    try {
+      const build = await mergeAndWait(split, await github.addRepository('octo-org/split-registry', path.join(FIXTURES, 'hello'), { image: 'ci-test/split-registry' }));
+      assert.equal(build.status, 'failed');
+      assert.equal(build.failedStage, 'push');
+      assert.match(build.error!, /the engine pushed .*ci-test\/split-registry:1\.0\.0, but the registry ci_service checks \(REGISTRY_URL\) has no such tag: REGISTRY_URL must reach the same registry as REGISTRY does/);
+      assert.deepEqual(await registry.tags('ci-test/split-registry'), ['1.0.0'], 'the engine did push, to REGISTRY');
+    } finally {
+      await split.stop();
+      await elsewhere.remove();
+    }
+  });
+
   it('versions are immutable: the same version from another commit fails before building; the same commit pushes again', async () => {
     const first = await github.addRepository('octo-org/versioned', path.join(FIXTURES, 'hello'), { image: 'ci-test/versioned' });
     assert.equal((await mergeAndWait(ci, first)).status, 'succeeded');

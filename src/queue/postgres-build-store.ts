@@ -54,7 +54,11 @@ const MIGRATIONS = [
    ALTER TABLE builds ADD COLUMN trigger_key TEXT NOT NULL DEFAULT 'merge';`,
   // The engine a build ran on and each worker's (version, image store), as the engine describes itself.
   `ALTER TABLE builds ADD COLUMN engine TEXT;
-   ALTER TABLE workers ADD COLUMN engine TEXT;`
+   ALTER TABLE workers ADD COLUMN engine TEXT;`,
+  // A pull request's unfinished builds, found by its trigger: every merged delivery asks (to cancel them), and
+  // without this each ask read every unfinished build of the repository (measured: most of a merged ack's time
+  // with 3,500 builds queued).
+  `CREATE INDEX builds_unfinished_by_trigger ON builds (repository, trigger_key, status);`,
 ];
 
 /** Something to do in the transaction that stores a new build, through its connection. */

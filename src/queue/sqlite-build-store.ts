@@ -82,7 +82,11 @@ const MIGRATIONS = [
    CREATE INDEX builds_unfinished ON builds (status, repository, sha);`,
   // The engine a build ran on and each worker's (version, image store), as the engine describes itself.
   `ALTER TABLE builds ADD COLUMN engine TEXT;
-   ALTER TABLE workers ADD COLUMN engine TEXT;`
+   ALTER TABLE workers ADD COLUMN engine TEXT;`,
+  // A pull request's unfinished builds, found by its trigger: every merged delivery asks (to cancel them), and
+  // without this each ask read every unfinished build of the repository (measured: most of a merged ack's time
+  // with 3,500 builds queued).
+  `CREATE INDEX builds_unfinished_by_trigger ON builds (repository, trigger_key, status);`,
 ];
 
 interface BuildRow {

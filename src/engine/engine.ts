@@ -25,7 +25,7 @@ export type BuildContextInput =
 export interface BuiltImage {
   id: string;
   /** For a checkout: the files BuildKit asked for, the others it kept from the repository's last build. */
-  contextSent?: { files: number; bytes: number; paths: string[] };
+  contextSent?: { paths: string[]; bytes: number };
 }
 
 export interface ImageBuilder {

@@ -26,6 +26,8 @@ export interface Core {
   /** Commit statuses, with GITHUB_TOKEN. */
   statuses: CommitStatusReporter | undefined;
   observers: BuildObserver[];
+  /** Builds waiting and building: the shared queue's (every process's) with PostgreSQL, this process's with SQLite. */
+  queueCounts: () => Promise<{ queued: number; running: number }>;
   now: () => Date;
 }
 
@@ -39,7 +41,8 @@ export async function openCore(config: Config, logger: Logger, localCounts: () =
   const store = config.databaseUrl
     ? await connectPostgres(config.databaseUrl, logger, shared && ((build, transaction) => shared.queue.enqueue(build, transaction)))
     : SqliteBuildStore.inDataDir(config.dataDir);
-  const metrics = new Metrics(async () => (shared ? store.counts() : localCounts()), () => store.workers());
+  const queueCounts = async () => (shared ? store.counts() : localCounts());
+  const metrics = new Metrics(queueCounts, () => store.workers());
   const github = createGitHubClient(config.githubApiUrl, config.githubToken);
   const statuses = config.githubToken ? new CommitStatusReporter(github, config.publicUrl, logger) : undefined;
   return {
@@ -51,6 +54,7 @@ export async function openCore(config: Config, logger: Logger, localCounts: () =
     metrics,
     statuses,
     observers: statuses ? [metrics, statuses] : [metrics],
+    queueCounts,
     now,
   };
 }

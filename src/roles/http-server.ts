@@ -39,7 +39,6 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
   const webhookSecret = await keptSecret(WEBHOOK_SECRET, config.webhookSecret, config.dataDir, logger);
   // With OPEN_PAGES only a token set by hand guards rebuild and cancel; otherwise one is kept if none is set.
   const adminToken = config.openPages ? config.adminToken : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
-  const queueCounts = async () => (core.shared ? store.counts() : worker.counts());
   let accepting = true;
   // The shared queue took the build in the transaction that stored it; this process's queue takes it here.
   const submit = core.shared ? (build: BuildRecord) => worker.announceQueued(build) : (build: BuildRecord) => worker.submit(build);
@@ -73,7 +72,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       builder: config.builder,
       registry: () => core.registry.ping(),
       store: { engine: config.databaseUrl ? 'postgresql' : 'sqlite', check: () => store.ping() },
-      queue: queueCounts,
+      queue: core.queueCounts,
     },
     store,
     actions: { submit, cancel: (id, reason) => worker.cancel(id, reason), maxQueuedBuilds: config.maxQueuedBuilds },

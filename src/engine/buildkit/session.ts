@@ -47,10 +47,9 @@ export interface HijackingModem {
 }
 
 export interface ContextSent {
-  files: number;
-  bytes: number;
-  /** Their paths in the context, in the order BuildKit asked. */
+  /** The files' paths in the context, in the order BuildKit asked. */
   paths: string[];
+  bytes: number;
 }
 
 export interface BuildKitSession {
@@ -124,7 +123,7 @@ export function openBuildKitSession(modem: HijackingModem, options: SessionOptio
       resolve({
         id,
         transferError: () => transferError,
-        sent: () => ({ files: sent.size, bytes: [...sent.values()].reduce((sum, bytes) => sum + bytes, 0), paths: [...sent.keys()] }),
+        sent: () => ({ paths: [...sent.keys()], bytes: [...sent.values()].reduce((sum, bytes) => sum + bytes, 0) }),
         close() {
           server.forceShutdown();
           socket.destroy();

@@ -1,6 +1,6 @@
 import type { Repository } from '../domain/build-request.js';
 import type { ImageBuilder, ImagePusher } from '../engine/engine.js';
-import type { Checkout } from '../source/checkout.js';
+import type { Checkout, CheckoutScope } from '../source/checkout.js';
 import type { SourceFetcher } from '../source/source-fetcher.js';
 import type { ContextOptions } from '../source/context.js';
 
@@ -15,7 +15,7 @@ export interface CheckoutStore {
    * The context of the repository at `sha`, held for this build until `release`. Rejects with the context's
    * error (a broken download, a limit, a crafted entry), holding nothing then.
    */
-  checkout(repository: Repository, sha: string, options: ContextOptions, signal: AbortSignal): Promise<Checkout & { release(): void }>;
+  checkout(repository: Repository, sha: string, options: ContextOptions, scope: CheckoutScope, signal: AbortSignal): Promise<Checkout & { release(): void }>;
 }
 
 export interface BuildPorts {

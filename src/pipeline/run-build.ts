@@ -173,7 +173,8 @@ async function buildFromCheckout(
 ): Promise<string> {
   const { repository, sha } = request;
   session.reporter.log(`fetching ${repository.fullName} at ${sha}`);
-  const checkout = await ports.checkouts.checkout(repository, sha, contextOptions, session.signal);
+  const scope = request.trigger.kind === 'pull_request' ? 'pull_request' : 'reviewed';
+  const checkout = await ports.checkouts.checkout(repository, sha, contextOptions, scope, session.signal);
   try {
     session.reporter.log(`context: ${checkout.summary.entries} entries, ${checkout.summary.bytes} bytes; ${describeFetch(checkout.fetched)}`);
     if (!checkout.summary.hasDockerfile) throw missingDockerfile(spec);

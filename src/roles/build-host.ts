@@ -21,7 +21,10 @@ export interface BuildHost {
   engine: { ping(): Promise<void>; describe(): Promise<EngineDescription> };
   /** Takes builds: the shared queue's, or those this process stored and those a previous one left. */
   start(): Promise<void>;
+  /** Stops recording this worker as seen. */
   stop(): void;
+  /** Once its builds are done: lets another process have DATA_DIR's checkouts. */
+  close(): Promise<void>;
 }
 
 export async function openBuildHost(config: Config, logger: Logger, core: Core): Promise<BuildHost> {
@@ -34,9 +37,12 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
     (reason) => logger.warn({ reason }, 'could not prune the build cache; trying again after the next build'),
   );
   const { store, registry } = core;
+  const checkouts = await Checkouts.open(path.join(config.dataDir, 'checkouts'), core.source, (reason) =>
+    logger.error({ reason }, 'lost the lock on DATA_DIR/checkouts: another process may use them; give each worker a DATA_DIR of its own'),
+  );
   const ports: BuildPorts = {
     source: core.source,
-    checkouts: await Checkouts.open(path.join(config.dataDir, 'checkouts'), core.source),
+    checkouts,
     builder: engine,
     pusher: core.metrics.timedPusher(engine),
     registry: config.registry,
@@ -97,6 +103,9 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
     },
     stop() {
       clearInterval(presence);
+    },
+    async close() {
+      await checkouts.close();
     },
   };
 }

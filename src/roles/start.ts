@@ -60,6 +60,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       worker.pause();
       const finished = await Promise.race([worker.onIdle().then(() => true), delay(deadline - Date.now()).then(() => false)]);
       if (!finished) logger.warn({ ...worker.counts() }, 'builds still running after SHUTDOWN_GRACE_S; the next start runs them again');
+      await host?.close();
       await http?.close();
       await core.store.close();
     },

@@ -1,8 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import lockfile from 'proper-lockfile';
 import type { Repository } from '../domain/build-request.js';
 import { ContextError, describeError, SourceError } from '../domain/errors.js';
 import {
@@ -30,6 +31,8 @@ export interface CheckoutEntry {
   mtimeSeconds: number;
   /** The symlink's target; '' otherwise. */
   linkname: string;
+  /** git's blob id of a file's (or symlink's) content, '' for folders: what the file sync checks each file it sends against. */
+  blob: string;
 }
 
 /** How a checkout's files got there. */
@@ -54,7 +57,7 @@ export interface Checkout {
 }
 
 /** Each entry with its git blob id ('' for folders): what tells a changed file from an unchanged one. */
-type KeptEntry = CheckoutEntry & { blob: string };
+type KeptEntry = CheckoutEntry;
 
 /**
  * What the kept folder of one repository and context holds. Invariant, for BuildKit's sake: within one
@@ -77,6 +80,17 @@ const MAX_KEPT_CHECKOUTS = 16;
 const SYMLINK_MAX_BYTES = 4096;
 /** Changed files fetched at once: each is a request to GitHub, and most are small. */
 const PARALLEL_FETCHES = 4;
+/**
+ * Downloads land here, under random names, never beside the repository's own files: a name like `x.ci-part` is
+ * the repository's to use, and a pull request could otherwise have its own bytes renamed over a reviewed file.
+ */
+const DOWNLOADS = '.downloads';
+
+/**
+ * Whose code a checkout holds. Pull request heads (a fork's above all) are built in folders of their own, so
+ * nothing a pull request wrote is ever in a folder a merge or a release builds from.
+ */
+export type CheckoutScope = 'reviewed' | 'pull_request';
 
 /**
  * The build contexts of one build host, one kept folder per repository and `context` folder. A build updates
@@ -90,22 +104,30 @@ export class Checkouts {
   private constructor(
     private readonly folder: string,
     private readonly source: Pick<SourceFetcher, 'tarball' | 'tree' | 'blob'>,
+    /** Lets another process have the folder. */
+    readonly close: () => Promise<void>,
   ) {}
 
-  /** Creates the folder, and removes what a stopped process left half done (folders without a manifest). */
-  static async open(folder: string, source: Pick<SourceFetcher, 'tarball' | 'tree' | 'blob'>): Promise<Checkouts> {
-    await mkdir(folder, { recursive: true });
+  /**
+   * Creates the folder, readable by this user only (checkouts of private repositories are kept here), and removes
+   * what a stopped process left half done (folders without a manifest, downloads).
+   */
+  static async open(folder: string, source: Pick<SourceFetcher, 'tarball' | 'tree' | 'blob'>, onLockLost: (reason: string) => void = () => {}): Promise<Checkouts> {
+    await mkdir(folder, { recursive: true, mode: 0o700 });
+    await chmod(folder, 0o700);
+    const unlock = await lockAgainstOtherProcesses(folder, onLockLost);
     const names = new Set(await readdir(folder));
     for (const name of names) {
       if (name.endsWith('.json') || names.has(`${name}.json`)) continue;
       await rm(path.join(folder, name), { recursive: true, force: true });
     }
-    return new Checkouts(folder, source);
+    await mkdir(path.join(folder, DOWNLOADS), { mode: 0o700 });
+    return new Checkouts(folder, source, unlock);
   }
 
   /** The context of `repository` at `sha`, on disk. Rejects with the context's error, holding nothing then. */
-  async checkout(repository: Repository, sha: string, options: ContextOptions, signal: AbortSignal): Promise<Checkout & { release(): void }> {
-    const key = createHash('sha256').update(`${repository.fullName.toLowerCase()}\0${options.context}`).digest('hex').slice(0, 32);
+  async checkout(repository: Repository, sha: string, options: ContextOptions, scope: CheckoutScope, signal: AbortSignal): Promise<Checkout & { release(): void }> {
+    const key = createHash('sha256').update(`${scope}\0${repository.fullName.toLowerCase()}\0${options.context}`).digest('hex').slice(0, 32);
     const release = await this.acquire(key);
     try {
       const root = path.join(this.folder, key);
@@ -138,7 +160,7 @@ export class Checkouts {
       const summary = summarize(entries, options);
       return {
         root,
-        entries: entries.map(({ blob: _blob, ...entry }) => entry),
+        entries,
         summary,
         dockerfileText: await readDockerfile(root, entries, options.dockerfile),
         sharedKey: `${key}-${start.generation}`,
@@ -188,7 +210,8 @@ export class Checkouts {
       }
       const target = path.join(root, entry.name);
       await mkdir(path.dirname(target), { recursive: true });
-      await writeVerifiedBlob(await this.source.blob(repository, entry.sha, signal), entry.sha, entry.size ?? 0, target);
+      const download = path.join(this.folder, DOWNLOADS, randomUUID());
+      await writeVerifiedBlob(await this.source.blob(repository, entry.sha, signal), entry.sha, entry.size ?? 0, download, target);
     });
     const now = Math.floor(Date.now() / 1000);
     const symlinks = new Set<string>();
@@ -259,6 +282,30 @@ export class Checkouts {
     }
   }
 }
+
+/**
+ * One process per folder: the lock on a folder (which `acquire` holds per repository) is in this process's memory,
+ * so a second process on the same DATA_DIR would clear or rewrite checkouts the first is building from. The lock
+ * is a folder beside it whose mtime the holder refreshes; one left by a process that died goes stale in 10 s, and
+ * a start waits that long for it.
+ */
+async function lockAgainstOtherProcesses(folder: string, onLockLost: (reason: string) => void): Promise<() => Promise<void>> {
+  try {
+    return await lockfile.lock(folder, {
+      stale: LOCK_STALE_MS,
+      update: LOCK_STALE_MS / 2,
+      retries: { retries: 6, minTimeout: LOCK_STALE_MS / 4, factor: 1 },
+      realpath: false,
+      // The library's default throws from a timer, which would end the daemon and its builds.
+      onCompromised: (error) => onLockLost(error.message),
+    });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ELOCKED') throw error;
+    throw new Error(`${folder} is in use by another ci_service process on this DATA_DIR: give each worker a DATA_DIR of its own (docker-compose gives each scaled worker its own volume)`);
+  }
+}
+
+const LOCK_STALE_MS = 10_000;
 
 interface ChangePlan {
   /** Every entry of the context at the new commit. */
@@ -371,11 +418,13 @@ function writeWithBlobId(content: Readable, size: number, target: string): Promi
   });
 }
 
-/** A blob from GitHub to `target`, checked against its id: a download that broke off never passes for the file. */
-async function writeVerifiedBlob(content: Readable, blobId: string, size: number, target: string): Promise<void> {
-  const partial = `${target}.ci-part`;
+/**
+ * A blob from GitHub to `target`, through `partial` (a new file: 'wx'), checked against its id: a download that
+ * broke off never passes for the file.
+ */
+async function writeVerifiedBlob(content: Readable, blobId: string, size: number, partial: string, target: string): Promise<void> {
   const hash = createHash('sha1').update(`blob ${size}\0`);
-  const file = createWriteStream(partial);
+  const file = createWriteStream(partial, { flags: 'wx', mode: 0o600 });
   try {
     for await (const chunk of content) {
       hash.update(chunk as Buffer);

@@ -78,7 +78,7 @@ describe('ci_service against GitHub as GitHub answers (the stand-in; no engine)'
       const commit = (text: string) => github.addRepository('octo-org/truncated', path.join(FIXTURES, 'hello'), { extraFiles: { 'changing.txt': text } });
       const fetched = async (text: string) => {
         const repository = await commit(text);
-        const checkout = await checkouts.checkout(repository, repository.sha, options, new AbortController().signal);
+        const checkout = await checkouts.checkout(repository, repository.sha, options, 'reviewed', new AbortController().signal);
         checkout.release();
         return checkout.fetched.kind;
       };

@@ -7,7 +7,7 @@ function entries(paths: string[], symlinks: Record<string, string> = {}): Checko
   return paths.map((name) => {
     const linkname = symlinks[name];
     const type = linkname !== undefined ? 'symlink' : name.endsWith('/') ? 'directory' : 'file';
-    return { path: name.replace(/\/$/, ''), type, mode: 0o644, size: 1, mtimeSeconds: 1, linkname: linkname ?? '' };
+    return { path: name.replace(/\/$/, ''), type, mode: 0o644, size: 1, mtimeSeconds: 1, linkname: linkname ?? '', blob: '' };
   });
 }
 

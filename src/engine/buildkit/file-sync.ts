@@ -1,10 +1,12 @@
 import dockerignore from '@balena/dockerignore';
 import type * as grpc from '@grpc/grpc-js';
 import { createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import type { CheckoutEntry } from '../../source/checkout.js';
+import { ContextError } from '../../domain/errors.js';
 import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE } from '../../source/stream-garbage.js';
 
 /**
@@ -166,7 +168,7 @@ async function sendFolder(
       const entry = files.get(id);
       if (!entry) throw new Error(`BuildKit asked for file number ${id}, which is not a file of this context`);
       files.delete(id);
-      await sendFile(call, id, path.join(folder.root, entry.path), collectGarbage);
+      await sendFile(call, id, folder.root, entry, collectGarbage);
       onFileSent(entry);
       continue;
     }
@@ -179,10 +181,23 @@ async function sendFolder(
   call.end();
 }
 
-async function sendFile(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, id: number, file: string, collectGarbage: (bytes: number) => void): Promise<void> {
-  for await (const chunk of createReadStream(file, { highWaterMark: DATA_CHUNK_BYTES })) {
+/**
+ * Sends a file as the checkout's manifest describes it, or fails the build: its size and git blob id are checked
+ * as it is read, and the end of the file (an empty DATA) is sent only when both match. What BuildKit builds from
+ * is then what was fetched and verified, whatever happened on disk since.
+ */
+async function sendFile(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, id: number, root: string, entry: CheckoutEntry, collectGarbage: (bytes: number) => void): Promise<void> {
+  const hash = createHash('sha1').update(`blob ${entry.size}\0`);
+  let size = 0;
+  for await (const chunk of createReadStream(path.join(root, entry.path), { highWaterMark: DATA_CHUNK_BYTES })) {
+    size += (chunk as Buffer).length;
+    if (size > entry.size) break;
+    hash.update(chunk as Buffer);
     await written(call, { type: DATA, ID: id, data: chunk as Buffer });
     collectGarbage((chunk as Buffer).length);
+  }
+  if (size !== entry.size || (entry.blob !== '' && hash.digest('hex') !== entry.blob)) {
+    throw new ContextError(`the context file "${entry.path}" on disk is not the one fetched (git blob ${entry.blob.slice(0, 7) || 'unknown'}, ${entry.size} bytes): it changed after it was checked; build again`);
   }
   await write(call, { type: DATA, ID: id });
 }
@@ -296,7 +311,7 @@ function buildTree(entries: CheckoutEntry[]): TreeNode {
       let child = node.children.get(part);
       if (!child) {
         // A folder the tarball did not list: fsutil needs every parent before what it holds.
-        child = { entry: { path: sofar, type: 'directory', mode: 0o755, size: 0, mtimeSeconds: 0, linkname: '' }, children: new Map() };
+        child = { entry: { path: sofar, type: 'directory', mode: 0o755, size: 0, mtimeSeconds: 0, linkname: '', blob: '' }, children: new Map() };
         node.children.set(part, child);
       }
       node = child;

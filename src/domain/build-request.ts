@@ -15,8 +15,11 @@ export type BuildTrigger =
   | { kind: 'merge'; prNumber: number; baseRef: string }
   /** A pull request's head commit: built to check it; pushed as pr-<number> only when dockerInfo.json asks. */
   | { kind: 'pull_request'; prNumber: number; baseRef: string; headRef: string }
-  /** A pushed git tag or branch that a release rule of dockerInfo.json maps to image tags. */
-  | { kind: 'release'; ref: string };
+  /**
+   * A pushed git tag or branch that a release rule maps to image tags. The rules are read at `rulesRef` (the
+   * default branch: reviewed code), never from the pushed commit, which anyone who can push a branch controls.
+   */
+  | { kind: 'release'; ref: string; rulesRef: string };
 
 export interface BuildRequest {
   deliveryId: string;

@@ -79,7 +79,8 @@ const pushEvent = z.object({
   ref: z.string().min(1).max(MAX_REF_CHARS),
   after: z.string(),
   deleted: z.boolean().optional(),
-  repository: repositorySchema,
+  // Release rules are read from it: GitHub sends it with every push.
+  repository: repositorySchema.extend({ default_branch: z.string().min(1).max(MAX_REF_CHARS) }),
 });
 
 /** Pure: from one delivery (event name, id, parsed body) to what to do, or the reason to ignore it. */
@@ -134,7 +135,12 @@ function decidePush(deliveryId: string, event: z.infer<typeof pushEvent>, policy
   if (event.deleted === true || /^0{40}$/.test(event.after)) return ignored(`${event.ref} was deleted: nothing to build`);
   if (!/^[0-9a-f]{40}$/.test(event.after)) throw new PayloadError('push payload has a bad "after": must be a 40-character commit SHA');
   if (!/^refs\/(heads|tags)\/./.test(event.ref)) return ignored(`${event.ref} is neither a branch nor a tag`);
-  return { kind: 'release', push: { deliveryId, repository, sha: event.after, ref: event.ref } };
+  const branch = event.ref.match(/^refs\/heads\/(.+)$/)?.[1];
+  // A branch's rule moves its image tag: only branches reviewed code lands on (BASE_BRANCHES) may.
+  if (branch !== undefined && policy.baseBranches.length > 0 && !policy.baseBranches.includes(branch)) {
+    return ignored(`branch ${branch} is not in BASE_BRANCHES: pushes to it publish nothing`);
+  }
+  return { kind: 'release', push: { deliveryId, repository, sha: event.after, ref: event.ref, rulesRef: `refs/heads/${event.repository.default_branch}` } };
 }
 
 function ignored(reason: string): Decision {

@@ -14,11 +14,11 @@ export class GitHubSource implements SourceFetcher {
     private readonly hasToken: boolean,
   ) {}
 
-  async readFile(repository: Repository, sha: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined> {
+  async readFile(repository: Repository, ref: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined> {
     const url = `/repos/${repositoryPath(repository)}/contents/${filePath.split('/').map(encodeURIComponent).join('/')}`;
-    const what = `${filePath} at ${sha.slice(0, 7)}`;
+    const what = `${filePath} at ${/^[0-9a-f]{40}$/.test(ref) ? ref.slice(0, 7) : ref}`;
     const response = await this.request(repository, what, () =>
-      this.http.get<Readable>(url, { params: { ref: sha }, headers: { Accept: 'application/vnd.github.raw' }, responseType: 'stream', signal }),
+      this.http.get<Readable>(url, { params: { ref }, headers: { Accept: 'application/vnd.github.raw' }, responseType: 'stream', signal }),
     );
     if (response.status === 404) {
       response.data.resume();

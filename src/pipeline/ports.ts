@@ -3,6 +3,7 @@ import type { ImageBuilder, ImagePusher } from '../engine/engine.js';
 import type { Checkout, CheckoutScope } from '../source/checkout.js';
 import type { SourceFetcher } from '../source/source-fetcher.js';
 import type { ContextOptions } from '../source/context.js';
+import type { PublishedImage } from '../domain/published-image.js';
 
 /**
  * What the build pipeline (run-build.ts) needs from the outside world, as it needs it: the adapters
@@ -38,8 +39,8 @@ export interface BuildPorts {
     /** service_name → further repositories (owner/name) that may push it. */
     allowedWriters: Record<string, string[]>;
   };
-  /** The commit a tag already in the registry was built from (undefined: not there; null: it does not say). */
-  publishedRevision(serviceName: string, tag: string, signal: AbortSignal): Promise<string | null | undefined>;
+  /** The commit and version a tag already in the registry was built from and as (undefined: not there). */
+  publishedImage(serviceName: string, tag: string, signal: AbortSignal): Promise<PublishedImage | undefined>;
   /** The manifest digest the registry holds for a tag (undefined: it has no such tag). */
   manifestDigest(serviceName: string, tag: string, signal: AbortSignal): Promise<string | undefined>;
   now: () => Date;

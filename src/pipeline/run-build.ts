@@ -5,7 +5,8 @@ import type { BuildPorts, BuildReporter, BuildResult, BuildSession } from './por
 import type { Fetched } from '../source/checkout.js';
 import { createBuildContext, type BuildContext, type ContextOptions } from '../source/context.js';
 import { explainFailedStep, locateInDockerfile } from '../engine/explain-build-failure.js';
-import { planRelease } from '../spec/release-rules.js';
+import { planRelease, readReleaseRules } from '../spec/release-rules.js';
+import { refuseTagPush } from '../spec/tag-guard.js';
 import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from '../spec/build-spec.js';
 
 /**
@@ -28,7 +29,7 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   const secrets = resolveSecrets(spec.secrets, ports.secretVariables);
 
   const repositoryRef = imageRepository(ports.registry, spec);
-  const plan = planImage(request, spec);
+  const plan = await planImage(request, spec, ports, session);
   const references = plan.tags.map((tag) => `${repositoryRef}:${tag}`);
   const image = references[0]!;
   reporter.imageResolved(image, plan.push ? references : []);
@@ -38,15 +39,14 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
     if (session.signal.aborted) throw session.signal.reason;
     await checkImageOwner(request, spec, repositoryRef, ports);
     // Before any build: a pull request learns that its version is taken before it is merged.
-    const published = plan.guardedTag === undefined ? false : await checkVersionUnpublished(request, spec.serviceName, plan.guardedTag, ports, session);
+    const published = await checkTagsMayBePushed(request, spec.serviceName, plan, ports, session);
     // A version not in the registry yet has no layers there to reuse.
     const guarded = plan.guardedTag === undefined ? undefined : `${repositoryRef}:${plan.guardedTag}`;
     const cacheFrom = await cacheSources(spec, repositoryRef, published ? references : references.filter((reference) => reference !== guarded), ports);
     const mask = secretMask(secrets);
     let imageId: string | undefined;
     try {
-      // The version a release's git tag names; otherwise dockerInfo.json's.
-      const labels = ociLabels(request, plan.guardedTag ?? spec.version, ports.now());
+      const labels = ociLabels(request, plan.version, ports.now());
       imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom, labels }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
       let digest: string | undefined;
       if (plan.push) {
@@ -69,17 +69,23 @@ interface ImagePlan {
   tags: string[];
   push: boolean;
   guardedTag: string | undefined;
+  /** The version the image is labelled with: a release's git tag's, otherwise dockerInfo.json's. */
+  version: string;
 }
 
-function planImage(request: BuildRequest, spec: BuildSpec): ImagePlan {
+async function planImage(request: BuildRequest, spec: BuildSpec, ports: BuildPorts, session: BuildSession): Promise<ImagePlan> {
   const { trigger } = request;
-  if (trigger.kind === 'merge') return { tags: spec.tags, push: true, guardedTag: spec.version };
+  if (trigger.kind === 'merge') return { tags: spec.tags, push: true, guardedTag: spec.version, version: spec.version };
   // The version guard on a pull request: the version it would publish once merged.
-  if (trigger.kind === 'pull_request') return { tags: [`pr-${trigger.prNumber}`], push: spec.pullRequestPush, guardedTag: spec.version };
-  const plan = planRelease(spec.releases, trigger.ref);
-  // The delivery was answered with this commit's rules; the same file gives the same answer.
+  if (trigger.kind === 'pull_request') return { tags: [`pr-${trigger.prNumber}`], push: spec.pullRequestPush, guardedTag: spec.version, version: spec.version };
+  // Release rules are the default branch's (reviewed code), read again: never the pushed commit's own.
+  if (!trigger.rulesRef) throw new SpecError(`this release build was stored by an older ci_service, which read release rules from the pushed commit: push ${trigger.ref} again`);
+  const rules = await readReleaseRules(request.repository.fullName, trigger.rulesRef, () =>
+    session.retry(`reading the release rules on ${trigger.rulesRef}`, () => ports.source.readFile(request.repository, trigger.rulesRef, SPEC_FILE, SPEC_MAX_BYTES, session.signal)),
+  );
+  const plan = 'ignored' in rules ? rules : planRelease(rules, trigger.ref);
   if ('ignored' in plan) throw new SpecError(plan.ignored);
-  return { tags: plan.tags, push: true, guardedTag: plan.immutableTag };
+  return { tags: plan.tags, push: true, guardedTag: plan.immutableTag, version: plan.immutableTag ?? spec.version };
 }
 
 /** One repository cannot overwrite another's image: a name belongs to the repository that first pushed it. */
@@ -94,18 +100,24 @@ async function checkImageOwner(request: BuildRequest, spec: BuildSpec, repositor
 }
 
 /**
- * Versions are immutable: a version published from another commit is not pushed over; the same commit may push
- * again. Says whether the version is in the registry already (from this commit).
+ * Every tag the build would push, checked before it builds (tag-guard.ts): a published version is never pushed
+ * over, and moving tags only move forward. A build that pushes nothing checks its version only, so that a pull
+ * request learns it is taken. Says whether the version is in the registry already (from this commit).
  */
-async function checkVersionUnpublished(request: BuildRequest, serviceName: string, version: string, ports: BuildPorts, session: BuildSession): Promise<boolean> {
-  const revision = await session.retry(`checking whether ${serviceName}:${version} is published`, () => ports.publishedRevision(serviceName, version, session.signal));
-  if (revision === undefined) return false;
-  if (revision === request.sha) {
-    session.reporter.log(`version ${version} is already published from this commit: pushing it again`);
-    return true;
+async function checkTagsMayBePushed(request: BuildRequest, serviceName: string, plan: ImagePlan, ports: BuildPorts, session: BuildSession): Promise<boolean> {
+  const tags = plan.push ? plan.tags : plan.guardedTag === undefined ? [] : [plan.guardedTag];
+  let published = false;
+  for (const tag of tags) {
+    const existing = await session.retry(`checking what ${serviceName}:${tag} holds`, () => ports.publishedImage(serviceName, tag, session.signal));
+    const immutable = tag === plan.guardedTag;
+    const refusal = refuseTagPush({ tag, sha: request.sha, version: plan.version, immutable }, existing);
+    if (refusal) throw new SpecError(refusal);
+    if (immutable && existing !== undefined) {
+      session.reporter.log(`version ${tag} is already published from this commit: pushing it again`);
+      published = true;
+    }
   }
-  const from = revision === null ? 'an image ci_service did not build, which names no commit' : revision.slice(0, 7);
-  throw new SpecError(`version ${version} is already published (from ${from}): bump "version" in ${SPEC_FILE}`);
+  return published;
 }
 
 /** The image's last pushed tag and its own tags that may be in the registry, unless dockerInfo.json says otherwise. */

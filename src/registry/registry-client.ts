@@ -1,5 +1,6 @@
 import axios, { type AxiosInstance } from 'axios';
 import { describeError, PushError } from '../domain/errors.js';
+import type { PublishedImage } from '../domain/published-image.js';
 
 const MANIFESTS = [
   'application/vnd.docker.distribution.manifest.v2+json',
@@ -9,6 +10,7 @@ const MANIFESTS = [
 ].join(', ');
 
 const REVISION_LABEL = 'org.opencontainers.image.revision';
+const VERSION_LABEL = 'org.opencontainers.image.version';
 
 interface Manifest {
   config?: { digest?: string };
@@ -37,10 +39,10 @@ export class RegistryClient {
   }
 
   /**
-   * The commit `serviceName:tag` was built from: undefined when the tag is not in the registry, null when it
-   * is but says no commit (pushed by something other than ci_service).
+   * The commit `serviceName:tag` was built from and the version it was published as: undefined when the tag is not
+   * in the registry; labels null when it is but does not say (pushed by something other than ci_service).
    */
-  async publishedRevision(serviceName: string, tag: string, signal: AbortSignal): Promise<string | null | undefined> {
+  async publishedImage(serviceName: string, tag: string, signal: AbortSignal): Promise<PublishedImage | undefined> {
     const name = `${this.namespace}${serviceName}`;
     let manifest = await this.get<Manifest>(`/v2/${name}/manifests/${encodeURIComponent(tag)}`, MANIFESTS, signal);
     if (manifest === undefined) return undefined;
@@ -48,9 +50,10 @@ export class RegistryClient {
     const first = manifest.manifests?.[0]?.digest;
     if (first) manifest = (await this.get<Manifest>(`/v2/${name}/manifests/${first}`, MANIFESTS, signal)) ?? {};
     const configDigest = manifest.config?.digest;
-    if (!configDigest) return null;
+    if (!configDigest) return { revision: null, version: null };
     const config = await this.get<{ config?: { Labels?: Record<string, string> | null } }>(`/v2/${name}/blobs/${configDigest}`, 'application/json', signal);
-    return config?.config?.Labels?.[REVISION_LABEL] ?? null;
+    const labels = config?.config?.Labels ?? {};
+    return { revision: labels[REVISION_LABEL] ?? null, version: labels[VERSION_LABEL] ?? null };
   }
 
   /**

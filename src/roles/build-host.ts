@@ -54,7 +54,7 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
       claim: (repositoryRef, repository) => store.claimImage(repositoryRef, repository),
       allowedWriters: config.allowedImageWriters,
     },
-    publishedRevision: (serviceName, tag, signal) => registry.publishedRevision(serviceName, tag, signal),
+    publishedImage: (serviceName, tag, signal) => registry.publishedImage(serviceName, tag, signal),
     manifestDigest: (serviceName, tag, signal) => registry.manifestDigest(serviceName, tag, signal),
     now: core.now,
   };

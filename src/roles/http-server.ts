@@ -58,7 +58,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       submit,
       cancelPullRequest: (cancel, before) => worker.cancelPullRequest(cancel.repository.fullName, cancel.prNumber, cancel.reason, before),
       releaseRequest: (push) =>
-        releaseRequest(push, () => core.source.readFile(push.repository, push.sha, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(RELEASE_RULES_TIMEOUT_MS))),
+        releaseRequest(push, () => core.source.readFile(push.repository, push.rulesRef, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(RELEASE_RULES_TIMEOUT_MS))),
       hold: (held) => void core.statuses?.held(held.repository, held.sha, held.description),
       isAccepting: () => accepting,
       maxQueuedBuilds: config.maxQueuedBuilds,

@@ -7,7 +7,7 @@ export interface SourceFetcher {
    * The file's text, or undefined when the commit has no such file. Reads at most `maxBytes` + 1 bytes,
    * so that a caller can tell a file that is too large without anyone holding all of it.
    */
-  readFile(repository: Repository, sha: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined>;
+  readFile(repository: Repository, ref: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined>;
   /** The gzipped tarball of the whole repository, as GitHub serves it. */
   tarball(repository: Repository, sha: string, signal: AbortSignal): Promise<Readable>;
   /** Every path of the commit with its git mode and blob id (git's tree, recursive). */

@@ -43,20 +43,27 @@ function planTagRelease(rules: ReleaseRules, tag: string): ReleasePlan {
 }
 
 /**
- * A pushed ref becomes a release build when the commit's dockerInfo.json has a rule for it; otherwise the reason
- * it does not (no file, a broken file, no rule). `readSpec` reads the file at the pushed commit.
+ * A pushed ref becomes a release build when the default branch's dockerInfo.json has a rule for it; otherwise the
+ * reason it does not (no file, a broken file, no rule). `readSpec` reads the file at `push.rulesRef`: the pushed
+ * commit's own rules are never trusted, or any branch could publish `latest` or a version.
  */
 export async function releaseRequest(push: ReleasePush, readSpec: () => Promise<string | undefined>): Promise<{ build: BuildRequest } | { ignored: string }> {
+  const rules = await readReleaseRules(push.repository.fullName, push.rulesRef, readSpec);
+  if ('ignored' in rules) return rules;
+  const plan = planRelease(rules, push.ref);
+  if ('ignored' in plan) return plan;
+  return { build: { deliveryId: push.deliveryId, repository: push.repository, sha: push.sha, trigger: { kind: 'release', ref: push.ref, rulesRef: push.rulesRef } } };
+}
+
+/** The release rules of dockerInfo.json at `rulesRef` (the default branch), or why there are none. */
+export async function readReleaseRules(fullName: string, rulesRef: string, readSpec: () => Promise<string | undefined>): Promise<ReleaseRules | { ignored: string }> {
+  const where = rulesRef.replace(/^refs\/heads\//, '');
   const text = await readSpec();
-  if (text === undefined) return { ignored: `${SPEC_FILE} is not in ${push.repository.fullName} at ${push.sha.slice(0, 7)}: no release rules` };
-  let spec;
+  if (text === undefined) return { ignored: `${SPEC_FILE} is not in ${fullName} on ${where}, the default branch, where release rules are read: no release rules` };
   try {
-    spec = parseBuildSpec(text);
+    return parseBuildSpec(text).releases;
   } catch (error) {
-    if (error instanceof SpecError) return { ignored: `${error.message} (at ${push.sha.slice(0, 7)}, so its release rules cannot be read)` };
+    if (error instanceof SpecError) return { ignored: `${error.message} (on ${where}, the default branch, so its release rules cannot be read)` };
     throw error;
   }
-  const plan = planRelease(spec.releases, push.ref);
-  if ('ignored' in plan) return plan;
-  return { build: { deliveryId: push.deliveryId, repository: push.repository, sha: push.sha, trigger: { kind: 'release', ref: push.ref } } };
 }

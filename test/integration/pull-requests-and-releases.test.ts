@@ -43,9 +43,9 @@ describe('before and beyond the merge (real Docker engine and registry)', { skip
   });
 
   /** A commit of the `hello` fixture (FROM scratch) with its own image name and the dockerInfo.json keys given. */
-  function commit(name: string, spec: Record<string, unknown> = {}, files: Record<string, string> = {}, fixture = 'hello'): Promise<StandInRepository> {
+  function commit(name: string, spec: Record<string, unknown> = {}, files: Record<string, string> = {}, fixture = 'hello', branch = 'main'): Promise<StandInRepository> {
     const dockerInfo = JSON.stringify({ service_name: `ci-test/${name}`, version: '1.0.0', ...spec });
-    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, fixture), { extraFiles: { 'nonce.txt': randomUUID(), 'dockerInfo.json': dockerInfo, ...files } });
+    return github.addRepository(`octo-org/${name}`, path.join(FIXTURES, fixture), { extraFiles: { 'nonce.txt': randomUUID(), 'dockerInfo.json': dockerInfo, ...files }, branch });
   }
 
   async function deliver(payload: Record<string, unknown>, event = 'pull_request'): Promise<{ status: number; body: Record<string, any> }> {
@@ -182,7 +182,7 @@ describe('before and beyond the merge (real Docker engine and registry)', { skip
     const repository = await commit('released', { releases: { git_tags: 'v*', branches: { main: 'edge' } } });
     const tagged = await builtFrom(pushEvent(repository, repository.sha, 'refs/tags/v1.2.3'), 'push');
     assert.equal(tagged.status, 'succeeded', tagged.error);
-    assert.deepEqual(tagged.trigger, { kind: 'release', ref: 'refs/tags/v1.2.3' });
+    assert.deepEqual(tagged.trigger, { kind: 'release', ref: 'refs/tags/v1.2.3', rulesRef: 'refs/heads/main' });
     assert.deepEqual((await registry.tags('ci-test/released')).sort(), ['1', '1.2', '1.2.3', 'latest']);
     assert.equal((await fileInImage(`${registry.address}/ci-test/released:1.2`, '/message.txt')).content, 'hello from a fixture repository\n');
     const labels = (await (await pulled(`${registry.address}/ci-test/released:1`)).inspect()).Config.Labels;
@@ -204,6 +204,39 @@ describe('before and beyond the merge (real Docker engine and registry)', { skip
       assert.match(answer.body.ignored, reason);
     }
     assert.equal((await registry.tags('ci-test/released')).length, 5);
+  });
+
+  it("release rules are the default branch's: a branch whose own dockerInfo.json maps it to latest publishes nothing", async () => {
+    const reviewed = await commit('rules-from-main', { releases: { git_tags: 'v*', branches: { main: 'edge' } } });
+    const planted = await commit('rules-from-main', { releases: { git_tags: '*', branches: { feature: 'latest' } } }, {}, 'hello', 'feature');
+    const answer = await deliver(pushEvent(planted, planted.sha, 'refs/heads/feature'), 'push');
+    assert.equal(answer.status, 200);
+    assert.match(answer.body.ignored, /branch feature has no release rule/);
+    const notVersion = await deliver(pushEvent(planted, planted.sha, 'refs/tags/anything'), 'push');
+    assert.match(notVersion.body.ignored, /git tag anything does not match releases.git_tags "v\*"/, 'the pattern is main\'s, not the pushed commit\'s');
+    assert.deepEqual(await registry.tags('ci-test/rules-from-main'), []);
+    const edge = await builtFrom(pushEvent(reviewed, reviewed.sha, 'refs/heads/main'), 'push');
+    assert.equal(edge.status, 'succeeded', edge.error);
+    assert.deepEqual(await registry.tags('ci-test/rules-from-main'), ['edge']);
+  });
+
+  it("every tag a release pushes is guarded: its 1.2 never pushes over a merge's version 1.2, and latest never moves back", async () => {
+    const rules = { releases: { git_tags: 'v*' } };
+    const merged = await commit('guard-all', { version: '1.2', ...rules });
+    assert.equal((await builtFrom(mergedPullRequest(merged, merged.sha))).status, 'succeeded');
+    const tagged = await commit('guard-all', rules);
+    const release = await builtFrom(pushEvent(tagged, tagged.sha, 'refs/tags/v1.2.3'), 'push');
+    assert.equal(release.status, 'failed');
+    assert.equal(release.error, `tag 1.2 is version 1.2, published from ${merged.sha.slice(0, 7)}, and a published version is never pushed over: this build (version 1.2.3) would have moved it`);
+    assert.deepEqual(await registry.tags('ci-test/guard-all'), ['1.2'], 'nothing pushed');
+
+    const two = await builtFrom(pushEvent(tagged, tagged.sha, 'refs/tags/v2.0.0'), 'push');
+    assert.equal(two.status, 'succeeded', two.error);
+    const backport = await commit('guard-all', rules);
+    const older = await builtFrom(pushEvent(backport, backport.sha, 'refs/tags/v1.9.0'), 'push');
+    assert.equal(older.status, 'failed');
+    assert.equal(older.error, `tag latest points at version 2.0.0 (from ${tagged.sha.slice(0, 7)}); this build is version 1.9.0, and moving tags only move forward`);
+    assert.deepEqual((await registry.tags('ci-test/guard-all')).sort(), ['1.2', '2', '2.0', '2.0.0', 'latest']);
   });
 
   it('rebuilds a finished build as a new build linked to it, and cancels a running one, through the API with ADMIN_TOKEN', async () => {

@@ -147,7 +147,7 @@ export function buildStoreConformance(name: string, engine: StoreEngine): void {
       const first = await store.add({ ...request('t3', sha), trigger: pr }, new Date(), 10);
       assert.equal(first.kind, 'created', 'a pull request build of the merged commit is another question');
       assert.equal((await store.add({ ...request('t4', sha), trigger: pr }, new Date(), 10)).kind, 'coalesced');
-      assert.equal((await store.add({ ...request('t5', sha), trigger: { kind: 'release', ref: 'refs/tags/v1.0.0' } }, new Date(), 10)).kind, 'created');
+      assert.equal((await store.add({ ...request('t5', sha), trigger: { kind: 'release', ref: 'refs/tags/v1.0.0', rulesRef: 'refs/heads/main' } }, new Date(), 10)).kind, 'created');
       const ofPr = await store.unfinishedOfTrigger('o/app', 'pr:9');
       assert.deepEqual(ofPr.map((build) => build.request.deliveryId), ['t3']);
       assert.deepEqual(ofPr[0]!.request.trigger, pr);

@@ -106,7 +106,7 @@ export function closedPullRequest(repository: Repository, sha: string, number: n
 export function pushEvent(repository: Repository, sha: string, ref: string, deleted = false): Record<string, any> {
   const payload = examplePayloads('push').find((example) => !example.deleted)!;
   Object.assign(payload, { ref, after: deleted ? '0'.repeat(40) : sha, deleted, created: !deleted });
-  Object.assign(payload.repository, { name: repository.name, full_name: repository.fullName, private: repository.private, html_url: repository.htmlUrl });
+  Object.assign(payload.repository, { name: repository.name, full_name: repository.fullName, private: repository.private, html_url: repository.htmlUrl, default_branch: 'main' });
   payload.repository.owner.login = repository.owner;
   payload.repository.owner.name = repository.owner;
   return payload;

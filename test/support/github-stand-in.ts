@@ -58,6 +58,8 @@ export interface RecordedRequest {
 export class GitHubStandIn {
   readonly requests: RecordedRequest[] = [];
   private readonly repositories = new Map<string, StandInRepository>();
+  /** owner/name@branch → the commit the branch points at; each addRepository moves its branch, as a push does. */
+  private readonly branches = new Map<string, string>();
   private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
   private readonly rateLimits: { pattern: RegExp; kind: 'primary' | 'secondary'; remaining: number; retryAfterS: number }[] = [];
   /** GitHub's tree listing limit (100,000 entries); lowered by a test to see the tarball fallback run. */
@@ -120,6 +122,8 @@ export class GitHubStandIn {
       prepareTarball?: boolean;
       /** The image this commit builds: sets "service_name" in the fixture's dockerInfo.json (an image belongs to one repository). */
       image?: string;
+      /** The branch this commit is pushed to (default main, the default branch); null: none (a fork's head). */
+      branch?: string | null;
     } = {},
   ): Promise<StandInRepository> {
     const [owner, name] = fullName.split('/') as [string, string];
@@ -162,6 +166,7 @@ export class GitHubStandIn {
       ...(preparedTarball ? { preparedTarball } : {}),
     };
     this.repositories.set(`${fullName}@${sha}`, repository);
+    if (options.branch !== null) this.branches.set(`${fullName}@${options.branch ?? 'main'}`, sha);
     return repository;
   }
 
@@ -353,7 +358,14 @@ export class GitHubStandIn {
     );
   }
 
-  private visible(req: IncomingMessage, owner: string, name: string, sha: string): StandInRepository | undefined {
+  private knows(owner: string, name: string): boolean {
+    return [...this.repositories.values()].some((repository) => repository.fullName === `${owner}/${name}` && !repository.private);
+  }
+
+  /** The commit `ref` names as GitHub resolves it: a SHA, or a branch (`main`, `heads/main`, `refs/heads/main`); none: the default branch. */
+  private visible(req: IncomingMessage, owner: string, name: string, ref: string): StandInRepository | undefined {
+    const branch = ref === '' ? 'main' : ref.replace(/^(refs\/)?heads\//, '');
+    const sha = /^[0-9a-f]{40}$/.test(ref) ? ref : this.branches.get(`${owner}/${name}@${branch}`);
     const repository = this.repositories.get(`${owner}/${name}@${sha}`);
     if (!repository) return undefined;
     if (repository.private && req.headers.authorization !== `Bearer ${this.token}`) return undefined;
@@ -362,10 +374,10 @@ export class GitHubStandIn {
 
   private async serveContents(req: IncomingMessage, res: ServerResponse, owner: string, name: string, filePath: string, ref: string) {
     const repository = this.visible(req, owner, name, ref);
-    if (!repository) return sendJson(res, 404, { message: 'Not Found' });
+    if (!repository) return sendJson(res, 404, { message: this.knows(owner, name) && ref !== '' && !/^[0-9a-f]{40}$/.test(ref) ? `No commit found for the ref ${ref}` : 'Not Found' });
     let content: Buffer;
     try {
-      content = (await run('git', ['-C', repository.gitDir, 'show', `${ref}:${filePath}`], { encoding: 'buffer', maxBuffer: 1 << 30 })).stdout;
+      content = (await run('git', ['-C', repository.gitDir, 'show', `${repository.sha}:${filePath}`], { encoding: 'buffer', maxBuffer: 1 << 30 })).stdout;
     } catch {
       return sendJson(res, 404, { message: 'Not Found' });
     }

@@ -126,7 +126,7 @@ describe('decideBuild', () => {
     const pushes = examplePayloads('push');
     const tag = pushes.find((push) => push.ref === 'refs/tags/simple-tag' && !push.deleted)!;
     const release = decisionOf(decideBuild('push', 'delivery-2', tag, ANY), 'release');
-    assert.deepEqual(release.push, { deliveryId: 'delivery-2', repository: REPOSITORY, sha: tag.after, ref: 'refs/tags/simple-tag' });
+    assert.deepEqual(release.push, { deliveryId: 'delivery-2', repository: REPOSITORY, sha: tag.after, ref: 'refs/tags/simple-tag', rulesRef: 'refs/heads/master' }, 'rules from the default branch');
     const branch = pushes.find((push) => push.ref === 'refs/heads/master')!;
     assert.equal(decisionOf(decideBuild('push', 'd', branch, ANY), 'release').push.ref, 'refs/heads/master');
     const deleted = pushes.find((push) => push.deleted)!;
@@ -134,6 +134,18 @@ describe('decideBuild', () => {
     assert.throws(() => decideBuild('push', 'd', { ...branch, ref: `refs/heads/${'x'.repeat(2000)}` }, ANY), /push payload is missing or has a bad "ref"/);
     const note = { ...branch, ref: 'refs/notes/commits' };
     assert.match(decisionOf(decideBuild('push', 'd', note, ANY), 'ignored').reason, /neither a branch nor a tag/);
+  });
+
+  it('a push to a branch outside BASE_BRANCHES publishes nothing; a tag push still reads the default branch\'s rules', () => {
+    const pushes = examplePayloads('push');
+    const branch = pushes.find((push) => push.ref === 'refs/heads/master')!;
+    const policy = { ...ANY, baseBranches: ['main'] };
+    assert.equal(decisionOf(decideBuild('push', 'd', branch, policy), 'ignored').reason, 'branch master is not in BASE_BRANCHES: pushes to it publish nothing');
+    assert.equal(decisionOf(decideBuild('push', 'd', { ...branch, ref: 'refs/heads/main' }, policy), 'release').push.rulesRef, 'refs/heads/master');
+    const tag = pushes.find((push) => push.ref === 'refs/tags/simple-tag' && !push.deleted)!;
+    assert.equal(decisionOf(decideBuild('push', 'd', tag, policy), 'release').push.rulesRef, 'refs/heads/master');
+    const { default_branch: _gone, ...repository } = tag.repository;
+    assert.throws(() => decideBuild('push', 'd', { ...tag, repository }, ANY), /push payload is missing or has a bad "repository.default_branch"/);
   });
 
   it('answers ping and ignores other events, with the reason', () => {

@@ -1,3 +1,4 @@
+import type { SecretGrant } from './spec/build-spec.js';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './domain/errors.js';
@@ -113,13 +114,14 @@ const environmentSchema = z.object({
   DELIVERY_RECOVERY_INTERVAL_S: integer(300, 0, 86400),
   CI_ROLE: z.enum(['all', 'server', 'worker'], { error: 'must be "all" (the default: one process does everything), "server" or "worker"' }).default('all'),
   BUILDER: z.enum(['buildkit', 'legacy'], { error: 'must be "buildkit" (the default) or "legacy" (for engines without BuildKit)' }).default('buildkit'),
-  BUILD_SECRET_VARIABLES: commaList,
+  BUILD_SECRETS: commaList,
+  PULL_REQUEST_SECRETS: commaList,
   ALLOWED_IMAGE_WRITERS: commaList,
   RUN_AS: optionalText.pipe(z.string().regex(/^[0-9]+:[0-9]+$/, 'must be uid:gid, e.g. 1000:1000').optional()),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 
-/** Every variable ci_service reads (besides those BUILD_SECRET_VARIABLES names): README.md's table lists them. */
+/** Every variable ci_service reads (besides those BUILD_SECRETS names): README.md's table lists them. */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(environmentSchema.shape);
 
 export type DockerAddress = { socketPath: string } | { host: string; port: number };
@@ -176,10 +178,11 @@ export interface Config {
   /** all: one process does everything; server: webhooks, pages, API, no builds; worker: builds, no HTTP port. */
   role: 'all' | 'server' | 'worker';
   /**
-   * The environment variables dockerInfo.json's "secrets" may hand to builds (BUILD_SECRET_VARIABLES),
-   * with their values; undefined where one is listed but not set.
+   * Which repository's builds may be handed which environment variable through dockerInfo.json's "secrets"
+   * (BUILD_SECRETS; PULL_REQUEST_SECRETS for its own pull requests' heads too), with the value; undefined where
+   * one is listed but not set.
    */
-  buildSecretVariables: Record<string, string | undefined>;
+  buildSecrets: SecretGrant[];
   /** ALLOWED_IMAGE_WRITERS: image name → further repositories (owner/name) that may push it. */
   allowedImageWriters: Record<string, string[]>;
   /** Started as root (ci_service's image): the user to run as once the socket's group is known. */
@@ -187,8 +190,25 @@ export interface Config {
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
-/** What ci_service itself holds; a merged Dockerfile must never be able to read them. */
-const OWN_SECRETS = ['WEBHOOK_SECRET', 'GITHUB_TOKEN', 'REGISTRY_PASSWORD', 'ADMIN_TOKEN'];
+/**
+ * Never handed to a build: what ci_service itself reads (its tokens, DATABASE_URL) and what libpq reads (PG*),
+ * which a build could otherwise print or send anywhere.
+ */
+function reservedVariable(name: string): boolean {
+  return CONFIG_VARIABLES.includes(name) || /^PG[A-Z]/.test(name);
+}
+
+function secretGrants(list: string[], setting: string, given: Record<string, string | undefined>): { repository: string; variable: string; value: string | undefined }[] {
+  return list.map((entry) => {
+    const match = /^([^/\s:]+\/[^/\s:]+):([A-Za-z_][A-Za-z0-9_]*)$/.exec(entry);
+    if (!match) throw new ConfigError(`invalid configuration: ${setting} entry "${entry}" must be <owner/repository>:<VARIABLE>, e.g. octo/app:NPM_TOKEN`);
+    const [, repository, variable] = match as unknown as [string, string, string];
+    if (reservedVariable(variable)) {
+      throw new ConfigError(`invalid configuration: ${setting} must not hand ${variable}, which ci_service itself reads, to builds: give builds a variable of their own`);
+    }
+    return { repository, variable, value: given[variable] };
+  });
+}
 
 
 /** Reads and validates the environment once; a bad value throws a ConfigError saying how to fix it. */
@@ -219,11 +239,18 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     if (!match) throw new ConfigError(`invalid configuration: ALLOWED_IMAGE_WRITERS entry "${entry}" must be <service_name>=<owner/repository>, e.g. team/app=octo/app-tools`);
     (allowedImageWriters[match[1]!] ??= []).push(match[2]!);
   }
-  const badVariable = values.BUILD_SECRET_VARIABLES.find((name) => !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name));
-  if (badVariable) throw new ConfigError(`invalid configuration: BUILD_SECRET_VARIABLES entry "${badVariable}" must be an environment variable name such as NPM_TOKEN`);
-  const ownSecret = values.BUILD_SECRET_VARIABLES.find((name) => OWN_SECRETS.includes(name));
-  if (ownSecret) {
-    throw new ConfigError(`invalid configuration: BUILD_SECRET_VARIABLES must not hand ci_service's own ${ownSecret} to builds: give builds a variable of their own`);
+  // Replaced by BUILD_SECRETS (scoped per repository): refused with how to move, never silently ignored.
+  if (given.BUILD_SECRET_VARIABLES !== undefined) {
+    const example = given.BUILD_SECRET_VARIABLES.split(',').map((name) => `<owner/repository>:${name.trim()}`).join(',');
+    throw new ConfigError(`invalid configuration: BUILD_SECRET_VARIABLES is replaced by BUILD_SECRETS, which names the repository each secret is for: BUILD_SECRETS=${example}`);
+  }
+  const forPullRequests = secretGrants(values.PULL_REQUEST_SECRETS, 'PULL_REQUEST_SECRETS', given);
+  const grantKey = (grant: { repository: string; variable: string }) => `${grant.repository.toLowerCase()}:${grant.variable}`;
+  const pullRequestKeys = new Set(forPullRequests.map(grantKey));
+  const buildSecrets = secretGrants(values.BUILD_SECRETS, 'BUILD_SECRETS', given).map((grant) => ({ ...grant, pullRequests: pullRequestKeys.has(grantKey(grant)) }));
+  const ungranted = forPullRequests.find((grant) => !buildSecrets.some((granted) => grantKey(granted) === grantKey(grant)));
+  if (ungranted) {
+    throw new ConfigError(`invalid configuration: PULL_REQUEST_SECRETS entry "${ungranted.repository}:${ungranted.variable}" is not in BUILD_SECRETS: a secret goes to pull requests only beside merges and releases`);
   }
   if (values.CI_ROLE !== 'all' && !values.DATABASE_URL) {
     throw new ConfigError(`invalid configuration: CI_ROLE=${values.CI_ROLE} shares builds with other processes through PostgreSQL: set DATABASE_URL`);
@@ -275,7 +302,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     builder: values.BUILDER,
     role: values.CI_ROLE,
     allowedImageWriters,
-    buildSecretVariables: Object.fromEntries(values.BUILD_SECRET_VARIABLES.map((name) => [name, given[name]])),
+    buildSecrets,
     runAs: values.RUN_AS ? { uid: Number(values.RUN_AS.split(':')[0]), gid: Number(values.RUN_AS.split(':')[1]) } : undefined,
     logLevel: values.LOG_LEVEL,
   };

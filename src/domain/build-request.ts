@@ -13,8 +13,11 @@ export interface Repository {
 export type BuildTrigger =
   /** A merged pull request: the version and tags of dockerInfo.json are pushed. */
   | { kind: 'merge'; prNumber: number; baseRef: string }
-  /** A pull request's head commit: built to check it; pushed as pr-<number> only when dockerInfo.json asks. */
-  | { kind: 'pull_request'; prNumber: number; baseRef: string; headRef: string }
+  /**
+   * A pull request's head commit: built to check it; pushed as pr-<number> only when dockerInfo.json asks. `fork`:
+   * the head lives in another repository (its builds get no secrets); absent on builds stored before it was kept.
+   */
+  | { kind: 'pull_request'; prNumber: number; baseRef: string; headRef: string; fork?: boolean }
   /**
    * A pushed git tag or branch that a release rule maps to image tags. The rules are read at `rulesRef` (the
    * default branch: reviewed code), never from the pushed commit, which anyone who can push a branch controls.

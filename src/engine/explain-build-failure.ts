@@ -12,19 +12,25 @@ const SECRET_NOT_FOUND = /secret ([^\s:]+):? not found/;
 const LONGEST_OUTPUT = 200;
 
 /** `Dockerfile line 6: RUN make (exit code: 3); last output: missing header foo.h`. */
-export function explainFailedStep(step: FailedStep, engineError: string, dockerfile: { path: string; text: string | undefined }): string {
+export function explainFailedStep(
+  step: FailedStep,
+  engineError: string,
+  dockerfile: { path: string; text: string | undefined },
+  /** Secret id → why this build was not handed it (a pull request's head): the reason a mount found nothing. */
+  withheld: Record<string, string> = {},
+): string {
   const instruction = step.name.replace(/^\[[^\]]*\]\s*/, '');
   const line = dockerfile.text === undefined ? undefined : instructionLine(dockerfile.text, instruction);
   const where = line === undefined ? `${dockerfile.path}: ` : `${dockerfile.path} line ${line}: `;
   const output = step.lastOutput.join(' | ');
   const lastOutput = output ? `; last output: ${shorten(output, LONGEST_OUTPUT, 'end')}` : '';
   const secret = SECRET_NOT_FOUND.exec(engineError);
-  const fix = secret ? `: ${undeclaredSecret(secret[1]!)}` : '';
+  const fix = !secret ? '' : Object.hasOwn(withheld, secret[1]!) ? `: ${withheld[secret[1]!]}` : `: ${undeclaredSecret(secret[1]!)}`;
   return `${where}${shorten(instruction, LONGEST_INSTRUCTION, 'start')} failed (${shortReason(engineError)})${lastOutput}${fix}`;
 }
 
 function undeclaredSecret(id: string): string {
-  return `the Dockerfile mounts secret "${id}", which dockerInfo.json does not declare: add "secrets": {"${id}": "<VARIABLE>"} to dockerInfo.json, with <VARIABLE> listed in BUILD_SECRET_VARIABLES on ci_service`;
+  return `the Dockerfile mounts secret "${id}", which dockerInfo.json does not declare: add "secrets": {"${id}": "<VARIABLE>"} to dockerInfo.json, with <VARIABLE> granted to this repository in BUILD_SECRETS on ci_service`;
 }
 
 /** The engine's sentence for a failure outside a step (a parse error, a missing target), with how to fix it. */

@@ -124,7 +124,7 @@ function decidePullRequest(deliveryId: string, event: z.infer<typeof pullRequest
       held: { repository, sha: pr.head.sha, description: `not built: the head is in ${from}, a fork. A maintainer can add the label "${policy.forkLabel}" to build it` },
     };
   }
-  const build: BuildRequest = { deliveryId, repository, sha: pr.head.sha, trigger: { kind: 'pull_request', prNumber: number, baseRef: pr.base.ref, headRef: pr.head.ref } };
+  const build: BuildRequest = { deliveryId, repository, sha: pr.head.sha, trigger: { kind: 'pull_request', prNumber: number, baseRef: pr.base.ref, headRef: pr.head.ref, fork } };
   // What an older head of this pull request still builds is superseded by this one.
   return { kind: 'build', build, cancel: { repository, prNumber: number, reason: `superseded by ${pr.head.sha.slice(0, 7)}, a newer head of pull request #${number}` } };
 }

@@ -4,6 +4,7 @@ import type { Checkout, CheckoutScope } from '../source/checkout.js';
 import type { SourceFetcher } from '../source/source-fetcher.js';
 import type { ContextOptions } from '../source/context.js';
 import type { PublishedImage } from '../domain/published-image.js';
+import type { SecretGrant } from '../spec/build-spec.js';
 
 /**
  * What the build pipeline (run-build.ts) needs from the outside world, as it needs it: the adapters
@@ -28,8 +29,8 @@ export interface BuildPorts {
   registry: string;
   /** How large a repository and its build context may be: MAX_CONTEXT_MB, MAX_REPOSITORY_MB, MAX_CONTEXT_ENTRIES. */
   contextLimits: Pick<ContextOptions, 'maxBytes' | 'maxArchiveBytes' | 'maxEntries'>;
-  /** The variables of BUILD_SECRET_VARIABLES and their values (undefined when not set). */
-  secretVariables: Record<string, string | undefined>;
+  /** What BUILD_SECRETS and PULL_REQUEST_SECRETS grant each repository's builds, with the values. */
+  secretGrants: SecretGrant[];
   /** The newest image of this name (registry/name) a build pushed, whose layers the next build may reuse. */
   lastPushedImage(repositoryRef: string): Promise<string | undefined>;
   /** Who owns an image name: the repository that first pushed it, and those ALLOWED_IMAGE_WRITERS adds. */

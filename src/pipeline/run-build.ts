@@ -7,7 +7,7 @@ import { createBuildContext, type BuildContext, type ContextOptions } from '../s
 import { explainFailedStep, locateInDockerfile } from '../engine/explain-build-failure.js';
 import { planRelease, readReleaseRules } from '../spec/release-rules.js';
 import { refuseTagPush } from '../spec/tag-guard.js';
-import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec } from '../spec/build-spec.js';
+import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec, type SecretAudience } from '../spec/build-spec.js';
 
 /**
  * fetch dockerInfo.json → fetch the commit (for BuildKit into this repository's kept folder, only the changed
@@ -26,7 +26,8 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   }
   const spec = parseBuildSpec(specText);
   if (spec.unknownKeys.length > 0) reporter.log(`warning: ${SPEC_FILE} keys ignored (unknown): ${spec.unknownKeys.join(', ')}`);
-  const secrets = resolveSecrets(spec.secrets, ports.secretVariables);
+  const { secrets, withheld } = resolveSecrets(spec.secrets, ports.secretGrants, repository.fullName, secretAudience(request));
+  for (const reason of Object.values(withheld)) reporter.log(reason);
 
   const repositoryRef = imageRepository(ports.registry, spec);
   const plan = await planImage(request, spec, ports, session);
@@ -47,7 +48,8 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
     let imageId: string | undefined;
     try {
       const labels = ociLabels(request, plan.version, ports.now());
-      imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom, labels }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, mask);
+      const explain: ExplainFailure = (error, dockerfileText) => explainFailedStepOf(error, spec, dockerfileText, mask, withheld);
+      imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom, labels }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, explain);
       let digest: string | undefined;
       if (plan.push) {
         digest = await pushTags(spec.serviceName, repositoryRef, plan.tags, ports, session);
@@ -62,6 +64,12 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
       throw error;
     }
   });
+}
+
+/** A build stored before pull requests knew whether they came from a fork counts as a fork's: the safe side. */
+function secretAudience(request: BuildRequest): SecretAudience {
+  if (request.trigger.kind !== 'pull_request') return 'reviewed';
+  return request.trigger.fork === false ? 'pull_request' : 'fork';
 }
 
 /** What a build tags and pushes, by its trigger; `guardedTag` is the immutable one, never pushed over. */
@@ -133,7 +141,7 @@ async function buildImage(
   image: Pick<ImageBuildOptions, 'tags' | 'secrets' | 'cacheFrom' | 'labels'>,
   ports: BuildPorts,
   session: BuildSession,
-  mask: (text: string) => string,
+  explain: ExplainFailure,
 ): Promise<string> {
   const { repository, sha } = request;
   const { reporter, signal, retry } = session;
@@ -152,7 +160,7 @@ async function buildImage(
       if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
     };
     if (ports.builder.contextKind === 'checkout') {
-      return buildFromCheckout(request, contextOptions, buildOptions, { spec, ports, session, mask, announce });
+      return buildFromCheckout(request, contextOptions, buildOptions, { spec, ports, session, explain, announce });
     }
     reporter.log(`downloading ${repository.fullName} at ${sha}`);
     const tarball = await ports.source.tarball(repository, sha, signal);
@@ -162,7 +170,7 @@ async function buildImage(
     try {
       imageId = (await ports.builder.build({ kind: 'tar', stream: context.stream }, buildOptions, reporter.output, signal)).id;
     } catch (error) {
-      const explained = explainFromContext(context, spec) ?? explainFailedStepOf(error, spec, context.dockerfileText(), mask);
+      const explained = explainFromContext(context, spec) ?? explain(error, context.dockerfileText());
       // The engine may stop reading before the end (a failed step, a closed request): close the download too.
       context.destroy(error instanceof Error ? error : new Error(String(error)));
       throw explained ?? error;
@@ -181,7 +189,7 @@ async function buildFromCheckout(
   request: BuildRequest,
   contextOptions: ContextOptions,
   buildOptions: ImageBuildOptions,
-  { spec, ports, session, mask, announce }: { spec: BuildSpec; ports: BuildPorts; session: BuildSession; mask: (text: string) => string; announce: () => void },
+  { spec, ports, session, explain, announce }: { spec: BuildSpec; ports: BuildPorts; session: BuildSession; explain: ExplainFailure; announce: () => void },
 ): Promise<string> {
   const { repository, sha } = request;
   session.reporter.log(`fetching ${repository.fullName} at ${sha}`);
@@ -195,7 +203,7 @@ async function buildFromCheckout(
     try {
       built = await ports.builder.build({ kind: 'checkout', checkout }, buildOptions, session.reporter.output, session.signal);
     } catch (error) {
-      throw explainFailedStepOf(error, spec, checkout.dockerfileText, mask) ?? error;
+      throw explain(error, checkout.dockerfileText) ?? error;
     }
     if (built.contextSent) {
       const files = checkout.entries.filter((entry) => entry.type === 'file').length;
@@ -275,14 +283,23 @@ async function cleanUpEngine(imageId: string, ports: BuildPorts, reporter: Build
 }
 
 /** A failed Dockerfile step (or an error BuildKit gave without one), named with its line in the Dockerfile the context carried. */
-function explainFailedStepOf(error: unknown, spec: BuildSpec, dockerfileText: string | undefined, mask: (text: string) => string): ImageBuildError | undefined {
+/** A failed build explained with the Dockerfile it ran (its text, when the context carried it). */
+type ExplainFailure = (error: unknown, dockerfileText: string | undefined) => ImageBuildError | undefined;
+
+function explainFailedStepOf(
+  error: unknown,
+  spec: BuildSpec,
+  dockerfileText: string | undefined,
+  mask: (text: string) => string,
+  withheld: Record<string, string>,
+): ImageBuildError | undefined {
   if (!(error instanceof ImageBuildError)) return undefined;
   if (!error.failedStep) {
     const located = locateInDockerfile(error.message, dockerfileText);
     return located === error.message ? undefined : new ImageBuildError(located, error.retryable);
   }
   const dockerfile = { path: spec.dockerfile, text: dockerfileText };
-  return new ImageBuildError(mask(explainFailedStep(error.failedStep, error.message, dockerfile)), error.retryable);
+  return new ImageBuildError(mask(explainFailedStep(error.failedStep, error.message, dockerfile, withheld)), error.retryable);
 }
 
 /** Replaces each secret's value with ***: a step that prints one (`RUN cat /run/secrets/x`) does not leak it. */

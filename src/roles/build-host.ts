@@ -47,7 +47,7 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
     pusher: core.metrics.timedPusher(engine),
     registry: config.registry,
     contextLimits: { maxBytes: config.maxContextBytes, maxArchiveBytes: config.maxRepositoryBytes, maxEntries: config.maxContextEntries },
-    secretVariables: config.buildSecretVariables,
+    secretGrants: config.buildSecrets,
     lastPushedImage: (repositoryRef) => store.lastPushedImage(repositoryRef),
     imageOwners: {
       owner: (repositoryRef) => store.imageOwner(repositoryRef),

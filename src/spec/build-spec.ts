@@ -189,25 +189,53 @@ export function parseBuildSpec(text: string): BuildSpec {
   };
 }
 
+/** One variable a repository's builds may be handed (BUILD_SECRETS), and its own pull requests' heads too (PULL_REQUEST_SECRETS). */
+export interface SecretGrant {
+  /** owner/name */
+  repository: string;
+  variable: string;
+  /** undefined: listed, but not set on ci_service. */
+  value: string | undefined;
+  pullRequests: boolean;
+}
+
+/** Whose code a build runs: reviewed (a merge, a release), a pull request's head of the repository itself, or a fork's. */
+export type SecretAudience = 'reviewed' | 'pull_request' | 'fork';
+
 /**
- * Pure: each secret's value from the variables ci_service may hand to builds (BUILD_SECRET_VARIABLES),
- * or a SpecError naming the variable to allow or to set.
+ * Pure: each secret's value, from what BUILD_SECRETS grants this repository; a SpecError names the grant to add or
+ * the variable to set. Code nobody has reviewed gets less: a pull request's head only what PULL_REQUEST_SECRETS
+ * grants, a fork's head nothing. What is withheld is said, by secret id (for the log, and to explain a step that
+ * needed it); the build runs without it.
  */
-export function resolveSecrets(secrets: Record<string, string>, available: Record<string, string | undefined>): Record<string, string> {
+export function resolveSecrets(
+  secrets: Record<string, string>,
+  grants: SecretGrant[],
+  repository: string,
+  audience: SecretAudience,
+): { secrets: Record<string, string>; withheld: Record<string, string> } {
   const resolved: Record<string, string> = {};
+  const withheld: Record<string, string> = {};
   for (const [id, variable] of Object.entries(secrets)) {
-    if (!Object.hasOwn(available, variable)) {
+    const grant = grants.find((candidate) => candidate.variable === variable && candidate.repository.toLowerCase() === repository.toLowerCase());
+    if (!grant) {
       throw new SpecError(
-        `${SPEC_FILE}: secret "${id}" names ${variable}, which ci_service does not hand to builds: add ${variable} to BUILD_SECRET_VARIABLES on ci_service and set it`,
+        `${SPEC_FILE}: secret "${id}" names ${variable}, which ci_service does not hand to builds of ${repository}: add ${repository}:${variable} to BUILD_SECRETS on ci_service and set ${variable}`,
       );
     }
-    const value = available[variable];
-    if (value === undefined || value === '') {
+    if (grant.value === undefined || grant.value === '') {
       throw new SpecError(`${SPEC_FILE}: secret "${id}" needs the environment variable ${variable} on ci_service, which is not set: set it and restart ci_service`);
     }
-    resolved[id] = value;
+    if (audience === 'fork') {
+      withheld[id] = `secret "${id}" (${variable}) is not handed to a fork's pull request, whose code nobody has reviewed: the build runs without it`;
+    } else if (audience === 'pull_request' && !grant.pullRequests) {
+      withheld[id] =
+        `secret "${id}" (${variable}) is not handed to pull request builds, whose code nobody has reviewed yet: the build runs without it (PULL_REQUEST_SECRETS=${repository}:${variable} hands it to this repository's own pull requests, never a fork's)`;
+    } else {
+      resolved[id] = grant.value;
+    }
   }
-  return resolved;
+  return { secrets: resolved, withheld };
 }
 
 /** `<registry>/<service_name>` — the repository part of every tag we push. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { engineLabel, type EngineDescription } from '../../src/engine/engine.js';
 import type { BuildView } from '../../src/http/build-view.js';
-import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
+import { mergedPullRequest, pullRequestEvent, sendDelivery } from '../support/deliveries.js';
 import { BUSYBOX_IMAGE, docker, dockerUnavailable, ensureBusyboxImage, fileInImage, pruneAllBuildCache, pulled, secondEngine } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
@@ -32,7 +32,7 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     ci = await startTestService({
       GITHUB_API_URL: github.url,
       REGISTRY: registry.address,
-      BUILD_SECRET_VARIABLES: 'CI_TEST_NPM_TOKEN,CI_TEST_UNSET',
+      BUILD_SECRETS: 'octo-org/secret:CI_TEST_NPM_TOKEN,octo-org/secret-unset:CI_TEST_UNSET,octo-org/pr-with-secret:CI_TEST_NPM_TOKEN',
       CI_TEST_NPM_TOKEN: NPM_TOKEN,
     });
   });
@@ -120,7 +120,7 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     assert.ok(lines.some((line) => /^#\d+ \[final 3\/6\] RUN --mount=type=cache/.test(line)), `steps named as docker build names them:\n${log}`);
   });
 
-  it('a secret from BUILD_SECRET_VARIABLES is usable in RUN, and absent from the image, its history, the log and the store', async () => {
+  it('a secret from BUILD_SECRETS is usable in RUN, and absent from the image, its history, the log and the store', async () => {
     const repository = await buildkitRepository('secret', {
       // The step compares the secret with its hash: the value itself is nowhere in the Dockerfile, so it can be
       // searched for in every layer, the history and the config.
@@ -153,6 +153,26 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     assert.equal(database.includes(NPM_TOKEN) || wal.includes(NPM_TOKEN), false, 'nor in the database');
   });
 
+  it("a pull request's head is not handed a secret PULL_REQUEST_SECRETS does not grant: the step that needs it fails saying why", async () => {
+    const repository = await buildkitRepository('pr-with-secret', {
+      // Its own step (a nonce): a step cached by an earlier run would not need the secret.
+      Dockerfile: `FROM ci-test-busybox:latest\nRUN --mount=type=secret,id=npm_token,required=true cat /run/secrets/npm_token # ${randomUUID()}\n`,
+      'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/pr-with-secret', version: '1.0.0', secrets: { npm_token: 'CI_TEST_NPM_TOKEN' } }),
+    });
+    const response = await sendDelivery(ci.url, pullRequestEvent(repository, repository.sha, { number: 3 }), { secret: TEST_SECRET });
+    assert.equal(response.status, 202, await response.clone().text());
+    const { build: queued } = (await response.json()) as { build: BuildView };
+    await ci.service.worker.onIdle();
+    const build = await ci.getBuild(queued.id);
+    assert.equal(build.status, 'failed');
+    assert.match(build.error!, /^Dockerfile line 2: RUN --mount=type=secret,id=npm_token,required=true cat \/run\/secrets\/npm_token #… failed \(secret npm_token not found\).*: secret "npm_token" \(CI_TEST_NPM_TOKEN\) is not handed to pull request builds/);
+    const log = await ci.getLog(build.id);
+    assert.match(log, /PULL_REQUEST_SECRETS=octo-org\/pr-with-secret:CI_TEST_NPM_TOKEN hands it to this repository's own pull requests/);
+    assert.equal(log.includes(NPM_TOKEN), false);
+    const merged = await built(ci, repository);
+    assert.equal(merged.status, 'succeeded', `the merge of the same commit is handed it: ${merged.error}`);
+  });
+
   it('a secret whose variable is not allowed, or not set, fails before any download, naming the variable', async () => {
     const notAllowed = await built(
       ci,
@@ -163,7 +183,7 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     assert.equal(notAllowed.failedStage, 'spec');
     assert.equal(
       notAllowed.error,
-      'dockerInfo.json: secret "token" names GITHUB_TOKEN, which ci_service does not hand to builds: add GITHUB_TOKEN to BUILD_SECRET_VARIABLES on ci_service and set it',
+      'dockerInfo.json: secret "token" names GITHUB_TOKEN, which ci_service does not hand to builds of octo-org/secret-not-allowed: add octo-org/secret-not-allowed:GITHUB_TOKEN to BUILD_SECRETS on ci_service and set GITHUB_TOKEN',
     );
     const unset = await built(
       ci,
@@ -191,7 +211,7 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     [
       'a secret mount dockerInfo.json does not declare',
       { Dockerfile: 'FROM ci-test-busybox:latest\nRUN --mount=type=secret,id=undeclared,required=true true\n', 'dockerInfo.json': noTarget },
-      'Dockerfile line 2: RUN --mount=type=secret,id=undeclared,required=true true failed (secret undeclared not found): the Dockerfile mounts secret "undeclared", which dockerInfo.json does not declare: add "secrets": {"undeclared": "<VARIABLE>"} to dockerInfo.json, with <VARIABLE> listed in BUILD_SECRET_VARIABLES on ci_service',
+      'Dockerfile line 2: RUN --mount=type=secret,id=undeclared,required=true true failed (secret undeclared not found): the Dockerfile mounts secret "undeclared", which dockerInfo.json does not declare: add "secrets": {"undeclared": "<VARIABLE>"} to dockerInfo.json, with <VARIABLE> granted to this repository in BUILD_SECRETS on ci_service',
     ],
   ];
   for (const [what, files, error] of badDockerfiles) {

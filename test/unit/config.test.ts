@@ -48,7 +48,7 @@ describe('configuration', () => {
     assert.deepEqual(config.pullRequests, { build: true, drafts: false, trustForks: false, forkLabel: 'ci:build-fork' });
     assert.equal(config.deliveryRecoveryIntervalMs, 300_000);
     assert.equal(config.builder, 'buildkit');
-    assert.deepEqual(config.buildSecretVariables, {});
+    assert.deepEqual(config.buildSecrets, []);
     assert.equal(config.logLevel, 'info');
     assert.equal(config.workerName, hostname());
     assert.equal(config.databaseUrl, undefined);
@@ -111,7 +111,16 @@ describe('configuration', () => {
       DELIVERY_RECOVERY_INTERVAL_S: ['60', (c) => c.deliveryRecoveryIntervalMs, 60_000],
       BUILDER: ['legacy', (c) => c.builder, 'legacy'],
       ALLOWED_IMAGE_WRITERS: ['team/app=octo/tools, team/app=octo/more', (c) => c.allowedImageWriters, { 'team/app': ['octo/tools', 'octo/more'] }],
-      BUILD_SECRET_VARIABLES: ['NPM_TOKEN, PIP_TOKEN', (c) => c.buildSecretVariables, { NPM_TOKEN: 'npm-value', PIP_TOKEN: undefined }],
+      BUILD_SECRETS: [
+        'octo/app:NPM_TOKEN, octo/app:PIP_TOKEN, octo/other:NPM_TOKEN',
+        (c) => c.buildSecrets,
+        [
+          { repository: 'octo/app', variable: 'NPM_TOKEN', value: 'npm-value', pullRequests: true },
+          { repository: 'octo/app', variable: 'PIP_TOKEN', value: undefined, pullRequests: false },
+          { repository: 'octo/other', variable: 'NPM_TOKEN', value: 'npm-value', pullRequests: false },
+        ],
+      ],
+      PULL_REQUEST_SECRETS: ['Octo/App:NPM_TOKEN', (c) => c.buildSecrets.filter((grant) => grant.pullRequests).length, 1],
       WEBHOOK_REPOSITORIES: ['octo/a', (c) => c.webhookRepositories, ['octo/a']],
       PUBLIC_URL: ['https://ci.example.com/', (c) => c.publicUrl, 'https://ci.example.com'],
       NGROK_API_URL: ['http://ngrok:4040/', (c) => c.ngrokApiUrl, 'http://ngrok:4040'],
@@ -152,10 +161,17 @@ describe('configuration', () => {
 
   it('refuses a builder it does not know, and never hands its own secrets to builds', () => {
     assert.throws(() => loadConfig({ ...base, BUILDER: 'kaniko' }), /BUILDER must be "buildkit" \(the default\) or "legacy"/);
-    assert.throws(() => loadConfig({ ...base, BUILD_SECRET_VARIABLES: 'NPM-TOKEN' }), /BUILD_SECRET_VARIABLES entry "NPM-TOKEN" must be an environment variable name/);
-    for (const own of ['GITHUB_TOKEN', 'WEBHOOK_SECRET', 'REGISTRY_PASSWORD', 'ADMIN_TOKEN']) {
-      assert.throws(() => loadConfig({ ...base, BUILD_SECRET_VARIABLES: `NPM_TOKEN,${own}` }), new RegExp(`must not hand ci_service's own ${own} to builds`));
+    assert.throws(() => loadConfig({ ...base, BUILD_SECRETS: 'octo/app:NPM-TOKEN' }), /BUILD_SECRETS entry "octo\/app:NPM-TOKEN" must be <owner\/repository>:<VARIABLE>/);
+    assert.throws(() => loadConfig({ ...base, BUILD_SECRETS: 'NPM_TOKEN' }), /BUILD_SECRETS entry "NPM_TOKEN" must be <owner\/repository>:<VARIABLE>, e.g. octo\/app:NPM_TOKEN/);
+    for (const own of ['GITHUB_TOKEN', 'WEBHOOK_SECRET', 'REGISTRY_PASSWORD', 'ADMIN_TOKEN', 'DATABASE_URL', 'PGPASSWORD', 'PGHOST', 'REGISTRY_USERNAME']) {
+      assert.throws(() => loadConfig({ ...base, BUILD_SECRETS: `octo/app:NPM_TOKEN,octo/app:${own}` }), new RegExp(`BUILD_SECRETS must not hand ${own}, which ci_service itself reads, to builds`));
     }
+    assert.throws(() => loadConfig({ ...base, PULL_REQUEST_SECRETS: 'octo/app:DATABASE_URL' }), /PULL_REQUEST_SECRETS must not hand DATABASE_URL/);
+    assert.throws(() => loadConfig({ ...base, PULL_REQUEST_SECRETS: 'octo/app:NPM_TOKEN' }), /PULL_REQUEST_SECRETS entry "octo\/app:NPM_TOKEN" is not in BUILD_SECRETS/);
+    assert.throws(
+      () => loadConfig({ ...base, BUILD_SECRET_VARIABLES: 'NPM_TOKEN, PIP_TOKEN' }),
+      /BUILD_SECRET_VARIABLES is replaced by BUILD_SECRETS, which names the repository each secret is for: BUILD_SECRETS=<owner\/repository>:NPM_TOKEN,<owner\/repository>:PIP_TOKEN/,
+    );
   });
 
   it('wants the registry user and password together', () => {

@@ -62,7 +62,7 @@ describe('decideBuild', () => {
     for (const action of ['opened', 'synchronize', 'reopened', 'ready_for_review']) {
       const payload = opened(action);
       const decision = decisionOf(decideBuild('pull_request', 'd', payload, ANY), 'build');
-      assert.deepEqual(decision.build.trigger, { kind: 'pull_request', prNumber: payload.number, baseRef: payload.pull_request.base.ref, headRef: payload.pull_request.head.ref });
+      assert.deepEqual(decision.build.trigger, { kind: 'pull_request', prNumber: payload.number, baseRef: payload.pull_request.base.ref, headRef: payload.pull_request.head.ref, fork: false });
       assert.equal(decision.build.sha, payload.pull_request.head.sha);
       assert.match(decision.cancel!.reason, new RegExp(`superseded by ${payload.pull_request.head.sha.slice(0, 7)}, a newer head of pull request #${payload.number}`));
     }

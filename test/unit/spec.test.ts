@@ -136,15 +136,29 @@ describe('dockerInfo.json rules', () => {
 });
 
 describe('build secrets', () => {
-  it('takes each secret from an allowed variable', () => {
-    assert.deepEqual(resolveSecrets({ npm_token: 'NPM_TOKEN' }, { NPM_TOKEN: 'v', OTHER: 'w' }), { npm_token: 'v' });
-    assert.deepEqual(resolveSecrets({}, {}), {});
+  const grant = (repository: string, variable: string, value: string | undefined, pullRequests = false) => ({ repository, variable, value, pullRequests });
+  const GRANTS = [grant('octo/app', 'NPM_TOKEN', 'v', true), grant('octo/app', 'PIP_TOKEN', 'p'), grant('octo/other', 'DEPLOY_KEY', 'k'), grant('octo/app', 'UNSET', undefined)];
+
+  it("takes each secret from what BUILD_SECRETS grants the build's own repository", () => {
+    assert.deepEqual(resolveSecrets({ npm_token: 'NPM_TOKEN', pip: 'PIP_TOKEN' }, GRANTS, 'Octo/App', 'reviewed'), { secrets: { npm_token: 'v', pip: 'p' }, withheld: {} });
+    assert.deepEqual(resolveSecrets({}, [], 'octo/app', 'reviewed'), { secrets: {}, withheld: {} });
   });
 
-  it('names the variable to allow, or to set', () => {
-    assert.throws(() => resolveSecrets({ t: 'GITHUB_TOKEN' }, { NPM_TOKEN: 'v' }), /secret "t" names GITHUB_TOKEN, which ci_service does not hand to builds: add GITHUB_TOKEN to BUILD_SECRET_VARIABLES/);
-    assert.throws(() => resolveSecrets({ t: 'NPM_TOKEN' }, { NPM_TOKEN: undefined }), /secret "t" needs the environment variable NPM_TOKEN on ci_service, which is not set/);
-    assert.throws(() => resolveSecrets({ t: 'toString' }, {}), /names toString, which ci_service does not hand to builds/);
+  it("names the grant to add, or the variable to set; another repository's grant is not this one's", () => {
+    assert.throws(() => resolveSecrets({ t: 'DEPLOY_KEY' }, GRANTS, 'octo/app', 'reviewed'), /secret "t" names DEPLOY_KEY, which ci_service does not hand to builds of octo\/app: add octo\/app:DEPLOY_KEY to BUILD_SECRETS/);
+    assert.throws(() => resolveSecrets({ t: 'UNSET' }, GRANTS, 'octo/app', 'reviewed'), /secret "t" needs the environment variable UNSET on ci_service, which is not set/);
+    assert.throws(() => resolveSecrets({ t: 'toString' }, GRANTS, 'octo/app', 'reviewed'), /names toString, which ci_service does not hand to builds/);
+  });
+
+  it("a pull request's head gets only what PULL_REQUEST_SECRETS grants; a fork's head nothing, ever", () => {
+    const pullRequest = resolveSecrets({ npm: 'NPM_TOKEN', pip: 'PIP_TOKEN' }, GRANTS, 'octo/app', 'pull_request');
+    assert.deepEqual(pullRequest.secrets, { npm: 'v' });
+    assert.deepEqual(Object.keys(pullRequest.withheld), ['pip']);
+    assert.match(pullRequest.withheld.pip!, /secret "pip" \(PIP_TOKEN\) is not handed to pull request builds.*PULL_REQUEST_SECRETS=octo\/app:PIP_TOKEN/);
+    const fork = resolveSecrets({ npm: 'NPM_TOKEN', pip: 'PIP_TOKEN' }, GRANTS, 'octo/app', 'fork');
+    assert.deepEqual(fork.secrets, {});
+    assert.deepEqual(Object.keys(fork.withheld), ['npm', 'pip']);
+    assert.match(fork.withheld.npm!, /not handed to a fork's pull request/);
   });
 });
 

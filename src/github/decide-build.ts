@@ -31,8 +31,20 @@ export interface HeldPullRequest {
   description: string;
 }
 
+/**
+ * A maintainer's label that lets one head of a fork's pull request build. What the delivery says is checked with
+ * GitHub before the build is admitted (fork-approval.ts): the label is still there, the head is still the pull
+ * request's, and its author may write to the repository.
+ */
+export interface ForkApproval {
+  prNumber: number;
+  label: string;
+  /** Who added the label (the delivery's sender). */
+  login: string;
+}
+
 export type Decision =
-  | { kind: 'build'; build: BuildRequest; cancel?: PullRequestCancel }
+  | { kind: 'build'; build: BuildRequest; cancel?: PullRequestCancel; approval?: ForkApproval }
   | { kind: 'release'; push: ReleasePush }
   | { kind: 'cancel'; cancel: PullRequestCancel }
   | { kind: 'held'; held: HeldPullRequest }
@@ -62,6 +74,7 @@ const pullRequestEvent = z.object({
   action: z.string(),
   number: z.number().int(),
   label: z.object({ name: z.string().max(MAX_NAME_CHARS) }).optional(),
+  sender: z.object({ login: z.string().regex(OWNER_LOGIN, 'must be a GitHub account name') }).optional(),
   pull_request: z.object({
     merged: z.boolean().nullable().optional(),
     merge_commit_sha: sha.nullable().optional(),
@@ -116,17 +129,18 @@ function decidePullRequest(deliveryId: string, event: z.infer<typeof pullRequest
   if (pr.state !== undefined && pr.state !== 'open') return ignored(`pull request #${number} is ${pr.state}`);
   if (pr.draft === true && !policy.buildDrafts) return ignored(`pull request #${number} is a draft (set BUILD_DRAFTS=true to build drafts)`);
 
-  const labelled = (pr.labels ?? []).some((label) => label.name === policy.forkLabel);
-  if (fork && !policy.trustForks && !labelled && !labelAllowsFork) {
+  // The label approves the head it was added to, and no later one: a fork's new head waits for the label again.
+  if (fork && !policy.trustForks && !labelAllowsFork) {
     const from = headRepository ?? 'a deleted fork';
-    return {
-      kind: 'held',
-      held: { repository, sha: pr.head.sha, description: `not built: the head is in ${from}, a fork. A maintainer can add the label "${policy.forkLabel}" to build it` },
-    };
+    const labelled = (pr.labels ?? []).some((label) => label.name === policy.forkLabel);
+    const how = labelled ? `A new head needs "${policy.forkLabel}" again: remove and re-add it` : `A maintainer can add the label "${policy.forkLabel}" to build it`;
+    return { kind: 'held', held: { repository, sha: pr.head.sha, description: `not built: the head is in ${from}, a fork. ${how}` } };
   }
+  const approval = labelAllowsFork && !policy.trustForks ? { prNumber: number, label: policy.forkLabel, login: event.sender?.login ?? '' } : undefined;
   const build: BuildRequest = { deliveryId, repository, sha: pr.head.sha, trigger: { kind: 'pull_request', prNumber: number, baseRef: pr.base.ref, headRef: pr.head.ref, fork } };
   // What an older head of this pull request still builds is superseded by this one.
-  return { kind: 'build', build, cancel: { repository, prNumber: number, reason: `superseded by ${pr.head.sha.slice(0, 7)}, a newer head of pull request #${number}` } };
+  const cancel = { repository, prNumber: number, reason: `superseded by ${pr.head.sha.slice(0, 7)}, a newer head of pull request #${number}` };
+  return { kind: 'build', build, cancel, ...(approval ? { approval } : {}) };
 }
 
 function decidePush(deliveryId: string, event: z.infer<typeof pushEvent>, policy: TriggerPolicy): Decision {

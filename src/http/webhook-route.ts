@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { describeError, PayloadError } from '../domain/errors.js';
-import { decideBuild, type Decision, type HeldPullRequest, type PullRequestCancel, type TriggerPolicy } from '../github/decide-build.js';
-import type { BuildRequest } from '../domain/build-request.js';
+import { decideBuild, type Decision, type ForkApproval, type HeldPullRequest, type PullRequestCancel, type TriggerPolicy } from '../github/decide-build.js';
+import type { BuildRequest, Repository } from '../domain/build-request.js';
 import type { ReleasePush } from '../domain/release-push.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
 import type { Logger } from 'pino';
@@ -20,6 +20,8 @@ export interface WebhookDependencies {
   releaseRequest: (push: ReleasePush) => Promise<{ build: BuildRequest } | { ignored: string }>;
   /** Tells the pull request why it is not built (its commit status); never fails the delivery. */
   hold: (held: HeldPullRequest) => void;
+  /** Why a label does not approve a fork's head, asked of GitHub; undefined: it does. Throws when GitHub does not answer. */
+  forkApprovalRefusal: (repository: Repository, sha: string, approval: ForkApproval) => Promise<string | undefined>;
   /** False once shutdown began: deliveries get 503, so GitHub shows them as failed and they can be redelivered. */
   isAccepting: () => boolean;
   maxQueuedBuilds: number;
@@ -85,9 +87,27 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       const request = await releaseRequest(deps, decision.push, res, record);
       if (request) await admit(deps, request, undefined, res, record);
     } else {
+      if (decision.approval && !(await approved(deps, decision.build, decision.approval, res, record))) return;
       await admit(deps, decision.build, decision.cancel, res, record);
     }
   };
+}
+
+/** A fork's head approved by a label is admitted only once GitHub confirms the approval; otherwise it is held, or refused. */
+async function approved(deps: WebhookDependencies, build: BuildRequest, approval: ForkApproval, res: Response, record: RecordOutcome): Promise<boolean> {
+  let refusal: string | undefined;
+  try {
+    refusal = await deps.forkApprovalRefusal(build.repository, build.sha, approval);
+  } catch (error) {
+    record('source_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
+    answer(res, 503, { error: `could not check the label "${approval.label}" with GitHub (${describeError(error)}): redeliver later` }, { 'Retry-After': '60' });
+    return false;
+  }
+  if (refusal === undefined) return true;
+  deps.hold({ repository: build.repository, sha: build.sha, description: refusal });
+  record('held', 'info', { reason: refusal }, 'fork pull request held');
+  answer(res, 200, { held: refusal });
+  return false;
 }
 
 /** A pull request closed without a merge: its queued and running builds are cancelled. */

@@ -11,6 +11,7 @@ import type { Logger } from '../logger.js';
 import type { BuildWorker } from '../queue/build-worker.js';
 import { SPEC_FILE, SPEC_MAX_BYTES } from '../spec/build-spec.js';
 import { releaseRequest } from '../spec/release-rules.js';
+import { ForkApprovals } from '../github/fork-approval.js';
 import type { BuildHost } from './build-host.js';
 import type { Core } from './core.js';
 
@@ -40,6 +41,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
   // With OPEN_PAGES only a token set by hand guards rebuild and cancel; otherwise one is kept if none is set.
   const adminToken = config.openPages ? config.adminToken : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
   let accepting = true;
+  const forkApprovals = new ForkApprovals(core.github, config.githubToken !== undefined);
   // The shared queue took the build in the transaction that stored it; this process's queue takes it here.
   const submit = core.shared ? (build: BuildRecord) => worker.announceQueued(build) : (build: BuildRecord) => worker.submit(build);
   const app = createApp({
@@ -60,6 +62,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       releaseRequest: (push) =>
         releaseRequest(push, () => core.source.readFile(push.repository, push.rulesRef, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(RELEASE_RULES_TIMEOUT_MS))),
       hold: (held) => void core.statuses?.held(held.repository, held.sha, held.description),
+      forkApprovalRefusal: (repository, sha, approval) => forkApprovals.refusal(repository, sha, approval),
       isAccepting: () => accepting,
       maxQueuedBuilds: config.maxQueuedBuilds,
       onOutcome: (outcome) => metrics.delivery(outcome),

@@ -30,6 +30,7 @@ describe('ADMIN_TOKEN and /metrics', () => {
         cancelPullRequest: async () => [],
         releaseRequest: async () => ({ ignored: 'no release rules here' }),
         hold: () => {},
+        forkApprovalRefusal: async () => undefined,
         isAccepting: () => true,
         maxQueuedBuilds: 10,
         onOutcome: (outcome) => metrics.delivery(outcome),

@@ -161,9 +161,37 @@ describe('before and beyond the merge (real Docker engine and registry)', { skip
 
     const otherLabel = await deliver(pullRequestEvent(repository, repository.sha, { ...fork, action: 'labeled', label: 'bug', labels: ['bug'] }));
     assert.match(otherLabel.body.ignored, /action "labeled" does not trigger builds/);
-    const build = await builtFrom(pullRequestEvent(repository, repository.sha, { ...fork, action: 'labeled', label: 'safe to build', labels: ['safe to build'] }));
+    github.setPullRequest(repository.fullName, 10, { headSha: repository.sha, labels: ['safe to build'] });
+    github.setPermission(repository.fullName, 'maintainer', 'write');
+    const build = await builtFrom(pullRequestEvent(repository, repository.sha, { ...fork, action: 'labeled', label: 'safe to build', labels: ['safe to build'], sender: 'maintainer' }));
     assert.equal(build.status, 'succeeded', build.error);
     assert.equal((await statusSettles(repository.sha, 'success')).context, 'ci_service/pr-build');
+  });
+
+  it("a fork's label approves one head, added by someone who may write, and only while GitHub still shows it", async () => {
+    const first = await commit('fork-approval');
+    const fork: PullRequestOptions = { number: 12, headRepository: 'stranger/fork-approval', action: 'labeled', label: 'safe to build', labels: ['safe to build'] };
+    github.setPermission(first.fullName, 'maintainer', 'write');
+    github.setPermission(first.fullName, 'triager', 'read');
+    github.setPullRequest(first.fullName, 12, { headSha: first.sha, labels: ['safe to build'] });
+    const byTriager = await deliver(pullRequestEvent(first, first.sha, { ...fork, sender: 'triager' }));
+    assert.equal(byTriager.body.held, 'not built: triager added "safe to build" with read access; someone with write access must add it');
+    assert.equal((await statusSettles(first.sha, 'pending')).description, byTriager.body.held);
+    assert.equal((await builtFrom(pullRequestEvent(first, first.sha, { ...fork, sender: 'maintainer' }))).status, 'succeeded');
+
+    // The fork pushes a second head; the label is still on the pull request, and approves nothing new.
+    const second = await commit('fork-approval', {}, { 'changed.txt': 'unreviewed' }, 'hello', 'stranger-topic');
+    github.setPullRequest(first.fullName, 12, { headSha: second.sha, labels: ['safe to build'] });
+    const pushed = await deliver(pullRequestEvent(second, second.sha, { ...fork, action: 'synchronize', label: undefined, sender: 'stranger' }));
+    assert.equal(pushed.body.held, 'not built: the head is in stranger/fork-approval, a fork. A new head needs "safe to build" again: remove and re-add it');
+    // The first head's labeled delivery, sent again (recovered, or replayed: its body is signed, its id is not).
+    const replayed = await deliver(pullRequestEvent(first, first.sha, { ...fork, sender: 'maintainer' }));
+    assert.equal(replayed.body.held, `not built: the label was for ${first.sha.slice(0, 7)}, and the pull request's head is now ${second.sha.slice(0, 7)}`);
+    github.setPullRequest(first.fullName, 12, { headSha: second.sha, labels: [] });
+    const removed = await deliver(pullRequestEvent(second, second.sha, { ...fork, sender: 'maintainer' }));
+    assert.equal(removed.body.held, 'not built: the label "safe to build" is no longer on pull request #12');
+    github.setPullRequest(first.fullName, 12, { headSha: second.sha, labels: ['safe to build'] });
+    assert.equal((await builtFrom(pullRequestEvent(second, second.sha, { ...fork, sender: 'maintainer' }))).status, 'succeeded', 'labelled again by a maintainer');
   });
 
   it('the version guard: a pull request whose version is published from another commit fails before any build', async () => {

@@ -32,6 +32,7 @@ describe('POST /webhook', () => {
         cancelPullRequest: async () => [],
         releaseRequest: async () => ({ ignored: 'no release rules here' }),
         hold: () => {},
+        forkApprovalRefusal: async () => undefined,
         isAccepting: () => accepting,
         maxQueuedBuilds: 50,
         logger: createLogger('silent'),

@@ -75,6 +75,8 @@ export interface PullRequestOptions {
   label?: string;
   draft?: boolean;
   headRef?: string;
+  /** Who sent the event (for `labeled`, who added the label). */
+  sender?: string;
 }
 
 /** An open pull request's event (opened by default) of `repository`, its head at `sha`. */
@@ -89,6 +91,7 @@ export function pullRequestEvent(repository: Repository, sha: string, options: P
   payload.pull_request.head.repo = { ...payload.pull_request.head.repo, full_name: options.headRepository ?? repository.fullName };
   payload.pull_request.base.ref = 'main';
   if (options.label !== undefined) payload.label = { name: options.label };
+  if (options.sender !== undefined) payload.sender = { ...payload.sender, login: options.sender };
   Object.assign(payload.repository, { name: repository.name, full_name: repository.fullName, private: repository.private, html_url: repository.htmlUrl });
   payload.repository.owner.login = repository.owner;
   return payload;

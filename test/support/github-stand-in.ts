@@ -58,6 +58,10 @@ export interface RecordedRequest {
 export class GitHubStandIn {
   readonly requests: RecordedRequest[] = [];
   private readonly repositories = new Map<string, StandInRepository>();
+  /** Pull requests by owner/name#number, as GET /repos/{owner}/{repo}/pulls/{number} shows them (a few fields). */
+  private readonly pullRequests = new Map<string, { state: 'open' | 'closed'; headSha: string; labels: string[] }>();
+  /** Collaborators' permissions by owner/name@login: admin, write (maintain too), read (triage too), none. */
+  private readonly permissions = new Map<string, 'admin' | 'write' | 'read' | 'none'>();
   /** owner/name@branch → the commit the branch points at; each addRepository moves its branch, as a push does. */
   private readonly branches = new Map<string, string>();
   private readonly failures: { pattern: RegExp; status: number; remaining: number }[] = [];
@@ -170,6 +174,16 @@ export class GitHubStandIn {
     return repository;
   }
 
+  /** A pull request as GitHub holds it now: its head, its labels, open or closed. */
+  setPullRequest(fullName: string, number: number, pullRequest: { state?: 'open' | 'closed'; headSha: string; labels?: string[] }): void {
+    this.pullRequests.set(`${fullName}#${number}`, { state: pullRequest.state ?? 'open', headSha: pullRequest.headSha, labels: pullRequest.labels ?? [] });
+  }
+
+  /** What `login` may do in the repository (GitHub's collaborator permission; anyone else: read on a public repository). */
+  setPermission(fullName: string, login: string, permission: 'admin' | 'write' | 'read' | 'none'): void {
+    this.permissions.set(`${fullName}@${login.toLowerCase()}`, permission);
+  }
+
   /** The next `count` requests whose path matches answer `status` instead. */
   failNext(pattern: RegExp, status: number, count: number): void {
     this.failures.push({ pattern, status, remaining: count });
@@ -227,6 +241,10 @@ export class GitHubStandIn {
       this.statuses.set(status[1]!, [...(this.statuses.get(status[1]!) ?? []), posted]);
       return sendJson(res, 201, { id: Date.now(), ...posted });
     }
+    const pull = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/pulls\/([0-9]+)$/);
+    if (pull && req.method === 'GET') return this.servePullRequest(req, res, pull[1]!, Number(pull[2]));
+    const permission = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/collaborators\/([^/]+)\/permission$/);
+    if (permission && req.method === 'GET') return this.servePermission(req, res, permission[1]!, decodeURIComponent(permission[2]!));
     const deliveries = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/hooks\/([0-9]+)\/deliveries(?:\/([0-9]+)\/attempts)?$/);
     if (deliveries) return this.serveDeliveries(req, res, deliveries[1]!, Number(deliveries[2]), deliveries[3] === undefined ? undefined : Number(deliveries[3]));
     const hooks = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/hooks(?:\/([0-9]+))?$/);
@@ -242,6 +260,31 @@ export class GitHubStandIn {
     const codeload = url.pathname.match(/^\/codeload\/([^/]+)\/([^/]+)\/legacy\.tar\.gz\/([0-9a-f]{40})$/);
     if (codeload) return this.serveTarball(res, codeload[1]!, codeload[2]!, codeload[3]!, url.searchParams.get('token'));
     return sendJson(res, 404, { message: 'Not Found' });
+  }
+
+  /** GET /repos/{owner}/{repo}/pulls/{number}: the fields GitHub sends that matter here, in GitHub's shapes. */
+  private servePullRequest(req: IncomingMessage, res: ServerResponse, fullName: string, number: number) {
+    const pullRequest = this.pullRequests.get(`${fullName}#${number}`);
+    const repository = [...this.repositories.values()].find((candidate) => candidate.fullName === fullName);
+    if (!pullRequest || !repository || (repository.private && req.headers.authorization !== `Bearer ${this.token}`)) return sendJson(res, 404, { message: 'Not Found' });
+    return sendJson(res, 200, {
+      number,
+      state: pullRequest.state,
+      head: { sha: pullRequest.headSha },
+      labels: pullRequest.labels.map((name, index) => ({ id: index + 1, name, color: 'ededed', default: false })),
+    });
+  }
+
+  /**
+   * GET /repos/{owner}/{repo}/collaborators/{username}/permission, as GitHub answers it: only with a token (401
+   * otherwise); `permission` is admin, write, read or none (maintain reads as write, triage as read), `role_name` the role.
+   */
+  private servePermission(req: IncomingMessage, res: ServerResponse, fullName: string, login: string) {
+    if (!this.token || req.headers.authorization !== `Bearer ${this.token}`) {
+      return sendJson(res, 401, { message: 'Requires authentication', documentation_url: 'https://docs.github.com/rest/collaborators/collaborators#get-repository-permissions-for-a-user' });
+    }
+    const permission = this.permissions.get(`${fullName}@${login.toLowerCase()}`) ?? 'read';
+    return sendJson(res, 200, { permission, role_name: permission, user: { login } });
   }
 
   /** GET, POST, PATCH, DELETE /repos/{owner}/{repo}/hooks[/{id}]; like GitHub, only for the token's bearer. */

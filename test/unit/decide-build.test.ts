@@ -83,7 +83,7 @@ describe('decideBuild', () => {
     decisionOf(decideBuild('pull_request', 'd', merged(), { ...ANY, pullRequests: false }), 'build');
   });
 
-  it('holds a fork\'s pull request, saying how to allow it: the label, on the event or already on the pull request, or TRUST_FORKS', () => {
+  it("holds a fork's pull request, saying how to allow it: the label added to that head (checked with GitHub), or TRUST_FORKS", () => {
     const held = decisionOf(decideBuild('pull_request', 'd', fromFork(opened()), ANY), 'held');
     assert.equal(held.held.description, 'not built: the head is in stranger/Hello-World, a fork. A maintainer can add the label "ci:build-fork" to build it');
     const deleted = opened();
@@ -93,17 +93,24 @@ describe('decideBuild', () => {
     const labelled = fromFork(examplePullRequest('labeled'));
     labelled.pull_request.state = 'open';
     labelled.label.name = 'ci:build-fork';
-    decisionOf(decideBuild('pull_request', 'd', labelled, ANY), 'build');
+    const approved = decisionOf(decideBuild('pull_request', 'd', labelled, ANY), 'build');
+    assert.deepEqual(approved.approval, { prNumber: labelled.number, label: 'ci:build-fork', login: labelled.sender.login }, 'to be checked with GitHub');
+    assert.equal(approved.build.trigger.kind === 'pull_request' && approved.build.trigger.fork, true);
     const ownLabelled = examplePullRequest('labeled');
     ownLabelled.label.name = 'ci:build-fork';
     assert.match(decisionOf(decideBuild('pull_request', 'd', ownLabelled, ANY), 'ignored').reason, /action "labeled" does not trigger builds/, 'the repository\'s own pull request: its pushes build it');
     const otherLabel = fromFork(examplePullRequest('labeled'));
     assert.match(decisionOf(decideBuild('pull_request', 'd', otherLabel, ANY), 'ignored').reason, /action "labeled" does not trigger builds/);
 
+    // The label approved the head it was added to: a new head of the fork waits for it again.
     const pushedAfterLabel = fromFork(opened('synchronize'));
     pushedAfterLabel.pull_request.labels = [{ name: 'ci:build-fork' }];
-    decisionOf(decideBuild('pull_request', 'd', pushedAfterLabel, ANY), 'build');
-    decisionOf(decideBuild('pull_request', 'd', fromFork(opened()), { ...ANY, trustForks: true }), 'build');
+    assert.equal(
+      decisionOf(decideBuild('pull_request', 'd', pushedAfterLabel, ANY), 'held').held.description,
+      'not built: the head is in stranger/Hello-World, a fork. A new head needs "ci:build-fork" again: remove and re-add it',
+    );
+    const trusted = decisionOf(decideBuild('pull_request', 'd', fromFork(opened()), { ...ANY, trustForks: true }), 'build');
+    assert.equal(trusted.approval, undefined, 'TRUST_FORKS needs no label');
   });
 
   it('ignores the other actions of the real example payloads (all 29 actions of @octokit/webhooks-examples), with the reason', () => {

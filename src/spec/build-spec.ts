@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { compileGlob } from '../patterns/glob.js';
 import { SpecError } from '../domain/errors.js';
 
 export const SPEC_FILE = 'dockerInfo.json';
@@ -128,7 +129,12 @@ const specSchema = z.object({
   releases: z
     .object(
       {
-        git_tags: z.string({ error: 'must be a pattern such as "v*"' }).min(1, 'must be a pattern such as "v*"').max(128, 'must be at most 128 characters').optional(),
+        git_tags: z
+          .string({ error: 'must be a pattern such as "v*"' })
+          .min(1, 'must be a pattern such as "v*"')
+          .max(128, 'must be at most 128 characters')
+          .refine(isGlob, 'must be a glob such as "v*" (*, ?, [a-z], {a,b})')
+          .optional(),
         latest: z.boolean({ error: 'must be true or false' }).default(true),
         branches: z
           .record(
@@ -236,6 +242,15 @@ export function resolveSecrets(
     }
   }
   return { secrets: resolved, withheld };
+}
+
+function isGlob(pattern: string): boolean {
+  try {
+    compileGlob(pattern, { braces: true });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** `<registry>/<service_name>` — the repository part of every tag we push. */

@@ -1,7 +1,7 @@
-import picomatch from 'picomatch';
 import semver from 'semver';
 import type { BuildRequest } from '../domain/build-request.js';
 import { SpecError } from '../domain/errors.js';
+import { compileGlob } from '../patterns/glob.js';
 import type { ReleasePush } from '../domain/release-push.js';
 import { parseBuildSpec, SPEC_FILE, type ReleaseRules } from './build-spec.js';
 
@@ -30,7 +30,8 @@ function planTagRelease(rules: ReleaseRules, tag: string): ReleasePlan {
   if (rules.gitTags === undefined) {
     return { ignored: `git tag ${tag} has no release rule: tags build when ${SPEC_FILE} has e.g. "releases": {"git_tags": "v*"}` };
   }
-  if (!picomatch.isMatch(tag, rules.gitTags, { dot: true })) return { ignored: `git tag ${tag} does not match releases.git_tags "${rules.gitTags}"` };
+  // Matched in linear time (patterns/glob.ts): this runs inside the webhook's request, on the only event loop.
+  if (!compileGlob(rules.gitTags, { braces: true }).matches(tag)) return { ignored: `git tag ${tag} does not match releases.git_tags "${rules.gitTags}"` };
   const version = semver.parse(tag.replace(/^v/i, ''));
   if (!version) {
     return { ignored: `git tag ${tag} matches releases.git_tags "${rules.gitTags}" but is not a semantic version (MAJOR.MINOR.PATCH, e.g. v1.2.3)` };

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { engineLabel, type EngineDescription } from '../../src/engine/engine.js';
 import type { BuildView } from '../../src/http/build-view.js';
-import { mergedPullRequest, pullRequestEvent, sendDelivery } from '../support/deliveries.js';
+import { mergedPullRequest, pullRequestEvent, pushEvent, sendDelivery } from '../support/deliveries.js';
 import { BUSYBOX_IMAGE, docker, dockerUnavailable, ensureBusyboxImage, fileInImage, pruneAllBuildCache, pulled, secondEngine } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
@@ -279,6 +279,41 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     const withoutCache = await built(ci, off);
     assert.equal(withoutCache.status, 'succeeded', withoutCache.error);
     assert.doesNotMatch(await ci.getLog(withoutCache.id), /importing cache manifest/);
+  });
+
+  it('answers /healthz within 100 ms while the worst pattern of each kind is matched: COPY source, .dockerignore line, release rule', async () => {
+    const worst = '*a*a*a*a*a*a*a*a*a*a*a*a*b';
+    // Names of 40 a's: a backtracking matcher takes minutes over each (2.2 s at 30, tripling every 2 characters).
+    const names = Object.fromEntries(Array.from({ length: 20 }, (_, n) => [`${'a'.repeat(40)}${n}`, 'x']));
+    const repository = await github.addRepository('octo-org/worst-globs', path.join(FIXTURES, 'hello'), {
+      extraFiles: {
+        ...names,
+        ab: 'matched',
+        Dockerfile: `FROM scratch\nCOPY ${worst} /\n`,
+        '.dockerignore': `${worst.replace(/b$/, 'c')}\n!${worst.replace(/b$/, 'c')}\n`,
+        'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/worst-globs', version: '1.0.0', releases: { git_tags: `v${worst}` } }),
+      },
+    });
+    const latencies: number[] = [];
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        const started = performance.now();
+        await (await fetch(`${ci.url}/healthz`)).arrayBuffer();
+        latencies.push(performance.now() - started);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const tag = await sendDelivery(ci.url, pushEvent(repository, repository.sha, `refs/tags/v${'a'.repeat(60)}`), { secret: TEST_SECRET, event: 'push' });
+    assert.match(((await tag.json()) as { ignored: string }).ignored, /does not match releases.git_tags/);
+    const build = await built(ci, repository);
+    polling = false;
+    await poll;
+    assert.equal(build.status, 'succeeded', build.error);
+    assert.ok(latencies.length >= 10, `${latencies.length} answers`);
+    const slowest = Math.max(...latencies);
+    assert.ok(slowest < 100, `/healthz took ${Math.round(slowest)} ms at worst (${latencies.length} answers)`);
   });
 
   it('/healthz names the builder and the engine as the engine says it is; the build names its engine', async () => {

@@ -1,4 +1,3 @@
-import dockerignore from '@balena/dockerignore';
 import type * as grpc from '@grpc/grpc-js';
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -7,6 +6,8 @@ import path from 'node:path';
 import protobuf from 'protobufjs';
 import type { CheckoutEntry } from '../../source/checkout.js';
 import { ContextError } from '../../domain/errors.js';
+import { cleanPattern, DockerIgnore } from '../../patterns/dockerignore.js';
+import { checkPatternCount, compileGlob, type Glob } from '../../patterns/glob.js';
 import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE } from '../../source/stream-garbage.js';
 
 /**
@@ -132,7 +133,7 @@ async function sendFolder(
   selection: Selection,
   onFileSent: (entry: CheckoutEntry) => void,
 ): Promise<void> {
-  const walked = walk(folder.entries, selection);
+  const walked = await walk(folder.entries, selection);
   const collectGarbage = collectGarbageAsBytesPass(CONTEXT_GARBAGE_PACE);
   const files = new Map<number, CheckoutEntry>();
   const requests: number[] = [];
@@ -237,68 +238,109 @@ interface TreeNode {
 /**
  * The entries BuildKit asked for, in fsutil's walk order (each folder's entries sorted by their bytes, a
  * folder before what it holds), with fsutil's include, exclude (.dockerignore's rules) and follow-path rules.
+ * Patterns come from the repository: each is matched in linear time (patterns/glob.ts), and the walk lets the
+ * event loop run every few milliseconds, so that no context, however large, holds up the daemon's other work.
  */
-export function walk(entries: CheckoutEntry[], selection: Selection): CheckoutEntry[] {
+export async function walk(entries: CheckoutEntry[], selection: Selection): Promise<CheckoutEntry[]> {
+  checkPatternCount(selection.includes, 'the include patterns BuildKit sent');
+  checkPatternCount(selection.followPaths, "the Dockerfile's COPY and ADD sources");
   const tree = buildTree(entries);
-  const includes = [...selection.includes.map(clean), ...followed(entries, selection.followPaths)];
-  const excludes = selection.excludes.length > 0 ? dockerignore.default().add(selection.excludes) : undefined;
-  const exceptions = selection.excludes.filter((pattern) => pattern.trim().startsWith('!')).map((pattern) => clean(pattern.trim().slice(1)));
+  const includes = new IncludePatterns([...selection.includes.map(cleanPattern), ...followed(entries, selection.followPaths)]);
+  const excludes = selection.excludes.length > 0 ? new DockerIgnore(selection.excludes) : undefined;
+  const exceptions = excludes?.exceptions ?? [];
   const out: CheckoutEntry[] = [];
-  const visit = (node: TreeNode, insideIncluded: boolean) => {
-    const children = [...node.children.entries()].sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (const [, child] of children) {
-      const entry = child.entry!;
-      const isFolder = entry.type === 'directory';
-      let included = insideIncluded;
-      if (includes.length > 0 && !insideIncluded) {
-        const match = includeMatch(includes, entry.path);
-        if (match === 'none' || (match === 'partial' && !isFolder)) continue;
-        included = match === 'whole';
-      }
-      if (excludes?.ignores(entry.path)) {
-        // An excluded folder is still entered when an exception ("!pattern") may keep something inside it.
-        if (!isFolder || !exceptions.some((pattern) => `${pattern}/`.startsWith(`${entry.path}/`))) continue;
-      }
-      out.push(entry);
-      if (isFolder) visit(child, included);
+  const yielder = yieldEvery(WALK_SLICE_MS);
+  // Depth first, as fsutil walks: a stack of each folder's children still to visit.
+  const stack: { children: TreeNode[]; next: number; insideIncluded: boolean }[] = [{ children: sortedChildren(tree), next: 0, insideIncluded: includes.none }];
+  while (stack.length > 0) {
+    const frame = stack.at(-1)!;
+    if (frame.next >= frame.children.length) {
+      stack.pop();
+      continue;
     }
-  };
-  visit(tree, includes.length === 0);
+    await yielder();
+    const child = frame.children[frame.next++]!;
+    const entry = child.entry!;
+    const isFolder = entry.type === 'directory';
+    let included = frame.insideIncluded;
+    if (!includes.none && !frame.insideIncluded) {
+      const match = includes.match(entry.path);
+      if (match === 'none' || (match === 'partial' && !isFolder)) continue;
+      included = match === 'whole';
+    }
+    if (excludes?.ignores(entry.path)) {
+      // An excluded folder is still entered when an exception ("!pattern") may keep something inside it.
+      if (!isFolder || !exceptions.some((pattern) => `${pattern}/`.startsWith(`${entry.path}/`))) continue;
+    }
+    out.push(entry);
+    if (isFolder) stack.push({ children: sortedChildren(child), next: 0, insideIncluded: included });
+  }
   return out;
 }
 
-/** Whether an include pattern takes the path whole, only as a folder on the way to it ('partial'), or not. */
-function includeMatch(patterns: string[], name: string): 'whole' | 'partial' | 'none' {
-  const depth = name.split('/').length;
-  let result: 'whole' | 'partial' | 'none' = 'none';
-  for (const pattern of patterns) {
-    const parts = pattern.split('/');
-    const partial = parts.length > depth;
-    if (!path.posix.matchesGlob(name, partial ? parts.slice(0, depth).join('/') : pattern)) continue;
-    if (!partial) return 'whole';
-    result = 'partial';
+/** How long the walk runs before it lets the event loop answer others. */
+const WALK_SLICE_MS = 5;
+
+function yieldEvery(sliceMs: number): () => Promise<void> {
+  let since = performance.now();
+  return async () => {
+    if (performance.now() - since < sliceMs) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    since = performance.now();
+  };
+}
+
+function sortedChildren(node: TreeNode): TreeNode[] {
+  return [...node.children.entries()].sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b))).map(([, child]) => child);
+}
+
+/** Include patterns: whether one takes a path whole, only as a folder on the way to it ('partial'), or not. */
+class IncludePatterns {
+  private readonly patterns: { parts: string[]; byDepth: Map<number, Glob> }[];
+
+  constructor(patterns: string[]) {
+    // Compiled whole at once, so that a pattern that is too long or not a glob fails before anything is sent.
+    this.patterns = patterns.map((pattern) => ({ parts: pattern.split('/'), byDepth: new Map([[pattern.split('/').length, compileGlob(pattern)]]) }));
   }
-  return result;
+
+  get none(): boolean {
+    return this.patterns.length === 0;
+  }
+
+  match(name: string): 'whole' | 'partial' | 'none' {
+    const depth = name.split('/').length;
+    let result: 'whole' | 'partial' | 'none' = 'none';
+    for (const pattern of this.patterns) {
+      const partial = pattern.parts.length > depth;
+      // A folder on the way: matched against as many of the pattern's parts as it has.
+      const key = partial ? depth : pattern.parts.length;
+      let glob = pattern.byDepth.get(key);
+      if (!glob) {
+        glob = compileGlob(pattern.parts.slice(0, key).join('/'));
+        pattern.byDepth.set(key, glob);
+      }
+      if (!glob.matches(name)) continue;
+      if (!partial) return 'whole';
+      result = 'partial';
+    }
+    return result;
+  }
 }
 
 /** Follow paths are includes whose symlinks are followed: the link and what it points to are both sent. */
 function followed(entries: CheckoutEntry[], followPaths: string[]): string[] {
   const byPath = new Map(entries.map((entry) => [entry.path, entry]));
   const out: string[] = [];
-  for (const start of followPaths.map(clean)) {
+  for (const start of followPaths.map(cleanPattern)) {
     let current = start;
     for (let hops = 0; hops < 40; hops += 1) {
       out.push(current);
       const entry = byPath.get(current);
       if (entry?.type !== 'symlink' || path.posix.isAbsolute(entry.linkname)) break;
-      current = clean(path.posix.join(path.posix.dirname(current), entry.linkname));
+      current = cleanPattern(path.posix.join(path.posix.dirname(current), entry.linkname));
     }
   }
   return out;
-}
-
-function clean(pattern: string): string {
-  return path.posix.normalize(pattern).replace(/^\/+/, '').replace(/\/+$/, '');
 }
 
 function buildTree(entries: CheckoutEntry[]): TreeNode {

@@ -81,6 +81,7 @@ const pullRequestEvent = z.object({
     draft: z.boolean().optional(),
     state: z.string().optional(),
     labels: z.array(z.object({ name: z.string().max(MAX_NAME_CHARS) })).optional(),
+    updated_at: z.string().max(MAX_NAME_CHARS).optional(),
     // A deleted fork's pull request has no head repository.
     head: z.object({ sha, ref: z.string().max(MAX_REF_CHARS), repo: z.object({ full_name: z.string().max(MAX_NAME_CHARS) }).nullable().optional() }),
     base: z.object({ ref: z.string().min(1).max(MAX_REF_CHARS) }),
@@ -92,16 +93,37 @@ const pushEvent = z.object({
   ref: z.string().min(1).max(MAX_REF_CHARS),
   after: z.string(),
   deleted: z.boolean().optional(),
-  // Release rules are read from it: GitHub sends it with every push.
-  repository: repositorySchema.extend({ default_branch: z.string().min(1).max(MAX_REF_CHARS) }),
+  // Release rules are read from it: GitHub sends it with every push, and when the push happened.
+  repository: repositorySchema.extend({ default_branch: z.string().min(1).max(MAX_REF_CHARS), pushed_at: z.union([z.number(), z.string().max(MAX_NAME_CHARS)]).nullable().optional() }),
 });
 
-/** Pure: from one delivery (event name, id, parsed body) to what to do, or the reason to ignore it. */
-export function decideBuild(event: string, deliveryId: string, payload: unknown, policy: TriggerPolicy): Decision {
+/**
+ * GitHub redelivers for three days; a delivery about an older event is a replay (its body is signed, its delivery
+ * id is not): it could rebuild an old head, or cancel the newest. Answered, never built.
+ */
+const MAX_EVENT_AGE_MS = 3 * 24 * 3600 * 1000;
+
+/**
+ * Pure: from one delivery (event name, id, parsed body) to what to do, or the reason to ignore it. With `now`, an
+ * event older than GitHub's three days of redelivery (the payload's own time) is not built.
+ */
+export function decideBuild(event: string, deliveryId: string, payload: unknown, policy: TriggerPolicy, now?: Date): Decision {
   if (event === 'ping') return ignored('ping: the webhook reaches ci_service');
-  if (event === 'push') return decidePush(deliveryId, parse(pushEvent, payload, 'push'), policy);
+  if (event === 'push') {
+    const push = parse(pushEvent, payload, 'push');
+    return tooOld(push.repository.pushed_at, now) ?? decidePush(deliveryId, push, policy);
+  }
   if (event !== 'pull_request') return ignored(`event "${event}" does not trigger builds (pull_request and push do)`);
-  return decidePullRequest(deliveryId, parse(pullRequestEvent, payload, 'pull_request'), policy);
+  const pullRequest = parse(pullRequestEvent, payload, 'pull_request');
+  return tooOld(pullRequest.pull_request.updated_at, now) ?? decidePullRequest(deliveryId, pullRequest, policy);
+}
+
+/** An event whose time (a unix time in seconds, or an ISO date) is older than GitHub redelivers is ignored. */
+function tooOld(at: number | string | null | undefined, now: Date | undefined): Decision | undefined {
+  if (now === undefined || at === undefined || at === null) return undefined;
+  const time = typeof at === 'number' ? at * 1000 : Date.parse(at);
+  if (Number.isNaN(time) || now.getTime() - time <= MAX_EVENT_AGE_MS) return undefined;
+  return ignored(`the event is from ${new Date(time).toISOString()}, more than 3 days ago (older than GitHub redelivers): not built; push again, or rebuild from ci_service's page`);
 }
 
 function decidePullRequest(deliveryId: string, event: z.infer<typeof pullRequestEvent>, policy: TriggerPolicy): Decision {

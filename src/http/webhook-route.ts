@@ -67,7 +67,7 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       if (!event) throw new PayloadError('missing X-GitHub-Event header');
       if (!deliveryId) throw new PayloadError('missing X-GitHub-Delivery header');
       if (deliveryId.length > MAX_HEADER_CHARS || event.length > MAX_HEADER_CHARS) throw new PayloadError(`X-GitHub-Delivery and X-GitHub-Event are at most ${MAX_HEADER_CHARS} characters`);
-      decision = decideBuild(event, deliveryId, parseBody(req, verdict.text), deps.policy);
+      decision = decideBuild(event, deliveryId, parseBody(req, verdict.text), deps.policy, deps.now());
     } catch (error) {
       if (!(error instanceof PayloadError)) throw error;
       record('bad_request', 'warn', { reason: error.message }, 'delivery refused');

@@ -7,6 +7,7 @@ import lockfile from 'proper-lockfile';
 import type { Repository } from '../domain/build-request.js';
 import { ContextError, describeError, SourceError } from '../domain/errors.js';
 import {
+  checkNameFits,
   checkNotUnderSymlink,
   checkSymlinkStaysInside,
   contextTooLarge,
@@ -474,6 +475,7 @@ function insideContext(repositoryPath: string, context: string): string | undefi
   if (repositoryPath.split('/').includes('..') || repositoryPath.startsWith('/')) {
     throw new ContextError(`the repository has an entry "${repositoryPath}" that escapes the repository; refusing to build from it`);
   }
+  checkNameFits(repositoryPath);
   if (context === '') return repositoryPath;
   if (repositoryPath === context) return '';
   return repositoryPath.startsWith(`${context}/`) ? repositoryPath.slice(context.length + 1) : undefined;

@@ -196,6 +196,7 @@ export function contextPath(archiveName: string, context: string): string | unde
     throw new ContextError(`the repository tarball has an entry "${archiveName}" that escapes the repository; refusing to build from it`);
   }
   const normal = path.posix.normalize(trimmed);
+  checkNameFits(normal);
   const slash = normal.indexOf('/');
   if (slash === -1) return context === '' ? '' : undefined; // the top-level folder itself
   const inRepository = normal.slice(slash + 1);
@@ -208,6 +209,22 @@ export function contextPath(archiveName: string, context: string): string | unde
  * A relative symlink must resolve inside the context. An absolute one is kept as a link: the engine resolves it
  * inside the context (or, in the image, inside the image), never on the host.
  */
+/** Linux's limits (NAME_MAX, and PATH_MAX less room for the checkout's own folder): what a checkout can hold. */
+const MAX_NAME_BYTES = 255;
+const MAX_PATH_BYTES = 3800;
+
+/**
+ * git keeps names no file system can: a name of 4,000 bytes. Refused at the context stage, naming the file, rather
+ * than met later as a raw ENAMETOOLONG from a write.
+ */
+export function checkNameFits(repositoryPath: string): void {
+  const tooLong = repositoryPath.split('/').find((part) => Buffer.byteLength(part) > MAX_NAME_BYTES);
+  if (tooLong === undefined && Buffer.byteLength(repositoryPath) <= MAX_PATH_BYTES) return;
+  const shown = repositoryPath.length > 60 ? `${repositoryPath.slice(0, 57)}…` : repositoryPath;
+  const limit = tooLong === undefined ? `a path of ${Buffer.byteLength(repositoryPath)} bytes; at most ${MAX_PATH_BYTES}` : `a name of ${Buffer.byteLength(tooLong)} bytes; at most ${MAX_NAME_BYTES} per name`;
+  throw new ContextError(`the repository has an entry "${shown}" whose name is too long for a file system (${limit}): rename it`);
+}
+
 export function missingContextFolder(context: string): ContextError {
   return new ContextError(`"context" folder "${context}" is not in the repository: fix "context" in dockerInfo.json`);
 }

@@ -158,7 +158,8 @@ export function parseBuildSpec(text: string): BuildSpec {
   }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    // Windows editors start a UTF-8 file with a byte order mark, which JSON does not allow: it is not content.
+    json = JSON.parse(text.replace(/^\uFEFF/, ''));
   } catch (error) {
     throw new SpecError(`${SPEC_FILE} is not valid JSON (${(error as Error).message}); it must be an object such as {"service_name": "my-app", "version": "1.0.0"}`);
   }

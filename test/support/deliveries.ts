@@ -9,11 +9,19 @@ interface ExampleGroup {
 
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as ExampleGroup[];
 
-/** Real payloads recorded from GitHub, deep-copied so a test may change them. */
+/**
+ * Real payloads recorded from GitHub, deep-copied so a test may change them, with their times as GitHub would send
+ * them for an event happening now (the recordings are from 2019; ci_service does not build events over 3 days old).
+ */
 export function examplePayloads(event: string): Record<string, any>[] {
   const group = examples.find((candidate) => candidate.name === event);
   if (!group) throw new Error(`@octokit/webhooks-examples has no "${event}" payloads`);
-  return group.examples.map((example) => structuredClone(example) as Record<string, any>);
+  return group.examples.map((example) => {
+    const payload = structuredClone(example) as Record<string, any>;
+    if (payload.pull_request) payload.pull_request.updated_at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    if (event === 'push' && payload.repository) payload.repository.pushed_at = Math.floor(Date.now() / 1000);
+    return payload;
+  });
 }
 
 export function examplePullRequest(action: string): Record<string, any> {

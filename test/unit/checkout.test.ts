@@ -192,6 +192,21 @@ describe('checkouts', () => {
     await second.close();
   });
 
+  it('an entry whose name no file system can hold (4,000 bytes) fails at the context stage, naming it', async () => {
+    const good = await commit('octo/long-name', { Dockerfile: 'FROM scratch\n' });
+    const checkouts = await Checkouts.open(await newFolder(), {
+      ...source,
+      tree: source.tree.bind(source),
+      blob: source.blob.bind(source),
+      tarball: async () => (await import('node:stream')).Readable.from([await tarballOf({ Dockerfile: 'FROM scratch\n', [`${'n'.repeat(4000)}.txt`]: 'x' })]),
+    });
+    await assert.rejects(
+      checkouts.checkout(good, good.sha, OPTIONS, 'reviewed', signal),
+      (error: Error) => error instanceof ContextError && /^the repository has an entry "octo-crafted-abc1234\/n{30}.*" whose name is too long for a file system \(a name of 4004 bytes; at most 255 per name\): rename it$/.test(error.message),
+    );
+    await checkouts.close();
+  });
+
   it('throws away a folder a stopped process left without its manifest, and starts a new generation without one', async () => {
     const folder = await newFolder();
     const checkouts = await Checkouts.open(folder, source);
@@ -208,6 +223,19 @@ describe('checkouts', () => {
     assert.notEqual(second.sharedKey, first.sharedKey, 'BuildKit must not trust what it kept under the old key');
   });
 });
+
+/** GitHub's tarball shape, holding `files`. */
+async function tarballOf(files: Record<string, string>): Promise<Buffer> {
+  const tar = (await import('tar-stream')).default;
+  const { gzipSync } = await import('node:zlib');
+  const pack = tar.pack();
+  pack.entry({ name: 'octo-crafted-abc1234/', type: 'directory' });
+  for (const [name, content] of Object.entries(files)) pack.entry({ name: `octo-crafted-abc1234/${name}` }, content);
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const chunk of pack) chunks.push(chunk as Buffer);
+  return gzipSync(Buffer.concat(chunks));
+}
 
 /** GitHub's tarball shape, with a symlink to /etc and a file "inside" it. */
 async function craftedTarball(): Promise<Buffer> {

@@ -155,6 +155,21 @@ describe('decideBuild', () => {
     assert.throws(() => decideBuild('push', 'd', { ...tag, repository }, ANY), /push payload is missing or has a bad "repository.default_branch"/);
   });
 
+  it('does not build an event over three days old (GitHub redelivers for three): a replayed body cannot rebuild an old head', () => {
+    const now = new Date();
+    const fourDaysAgo = new Date(now.getTime() - 4 * 24 * 3600 * 1000);
+    const pullRequest = opened();
+    pullRequest.pull_request.updated_at = fourDaysAgo.toISOString();
+    assert.match(decisionOf(decideBuild('pull_request', 'd', pullRequest, ANY, now), 'ignored').reason, /^the event is from .*, more than 3 days ago \(older than GitHub redelivers\): not built/);
+    pullRequest.pull_request.updated_at = new Date(now.getTime() - 2 * 24 * 3600 * 1000).toISOString();
+    decisionOf(decideBuild('pull_request', 'd', pullRequest, ANY, now), 'build');
+    const push = examplePayloads('push').find((example) => example.ref === 'refs/tags/simple-tag' && !example.deleted)!;
+    push.repository.pushed_at = Math.floor(fourDaysAgo.getTime() / 1000);
+    assert.match(decisionOf(decideBuild('push', 'd', push, ANY, now), 'ignored').reason, /more than 3 days ago/);
+    push.repository.pushed_at = Math.floor(now.getTime() / 1000) - 60;
+    decisionOf(decideBuild('push', 'd', push, ANY, now), 'release');
+  });
+
   it('answers ping and ignores other events, with the reason', () => {
     const [ping] = examplePayloads('ping');
     assert.deepEqual(decideBuild('ping', 'd', ping, ANY), { kind: 'ignored', reason: 'ping: the webhook reaches ci_service' });

@@ -135,6 +135,13 @@ describe('dockerInfo.json rules', () => {
   });
 });
 
+describe('dockerInfo.json as editors write it', () => {
+  it('accepts a UTF-8 byte order mark, which Windows editors write first', () => {
+    assert.equal(parseBuildSpec('\uFEFF{"service_name": "app", "version": "1.0.0"}').serviceName, 'app');
+    assert.throws(() => parseBuildSpec('{"service_name": "app"\uFEFF, "version": "1.0.0"}'), /is not valid JSON/, 'only at the start');
+  });
+});
+
 describe('build secrets', () => {
   const grant = (repository: string, variable: string, value: string | undefined, pullRequests = false) => ({ repository, variable, value, pullRequests });
   const GRANTS = [grant('octo/app', 'NPM_TOKEN', 'v', true), grant('octo/app', 'PIP_TOKEN', 'p'), grant('octo/other', 'DEPLOY_KEY', 'k'), grant('octo/app', 'UNSET', undefined)];

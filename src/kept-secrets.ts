@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { link, mkdir, open, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from './logger.js';
 
@@ -59,9 +60,36 @@ export async function keptSecret(secret: KeptSecret, configured: string | undefi
   return generated;
 }
 
-/** The secret a file keeps. An empty one is refused: anyone could sign deliveries with an empty secret. */
+/** Shorter than this, a kept secret is refused: ci_service generates 64 hex characters. */
+const MIN_KEPT_CHARS = 32;
+const MAX_KEPT_BYTES = 4096;
+
+/**
+ * The secret a file keeps, trusted only as ci_service would have written it: a regular file (a link is not
+ * followed: it could point anywhere), owned by this user, readable by nobody else (0600), of at least 32
+ * characters. Anything else refuses the start, saying what to do.
+ */
 async function keptIn(file: string, secret: KeptSecret): Promise<string> {
-  const text = (await readFile(file, 'utf8')).trim();
-  if (text === '') throw new Error(`${file} is empty: delete it (ci_service then generates a new ${secret.variable}), write one in it, or set ${secret.variable}`);
-  return text;
+  const fix = `delete it (ci_service then generates a new ${secret.variable}), or set ${secret.variable}`;
+  let handle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new Error(`${file} is a symbolic link, and a kept ${secret.variable} must be a file of its own: ${fix}`);
+    throw error;
+  }
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) throw new Error(`${file} is not a regular file: ${fix}`);
+    const uid = process.getuid?.();
+    if (uid !== undefined && stats.uid !== uid) throw new Error(`${file} belongs to user ${stats.uid}, not to ci_service's user (${uid}): ${fix}, or chown it`);
+    if ((stats.mode & 0o077) !== 0) throw new Error(`${file} may be read by others (mode ${(stats.mode & 0o777).toString(8)}): chmod 600 it, or ${fix}`);
+    if (stats.size > MAX_KEPT_BYTES) throw new Error(`${file} is ${stats.size} bytes, not a kept secret: ${fix}`);
+    const text = (await handle.readFile('utf8')).trim();
+    if (text === "") throw new Error(`${file} is empty: ${fix}, or write one in it`);
+    if (text.length < MIN_KEPT_CHARS) throw new Error(`${file} holds a ${secret.variable} of ${text.length} characters, fewer than ${MIN_KEPT_CHARS}: ${fix}`);
+    return text;
+  } finally {
+    await handle.close();
+  }
 }

@@ -68,24 +68,35 @@ function notFound(res: Response, id: string): void {
 
 /**
  * A browser sends the page's basic auth with any form that posts here, whichever site the form is on: a post
- * from another origin is refused. API clients (curl) send neither header.
+ * from another origin is refused. Every current browser says where a post comes from (Origin, Sec-Fetch-Site);
+ * one with basic auth that says neither may be an older browser on another site's form, and is refused too. API
+ * clients (curl) send neither header, with a bearer token.
  */
 const sameOrigin: RequestHandler = (req, res, next) => {
-  if (!fromAnotherSite(req)) return next();
-  res.status(403).json({ error: 'rebuild and cancel are refused from another site: use the build\'s page on ci_service, or the API' });
+  const refusal = crossSiteRefusal(req);
+  if (refusal === undefined) return next();
+  res.status(403).json({ error: refusal });
 };
 
-function fromAnotherSite(req: Request): boolean {
+function crossSiteRefusal(req: Request): string | undefined {
   const site = req.get('sec-fetch-site');
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') return true;
   const origin = req.get('origin');
-  if (origin === undefined) return false;
-  try {
-    return new URL(origin).host !== req.get('host');
-  } catch {
-    return true; // "null": a sandboxed or opaque origin
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return FROM_ANOTHER_SITE;
+  if (origin !== undefined) {
+    try {
+      if (new URL(origin).host !== req.get('host')) return FROM_ANOTHER_SITE;
+    } catch {
+      return FROM_ANOTHER_SITE; // "null": a sandboxed or opaque origin
+    }
+    return undefined;
   }
+  if (site === undefined && /^basic /i.test(req.get('authorization') ?? '')) {
+    return "a post with basic auth must say where it comes from (Origin or Sec-Fetch-Site, as browsers do): use the build's page, or the API with Authorization: Bearer <ADMIN_TOKEN>";
+  }
+  return undefined;
 }
+
+const FROM_ANOTHER_SITE = "rebuild and cancel are refused from another site: use the build's page on ci_service, or the API";
 
 const refuseWithoutToken: RequestHandler = (_req, res) => {
   res.status(403).json({ error: 'rebuild and cancel need ADMIN_TOKEN: set it on ci_service (OPEN_PAGES=true opens the pages for reading only)' });

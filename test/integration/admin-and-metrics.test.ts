@@ -79,6 +79,13 @@ describe('ADMIN_TOKEN and /metrics', () => {
     // Past the guard: the build is unknown.
     assert.equal((await cancel(bearer)).status, 404, 'curl sends no Origin');
     assert.equal((await cancel({ ...bearer, origin: url, 'sec-fetch-site': 'same-origin' })).status, 404, 'the build\'s own page');
+    // A browser's basic auth that says nowhere where the post comes from: an old browser on another site's form.
+    const basic = { authorization: `Basic ${Buffer.from(`anyone:${ADMIN_TOKEN}`).toString('base64')}` };
+    const unsaid = await cancel(basic);
+    assert.equal(unsaid.status, 403);
+    assert.match(((await unsaid.json()) as { error: string }).error, /a post with basic auth must say where it comes from .*Authorization: Bearer/);
+    assert.equal((await cancel({ ...basic, 'sec-fetch-site': 'same-origin' })).status, 404, 'the page, from a current browser');
+    assert.equal((await cancel({ ...basic, origin: url })).status, 404);
   });
 
   it('keeps the webhook and /healthz open', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -58,8 +58,9 @@ describe('secrets nobody has to type', () => {
       assert.match(secrets[0]!, /^[0-9a-f]{64}$/);
       assert.deepEqual((await readdir(folder)).sort(), ['webhook-secret'], 'no draft left behind');
     }
-    await writeFile(path.join(dir, 'admin-token'), '  kept-by-hand \n');
-    assert.equal(await keptSecret(ADMIN_TOKEN, undefined, dir, logger), 'kept-by-hand');
+    const byHand = 'kept-by-hand-0123456789abcdef0123456789';
+    await writeFile(path.join(dir, 'admin-token'), `  ${byHand} \n`, { mode: 0o600 });
+    assert.equal(await keptSecret(ADMIN_TOKEN, undefined, dir, logger), byHand);
   });
 
   it('six processes starting at once end with the same secret', async () => {
@@ -80,7 +81,35 @@ describe('secrets nobody has to type', () => {
   it('refuses a kept file that is empty, saying what to do, rather than take "" as the secret', async () => {
     const dir = await dataDir();
     const { logger } = recordingLogger();
-    await writeFile(path.join(dir, 'webhook-secret'), '\n');
-    await assert.rejects(keptSecret(WEBHOOK_SECRET, undefined, dir, logger), /webhook-secret is empty: delete it \(ci_service then generates a new WEBHOOK_SECRET\), write one in it, or set WEBHOOK_SECRET/);
+    await writeFile(path.join(dir, 'webhook-secret'), '\n', { mode: 0o600 });
+    await assert.rejects(keptSecret(WEBHOOK_SECRET, undefined, dir, logger), /webhook-secret is empty: delete it \(ci_service then generates a new WEBHOOK_SECRET\), or set WEBHOOK_SECRET, or write one in it/);
+  });
+
+  it('trusts a kept file only as ci_service writes one: a file of its own, 0600, of 32 characters or more', async () => {
+    const dir = await dataDir();
+    const { logger } = recordingLogger();
+    const file = path.join(dir, 'webhook-secret');
+    const refused = (pattern: RegExp) => assert.rejects(keptSecret(WEBHOOK_SECRET, undefined, dir, logger), pattern);
+    await writeFile(file, `${'s'.repeat(64)}\n`, { mode: 0o644 });
+    await chmod(file, 0o644);
+    await refused(/webhook-secret may be read by others \(mode 644\): chmod 600 it, or delete it/);
+    await writeFile(file, 'short\n', { mode: 0o600 });
+    await chmod(file, 0o600);
+    await refused(/holds a WEBHOOK_SECRET of 5 characters, fewer than 32: delete it/);
+    await rm(file);
+    await symlink(path.join(dir, 'nowhere'), file);
+    await refused(/webhook-secret is a symbolic link, and a kept WEBHOOK_SECRET must be a file of its own: delete it/);
+    await rm(file);
+    await writeFile(path.join(dir, 'elsewhere'), 's'.repeat(64), { mode: 0o600 });
+    await symlink(path.join(dir, 'elsewhere'), file);
+    await refused(/is a symbolic link/);
+    await rm(file);
+    await mkdir(file);
+    await refused(/webhook-secret is not a regular file/);
+    await rm(file, { recursive: true });
+    await writeFile(file, 's'.repeat(64), { mode: 0o600 });
+    const uid = process.getuid!();
+    await chown(file, uid + 4242, 0).catch(() => undefined);
+    if ((await stat(file)).uid !== uid) await refused(new RegExp(`webhook-secret belongs to user ${uid + 4242}, not to ci_service's user \\(${uid}\\)`));
   });
 });

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { BuildRequest, Repository } from '../domain/build-request.js';
 import { PayloadError } from '../domain/errors.js';
 import type { ReleasePush } from '../domain/release-push.js';
+import type { PullRequestCancel } from '../admission/admit-build.js';
 
 export interface TriggerPolicy {
   allowedRepositories: string[];
@@ -17,12 +18,6 @@ export interface TriggerPolicy {
   forkLabel: string;
 }
 
-/** Unfinished builds of a pull request to cancel, and why. */
-export interface PullRequestCancel {
-  repository: Repository;
-  prNumber: number;
-  reason: string;
-}
 
 /** A fork's pull request that is not built until a maintainer allows it: its status says how. */
 export interface HeldPullRequest {
@@ -44,7 +39,8 @@ export interface ForkApproval {
 }
 
 export type Decision =
-  | { kind: 'build'; build: BuildRequest; cancel?: PullRequestCancel; approval?: ForkApproval }
+  /** What the build supersedes is the admission's to cancel (admission/admit-build.ts). */
+  | { kind: 'build'; build: BuildRequest; approval?: ForkApproval }
   | { kind: 'release'; push: ReleasePush }
   | { kind: 'cancel'; cancel: PullRequestCancel }
   | { kind: 'held'; held: HeldPullRequest }
@@ -133,12 +129,10 @@ function decidePullRequest(deliveryId: string, event: z.infer<typeof pullRequest
   if (policy.baseBranches.length > 0 && !policy.baseBranches.includes(pr.base.ref)) return ignored(`base branch "${pr.base.ref}" is not in BASE_BRANCHES`);
 
   if (action === 'closed') {
-    const reason = pr.merged === true ? `pull request #${number} was merged` : `pull request #${number} was closed`;
-    const cancel = { repository, prNumber: number, reason };
-    if (pr.merged !== true) return { kind: 'cancel', cancel };
+    if (pr.merged !== true) return { kind: 'cancel', cancel: { repository, prNumber: number, reason: `pull request #${number} was closed` } };
     const commit = policy.buildRef === 'merge' ? pr.merge_commit_sha : pr.head.sha;
     if (!commit) throw new PayloadError('merged pull_request payload has no merge_commit_sha, which BUILD_REF=merge needs');
-    return { kind: 'build', build: { deliveryId, repository, sha: commit, trigger: { kind: 'merge', prNumber: number, baseRef: pr.base.ref } }, cancel };
+    return { kind: 'build', build: { deliveryId, repository, sha: commit, trigger: { kind: 'merge', prNumber: number, baseRef: pr.base.ref } } };
   }
 
   // Compared, not assumed: the head may live in another repository, whose owner this host does not trust.
@@ -161,8 +155,7 @@ function decidePullRequest(deliveryId: string, event: z.infer<typeof pullRequest
   const approval = labelAllowsFork && !policy.trustForks ? { prNumber: number, label: policy.forkLabel, login: event.sender?.login ?? '' } : undefined;
   const build: BuildRequest = { deliveryId, repository, sha: pr.head.sha, trigger: { kind: 'pull_request', prNumber: number, baseRef: pr.base.ref, headRef: pr.head.ref, fork } };
   // What an older head of this pull request still builds is superseded by this one.
-  const cancel = { repository, prNumber: number, reason: `superseded by ${pr.head.sha.slice(0, 7)}, a newer head of pull request #${number}` };
-  return { kind: 'build', build, cancel, ...(approval ? { approval } : {}) };
+  return { kind: 'build', build, ...(approval ? { approval } : {}) };
 }
 
 function decidePush(deliveryId: string, event: z.infer<typeof pushEvent>, policy: TriggerPolicy): Decision {

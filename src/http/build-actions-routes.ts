@@ -2,17 +2,17 @@ import { randomUUID } from 'node:crypto';
 import { Router, type RequestHandler, type Response, type Request } from 'express';
 import type { BuildRecord } from '../domain/build-record.js';
 import type { BuildStore } from '../queue/build-store.js';
+import { admitBuild, type AdmissionPorts } from '../admission/admit-build.js';
 import { buildView } from './build-view.js';
 import { wantsHtml } from './negotiate.js';
 import { requireAdmin } from './require-admin.js';
 
 export interface BuildActionDependencies {
   store: BuildStore;
-  /** Hands a new build to the queue, as a delivery's build is. */
-  submit: (build: BuildRecord) => void;
+  /** Admits a rebuild as a delivery's build is: stored, queued, superseding what it supersedes. */
+  admission: AdmissionPorts;
   /** Cancels a queued or running build, wherever it runs; undefined when it had finished. */
   cancel: (id: string, reason: string) => Promise<BuildRecord | undefined>;
-  maxQueuedBuilds: number;
   /** Rebuild and cancel always need it, even where OPEN_PAGES=true opens the pages for reading. */
   adminToken: string | undefined;
   now: () => Date;
@@ -35,13 +35,13 @@ export function buildActionsRoutes(deps: BuildActionDependencies): Router {
       return;
     }
     const request = { ...build.request, deliveryId: `rebuild-${randomUUID()}`, rebuildOf: build.id };
-    const outcome = await deps.store.add(request, deps.now(), deps.maxQueuedBuilds);
-    if (outcome.kind === 'queue_full') {
-      res.status(503).set('Retry-After', '60').json({ error: `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): try again later` });
+    const admission = await admitBuild(deps.admission, request);
+    if (admission.kind === 'queue_full') {
+      res.status(503).set('Retry-After', '60').json({ error: `build queue is full (${admission.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.admission.maxQueuedBuilds}): try again later` });
       return;
     }
-    if (outcome.kind === 'created') deps.submit(outcome.build);
-    done(req, res, outcome.kind === 'created' ? 201 : 200, outcome.build, outcome.kind === 'coalesced' ? { coalesced: true } : {});
+    const superseded = admission.cancelled.length > 0 ? { cancelled: admission.cancelled.map((cancelled) => cancelled.id) } : {};
+    done(req, res, admission.kind === 'created' ? 201 : 200, admission.build, { ...(admission.kind === 'coalesced' ? { coalesced: true } : {}), ...superseded });
   });
 
   router.post('/builds/:id/cancel', ...guard, async (req, res) => {

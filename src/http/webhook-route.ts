@@ -1,21 +1,20 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { describeError, PayloadError } from '../domain/errors.js';
-import { decideBuild, type Decision, type ForkApproval, type HeldPullRequest, type PullRequestCancel, type TriggerPolicy } from '../github/decide-build.js';
+import { admitBuild, type Admission, type AdmissionPorts, type PullRequestCancel } from '../admission/admit-build.js';
+import { decideBuild, type Decision, type ForkApproval, type HeldPullRequest, type TriggerPolicy } from '../github/decide-build.js';
 import type { BuildRequest, Repository } from '../domain/build-request.js';
 import type { ReleasePush } from '../domain/release-push.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
 import type { Logger } from 'pino';
 import type { BuildRecord } from '../domain/build-record.js';
-import type { AddOutcome, BuildStore } from '../queue/build-store.js';
+import type { AddOutcome } from '../queue/build-store.js';
 import { buildView } from './build-view.js';
 
 export interface WebhookDependencies {
   verifyDelivery: DeliveryVerifier;
   policy: TriggerPolicy;
-  store: BuildStore;
-  submit: (build: BuildRecord) => void;
-  /** Cancels a pull request's unfinished builds admitted before `before` (a seq), or all of them. */
-  cancelPullRequest: (cancel: PullRequestCancel, before?: number) => Promise<BuildRecord[]>;
+  /** Stores, queues and supersedes, as a rebuild does too; its `cancelPullRequest` also answers a closed pull request. */
+  admission: AdmissionPorts;
   /** Reads the pushed commit's release rules: the build they ask for, or why none. Throws when GitHub does not answer. */
   releaseRequest: (push: ReleasePush) => Promise<{ build: BuildRequest } | { ignored: string }>;
   /** Tells the pull request why it is not built (its commit status); never fails the delivery. */
@@ -24,7 +23,6 @@ export interface WebhookDependencies {
   forkApprovalRefusal: (repository: Repository, sha: string, approval: ForkApproval) => Promise<string | undefined>;
   /** False once shutdown began: deliveries get 503, so GitHub shows them as failed and they can be redelivered. */
   isAccepting: () => boolean;
-  maxQueuedBuilds: number;
   /** Counts each delivery's outcome (metrics). */
   onOutcome?: (outcome: string) => void;
   logger: Logger;
@@ -85,10 +83,10 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       await cancelPullRequest(deps, decision.cancel, res, record);
     } else if (decision.kind === 'release') {
       const request = await releaseRequest(deps, decision.push, res, record);
-      if (request) await admit(deps, request, undefined, res, record);
+      if (request) await admit(deps, request, res, record);
     } else {
       if (decision.approval && !(await approved(deps, decision.build, decision.approval, res, record))) return;
-      await admit(deps, decision.build, decision.cancel, res, record);
+      await admit(deps, decision.build, res, record);
     }
   };
 }
@@ -114,7 +112,7 @@ async function approved(deps: WebhookDependencies, build: BuildRequest, approval
 async function cancelPullRequest(deps: WebhookDependencies, cancel: PullRequestCancel, res: Response, record: RecordOutcome): Promise<void> {
   let cancelled: BuildRecord[];
   try {
-    cancelled = await deps.cancelPullRequest(cancel);
+    cancelled = await deps.admission.cancelPullRequest(cancel);
   } catch (error) {
     record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
     answer(res, 503, { error: 'the build store is not answering, so the pull request\'s builds were not cancelled: redeliver it once ci_service is healthy' }, { 'Retry-After': '30' });
@@ -140,39 +138,28 @@ async function releaseRequest(deps: WebhookDependencies, push: ReleasePush, res:
   return undefined;
 }
 
-/**
- * Stores the build (committed before the answer), then cancels what it supersedes: a pull request's new head, the
- * builds its pull request admitted before it; a merge, all of its pull request's.
- */
-async function admit(deps: WebhookDependencies, request: BuildRequest, cancel: PullRequestCancel | undefined, res: Response, record: RecordOutcome): Promise<void> {
-  let outcome: AddOutcome;
+/** Admits the build (admission/admit-build.ts) and answers: 202 new or joined, 200 a redelivery, 503 when it cannot be stored. */
+async function admit(deps: WebhookDependencies, request: BuildRequest, res: Response, record: RecordOutcome): Promise<void> {
+  let admission: Admission;
   try {
-    outcome = await deps.store.add(request, deps.now(), deps.maxQueuedBuilds);
+    admission = await admitBuild(deps.admission, request);
   } catch (error) {
     // Nothing was stored (the store commits before it answers): GitHub must see a failure, to redeliver.
     record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
     answer(res, 503, { error: 'the build store is not answering, so this delivery was not stored: redeliver it once ci_service is healthy' }, { 'Retry-After': '30' });
     return;
   }
-  if (outcome.kind === 'queue_full') {
-    record('queue_full', 'warn', { queued: outcome.queued }, 'delivery refused');
-    const error = `build queue is full (${outcome.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.maxQueuedBuilds}): redeliver later`;
+  if (admission.kind === 'queue_full') {
+    record('queue_full', 'warn', { queued: admission.queued }, 'delivery refused');
+    const error = `build queue is full (${admission.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.admission.maxQueuedBuilds}): redeliver later`;
     answer(res, 503, { error }, { 'Retry-After': '60' });
     return;
   }
-  if (outcome.kind === 'created') deps.submit(outcome.build);
-  const before = request.trigger.kind === 'pull_request' ? outcome.build.seq : undefined;
-  const cancelled = !cancel
-    ? []
-    : await deps.cancelPullRequest(cancel, before).catch((error: unknown) => {
-        // The build is stored and the delivery answered; what was to be cancelled runs to its end.
-        deps.logger.warn({ deliveryId: request.deliveryId, error: describeError(error) }, 'could not cancel superseded builds');
-        return [];
-      });
-  record(outcome.kind === 'created' ? 'queued' : outcome.kind, 'info', { buildId: outcome.build.id, cancelled: cancelled.length || undefined }, 'delivery accepted');
-  const flag = outcome.kind === 'created' ? {} : { [outcome.kind]: true };
-  const superseded = cancelled.length > 0 ? { cancelled: cancelled.map((build) => build.id) } : {};
-  answer(res, STATUS[outcome.kind], { build: buildView(outcome.build), ...flag, ...superseded }, { Location: `/builds/${outcome.build.id}` });
+  const { build, cancelled } = admission;
+  record(admission.kind === 'created' ? 'queued' : admission.kind, 'info', { buildId: build.id, cancelled: cancelled.length || undefined }, 'delivery accepted');
+  const flag = admission.kind === 'created' ? {} : { [admission.kind]: true };
+  const superseded = cancelled.length > 0 ? { cancelled: cancelled.map((cancelledBuild) => cancelledBuild.id) } : {};
+  answer(res, STATUS[admission.kind], { build: buildView(build), ...flag, ...superseded }, { Location: `/builds/${build.id}` });
 }
 
 /** GitHub's delivery ids are UUIDs and its event names short words. */

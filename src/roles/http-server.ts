@@ -12,6 +12,7 @@ import type { BuildWorker } from '../queue/build-worker.js';
 import { SPEC_FILE, SPEC_MAX_BYTES } from '../spec/build-spec.js';
 import { releaseRequest } from '../spec/release-rules.js';
 import { ForkApprovals } from '../github/fork-approval.js';
+import type { AdmissionPorts } from '../admission/admit-build.js';
 import type { BuildHost } from './build-host.js';
 import type { Core } from './core.js';
 
@@ -44,6 +45,15 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
   const forkApprovals = new ForkApprovals(core.github, config.githubToken !== undefined);
   // The shared queue took the build in the transaction that stored it; this process's queue takes it here.
   const submit = core.shared ? (build: BuildRecord) => worker.announceQueued(build) : (build: BuildRecord) => worker.submit(build);
+  // One way to admit a build, for deliveries and rebuilds alike (admission/admit-build.ts).
+  const admission: AdmissionPorts = {
+    store,
+    submit,
+    cancelPullRequest: (cancel, before) => worker.cancelPullRequest(cancel.repository.fullName, cancel.prNumber, cancel.reason, before),
+    maxQueuedBuilds: config.maxQueuedBuilds,
+    now,
+    onCancelFailure: (request, error) => logger.warn({ deliveryId: request.deliveryId, error }, 'could not cancel superseded builds'),
+  };
   const app = createApp({
     webhook: {
       verifyDelivery: createDeliveryVerifier(webhookSecret),
@@ -56,15 +66,12 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
         trustForks: config.pullRequests.trustForks,
         forkLabel: config.pullRequests.forkLabel,
       },
-      store,
-      submit,
-      cancelPullRequest: (cancel, before) => worker.cancelPullRequest(cancel.repository.fullName, cancel.prNumber, cancel.reason, before),
+      admission,
       releaseRequest: (push) =>
         releaseRequest(push, () => core.source.readFile(push.repository, push.rulesRef, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(RELEASE_RULES_TIMEOUT_MS))),
       hold: (held) => void core.statuses?.held(held.repository, held.sha, held.description),
       forkApprovalRefusal: (repository, sha, approval) => forkApprovals.refusal(repository, sha, approval),
       isAccepting: () => accepting,
-      maxQueuedBuilds: config.maxQueuedBuilds,
       onOutcome: (outcome) => metrics.delivery(outcome),
       logger,
       now,
@@ -78,7 +85,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       queue: core.queueCounts,
     },
     store,
-    actions: { submit, cancel: (id, reason) => worker.cancel(id, reason), maxQueuedBuilds: config.maxQueuedBuilds },
+    actions: { admission, cancel: (id, reason) => worker.cancel(id, reason) },
     metrics: metrics.registry,
     adminToken,
     openPages: config.openPages,

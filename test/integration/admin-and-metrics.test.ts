@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createDeliveryVerifier } from '../../src/github/verify-delivery.js';
+import type { AdmissionPorts } from '../../src/admission/admit-build.js';
 import { createApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/logger.js';
 import { Metrics } from '../../src/metrics.js';
@@ -20,26 +21,31 @@ describe('ADMIN_TOKEN and /metrics', () => {
   before(async () => {
     const store = new SqliteBuildStore(':memory:');
     metrics = new Metrics(async () => ({ queued: 3, running: 1 }), async () => [{ name: 'worker-a', seenAt: new Date(1_700_000_000_000) }]);
+    const admission: AdmissionPorts = {
+      store,
+      submit: () => {},
+      cancelPullRequest: async () => [],
+      maxQueuedBuilds: 10,
+      now: () => new Date(),
+      onCancelFailure: () => {},
+    };
     const app = createApp({
       webhook: {
         verifyDelivery: createDeliveryVerifier(SECRET),
         policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head', pullRequests: true, buildDrafts: false, trustForks: false, forkLabel: 'ci:build-fork' },
-        store,
-        submit: () => {},
         // Cancelling is the worker's, tested with it; releases read GitHub, tested with the stand-in.
-        cancelPullRequest: async () => [],
+        admission,
         releaseRequest: async () => ({ ignored: 'no release rules here' }),
         hold: () => {},
         forkApprovalRefusal: async () => undefined,
         isAccepting: () => true,
-        maxQueuedBuilds: 10,
         onOutcome: (outcome) => metrics.delivery(outcome),
         logger: createLogger('silent'),
         now: () => new Date(),
       },
       health: { docker: async () => {}, engine: undefined, builder: 'buildkit', registry: async () => {}, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
       store,
-      actions: { submit: () => {}, cancel: async () => undefined, maxQueuedBuilds: 10 },
+      actions: { admission, cancel: async () => undefined },
       metrics: metrics.registry,
       adminToken: ADMIN_TOKEN,
       logger: createLogger('silent'),

@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createDeliveryVerifier } from '../../src/github/verify-delivery.js';
+import type { AdmissionPorts } from '../../src/admission/admit-build.js';
 import { createApp } from '../../src/http/app.js';
 import { createLogger } from '../../src/logger.js';
 import type { BuildRecord } from '../../src/domain/build-record.js';
@@ -22,25 +23,30 @@ describe('POST /webhook', () => {
 
   before(async () => {
     store = new SqliteBuildStore(':memory:');
+    const admission: AdmissionPorts = {
+      store,
+      submit: (build) => submitted.push(build),
+      cancelPullRequest: async () => [],
+      maxQueuedBuilds: 50,
+      now: () => new Date(),
+      onCancelFailure: () => {},
+    };
     const app = createApp({
       webhook: {
         verifyDelivery: createDeliveryVerifier(SECRET),
         policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head', pullRequests: true, buildDrafts: false, trustForks: false, forkLabel: 'ci:build-fork' },
-        store,
-        submit: (build) => submitted.push(build),
         // Cancelling is the worker's, tested with it; releases read GitHub, tested with the stand-in.
-        cancelPullRequest: async () => [],
+        admission,
         releaseRequest: async () => ({ ignored: 'no release rules here' }),
         hold: () => {},
         forkApprovalRefusal: async () => undefined,
         isAccepting: () => accepting,
-        maxQueuedBuilds: 50,
         logger: createLogger('silent'),
         now: () => new Date(),
       },
       health: { docker: async () => {}, engine: undefined, builder: 'buildkit', registry: async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:83'); }, store: { engine: 'sqlite', check: async () => {} }, queue: async () => ({ queued: 0, running: 0 }) },
       store,
-      actions: { submit: () => {}, cancel: async () => undefined, maxQueuedBuilds: 10 },
+      actions: { admission, cancel: async () => undefined },
       logger: createLogger('silent'),
       now: () => new Date(),
     });

@@ -18,6 +18,8 @@ describe('file sync walk', () => {
   it("sends fsutil's walk order: each folder's names by their bytes, a folder before what it holds", async () => {
     const tree = entries(['b.txt', 'a.txt', 'a/', 'a/z', 'a/B', 'Z', 'é', 'a-b']);
     assert.deepEqual(names(await walk(tree, none)), ['Z', 'a', 'a/B', 'a/z', 'a-b', 'a.txt', 'b.txt', 'é']);
+    // UTF-8's order, not UTF-16's: U+FFFD (EF BF BD) before U+1F600 (F0 9F 98 80), though its UTF-16 unit is higher.
+    assert.deepEqual(names(await walk(entries(['\u{1F600}', '\uFFFD', 'x/\u{1F600}', 'x/\uFFFD']), none)), ['x', 'x/\uFFFD', 'x/\u{1F600}', '\uFFFD', '\u{1F600}']);
   });
 
   it('adds a folder the tarball did not list before what it holds', async () => {

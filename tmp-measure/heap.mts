@@ -1,0 +1,14 @@
+import { walk } from '/work/main/src/engine/buildkit/file-sync.ts';
+const gc = (globalThis as any).gc as () => void;
+const mb = () => { gc(); return Math.round(process.memoryUsage().heapUsed / 1e6); };
+const base = mb();
+const entries = [];
+for (let d = 0; d < 200; d++) for (let f = 0; f < 1000; f++) entries.push({ path: `d${d}/f${f}`, type: 'file' as const, mode: 0o644, size: 0, mtimeSeconds: 1700000000, linkname: '', blob: `e69de29bb2d1d6434b8b29ae775ad8c2e48c53${String(f % 100).padStart(2, '0')}` });
+console.log('entries heap MB', mb() - base);
+const json = JSON.stringify({ entries });
+console.log('manifest chars MB', Math.round(json.length / 1e6), 'heap', mb() - base);
+let peak = 0;
+const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().heapUsed); }, 5);
+const walked = await walk(entries, { includes: [], excludes: [], followPaths: [] });
+clearInterval(timer);
+console.log('walk retained heap MB', mb() - base, 'peak during walk MB', Math.round(peak / 1e6) - base, walked.length);

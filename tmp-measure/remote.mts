@@ -3,7 +3,8 @@ import { GitHubSource } from '/work/main/src/github/github-source.ts';
 import { Checkouts } from '/work/main/src/source/checkout.ts';
 import { walk } from '/work/main/src/engine/buildkit/file-sync.ts';
 let peak = 0;
-const timer = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 10);
+const timer = setInterval(() => { const m = process.memoryUsage(); peak = Math.max(peak, m.rss); heapPeak = Math.max(heapPeak, m.heapUsed + m.external + m.arrayBuffers); }, 10);
+let heapPeak = 0;
 const url = 'http://127.0.0.1:18765';
 const repository = { owner: 'octo', name: 'many', fullName: 'octo/many', htmlUrl: 'https://github.com/octo/many', private: false };
 const sha = process.argv[2]!;
@@ -14,7 +15,7 @@ const base = process.memoryUsage().rss;
 const t = performance.now();
 const maxEntries = Number(process.argv[3] ?? 200_000);
 const checkout = await checkouts.checkout(repository, sha, { context: '', dockerfile: 'Dockerfile', maxBytes: 1 << 30, maxArchiveBytes: 1 << 30, maxEntries }, 'reviewed', new AbortController().signal).catch((e) => { console.log('error', e.message); return undefined; });
-console.log('checkout', Math.round(performance.now() - t), 'ms', checkout?.summary, 'peak MB', Math.round(peak / 1e6), 'base', Math.round(base / 1e6));
+console.log('checkout', Math.round(performance.now() - t), 'ms', checkout?.summary, 'peak MB', Math.round(peak / 1e6), 'heap+ext peak', Math.round(heapPeak / 1e6), 'base', Math.round(base / 1e6));
 if (checkout) {
   const w = performance.now();
   const walked = await walk(checkout.entries, { includes: [], excludes: [], followPaths: [] });
@@ -22,7 +23,7 @@ if (checkout) {
   checkout.release();
   // again: the unchanged path (manifest read)
   const again = await checkouts.checkout(repository, sha, { context: '', dockerfile: 'Dockerfile', maxBytes: 1 << 30, maxArchiveBytes: 1 << 30, maxEntries }, 'reviewed', new AbortController().signal);
-  console.log('again', again.fetched, 'peak MB', Math.round(peak / 1e6));
+  console.log('again', again.fetched, 'peak MB', Math.round(peak / 1e6), 'heap+ext peak', Math.round(heapPeak / 1e6));
   again.release();
 }
 clearInterval(timer);

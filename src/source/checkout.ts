@@ -1,8 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream, mkdirSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createInterface } from 'node:readline';
 import lockfile from 'proper-lockfile';
 import type { Repository } from '../domain/build-request.js';
 import { ContextError, describeError, SourceError } from '../domain/errors.js';
@@ -155,8 +157,7 @@ export class Checkouts {
         }
         clock = mtimes.clock;
       }
-      await writeFile(`${manifestFile}.new`, JSON.stringify({ ...start, clock, sha, entries } satisfies Manifest));
-      await rename(`${manifestFile}.new`, manifestFile);
+      await writeManifest(manifestFile, { ...start, clock, sha, entries });
       await this.evictBeyondLimit(key);
       const summary = summarize(entries, options);
       return {
@@ -495,14 +496,35 @@ async function readDockerfile(root: string, entries: KeptEntry[], dockerfile: st
   return readFile(path.join(root, dockerfile), 'utf8');
 }
 
+/**
+ * The manifest as JSON lines: its header ({generation, clock, sha}), then an entry per line. Written and read a
+ * line at a time, so that a context of 200,000 entries is never one string of tens of megabytes.
+ */
+async function writeManifest(file: string, manifest: Manifest): Promise<void> {
+  const { entries, ...header } = manifest;
+  const draft = `${file}.new`;
+  const lines = (function* () {
+    yield `${JSON.stringify(header)}\n`;
+    for (const entry of entries) yield `${JSON.stringify(entry)}\n`;
+  })();
+  await pipeline(Readable.from(lines), createWriteStream(draft, { mode: 0o600 }));
+  await rename(draft, file);
+}
+
 async function readManifest(file: string): Promise<Manifest | undefined> {
   try {
-    const parsed = JSON.parse(await readFile(file, 'utf8')) as Partial<Manifest>;
-    if (typeof parsed.generation !== 'string' || typeof parsed.clock !== 'number' || typeof parsed.sha !== 'string' || !Array.isArray(parsed.entries)) return undefined;
     await stat(file.slice(0, -'.json'.length));
-    return parsed as Manifest;
+    const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+    let header: Partial<Manifest> | undefined;
+    const entries: KeptEntry[] = [];
+    for await (const line of lines) {
+      if (header === undefined) header = JSON.parse(line) as Partial<Manifest>;
+      else entries.push(JSON.parse(line) as KeptEntry);
+    }
+    if (typeof header?.generation !== 'string' || typeof header.clock !== 'number' || typeof header.sha !== 'string') return undefined;
+    return { generation: header.generation, clock: header.clock, sha: header.sha, entries };
   } catch {
-    // None yet, unreadable, or its folder gone: a new generation, which BuildKit knows nothing of.
+    // None yet, unreadable (or of an older format), or its folder gone: a new generation, which BuildKit knows nothing of.
     return undefined;
   }
 }

@@ -204,7 +204,7 @@ describe('nothing accepted is lost (real engine, registry and SQLite)', { skip }
         const build = await finished(id);
         assert.equal(build.status, 'succeeded', build.error);
         // The first call to the registry (the check that the version is not published yet) met it away, and was retried.
-        assert.match(await ci.getLog(id), /checking whether ci-test\/registry-outage:1\.0\.0 is published failed \(the registry at .* is not reachable .*ECONNREFUSED.*\); retry 1 of 3/);
+        assert.match(await ci.getLog(id), /checking what ci-test\/registry-outage:1\.0\.0 holds failed \(the registry at .* is not reachable .*ECONNREFUSED.*\); retry 1 of 3/);
         assert.equal(build.digest, await registry.digest('ci-test/registry-outage', '1.0.0'));
       } finally {
         if (!restarted) await registry.start(registry.port);

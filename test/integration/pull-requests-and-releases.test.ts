@@ -77,7 +77,7 @@ describe('before and beyond the merge (real Docker engine and registry)', { skip
     const repository = await commit('pr-passes');
     const build = await builtFrom(pullRequestEvent(repository, repository.sha, { number: 5 }));
     assert.equal(build.status, 'succeeded', build.error);
-    assert.deepEqual(build.trigger, { kind: 'pull_request', prNumber: 5, baseRef: 'main', headRef: 'topic' });
+    assert.deepEqual(build.trigger, { kind: 'pull_request', prNumber: 5, baseRef: 'main', headRef: 'topic', fork: false });
     assert.deepEqual(build.tags, [], 'nothing pushed');
     assert.equal(build.digest, undefined);
     assert.deepEqual(await registry.tags('ci-test/pr-passes'), []);

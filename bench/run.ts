@@ -84,6 +84,18 @@ async function makeContext(name: string, bytes: number): Promise<string> {
   return dir;
 }
 
+/** A context of `count` empty files, a thousand to a folder: what costs memory per entry, not per byte. */
+async function makeManyFiles(name: string, count: number): Promise<string> {
+  const dir = path.join(workDir, name);
+  for (let n = 0; n < count; n += 1) {
+    const folder = path.join(dir, `d${Math.floor(n / 1000)}`);
+    if (n % 1000 === 0) await mkdir(folder, { recursive: true });
+    await writeFile(path.join(folder, `f${n % 1000}`), '');
+  }
+  await writeFile(path.join(dir, 'Dockerfile'), 'FROM scratch\nCOPY . /app\n');
+  return dir;
+}
+
 /** A unique commit of `base` (a nonce file, its own version), so no build cache helps. */
 async function uniqueCopy(base: string, service: string, version: string): Promise<string> {
   const dir = path.join(workDir, `copy-${randomUUID()}`);
@@ -472,13 +484,23 @@ async function benchMemory(lines: string[]): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 3000));
   lines.push(`| none: idle after start | ${(await peakRssMb(idle.child.pid!)).toFixed(1)} | – |`);
   idle.child.kill('SIGKILL');
-  for (const [label, bytes] of [['small (64 KB)', 64 * 1024], ['1 GB', size(1024 * MB)]] as const) {
-    const base = await makeContext(`memory-${bytes}`, bytes);
-    const version = freshVersion(`m-${bytes}`);
+  // Entries cost memory of their own: as many as MAX_CONTEXT_ENTRIES's default lets in (200,000 with their folders),
+  // and more than it does (refused, after holding what came before the limit).
+  const files = QUICK ? 2_000 : 199_000;
+  const refused = QUICK ? 3_000 : 250_000;
+  const contexts: [string, () => Promise<string>, Record<string, string>][] = [
+    ['small (64 KB)', () => makeContext('memory-small', 64 * 1024), {}],
+    ['1 GB', () => makeContext('memory-1g', size(1024 * MB)), {}],
+    [`${files.toLocaleString('en')} empty files`, () => makeManyFiles(`memory-files-${files}`, files), QUICK ? { MAX_CONTEXT_ENTRIES: '2500' } : {}],
+    [`${refused.toLocaleString('en')} empty files (over MAX_CONTEXT_ENTRIES)`, () => makeManyFiles(`memory-files-${refused}`, refused), QUICK ? { MAX_CONTEXT_ENTRIES: '2500' } : {}],
+  ];
+  for (const [label, make, env] of contexts) {
+    const base = await make();
+    const version = freshVersion(`m-${label.length}`);
     const repository = await newCommit('bench/memory', base, 'bench/memory', version);
-    const target = await daemon({ BUILD_CONCURRENCY: '1' });
+    const target = await daemon({ BUILD_CONCURRENCY: '1', ...env });
     const done = await waitForBuild(target, await sendMerge(target, repository));
-    lines.push(`| ${label} | ${(await peakRssMb(target.child.pid!)).toFixed(1)} | ${done.status} |`);
+    lines.push(`| ${label} | ${(await peakRssMb(target.child.pid!)).toFixed(1)} | ${done.status}${done.status === 'failed' ? `: ${(done.error ?? '').slice(0, 60)}` : ''} |`);
     target.child.kill('SIGKILL');
     await removeImage(`${registry.address}/bench/memory:${version}`);
   }

@@ -1,7 +1,7 @@
 /**
  * ci_service benchmarks, side by side with the physical limit on the same machine.
  *   npm run bench                      # everything (about half an hour; e2e alone takes 10 minutes)
- *   npm run bench -- ack throughput    # some: ack, throughput, e2e, rebuild, cache, memory, hosts
+ *   npm run bench -- ack throughput    # some: ack, throughput, e2e, rebuild, cache, memory, hosts, stores
  *   DOCKER_HOST=unix:///… BENCH_CLI_ROOT=/var/cache/ci-service/trixie npm run bench -- e2e rebuild
  *                                      # another engine of the matrix, against its own CLI inside its root
  *   BENCH_QUICK=1 npm run bench -- e2e # every row, at a size that only shows the code runs (CI does this)
@@ -36,6 +36,7 @@ const PAIRS = Number(process.env.BENCH_PAIRS ?? (QUICK ? 1 : 9));
 /** Sizes scaled down in quick mode. */
 const size = (bytes: number) => (QUICK ? Math.max(64 * 1024, Math.floor(bytes / 64)) : bytes);
 const sections = process.argv.slice(2).length ? process.argv.slice(2) : ['ack', 'throughput', 'e2e', 'rebuild', 'cache', 'memory', 'hosts'];
+// `stores` is a part of `hosts`, on its own.
 /**
  * The docker CLI side: the engine's own client, which builds with BuildKit (DOCKER_BUILDKIT=1) and sends the
  * context over the session's file sync. For Debian 12's engine, Debian 12's client (the other `docker` on PATH
@@ -506,6 +507,33 @@ async function benchMemory(lines: string[]): Promise<void> {
   }
 }
 
+// ----------------------------------------------------------------------------------------- stores
+
+/** Merged acks against a CI_ROLE=server on PostgreSQL and against the SQLite daemon (also part of `hosts`). */
+async function benchStores(lines: string[]): Promise<void> {
+  const postgres = await new LocalPostgres().start();
+  try {
+    await storeAcks(lines, postgres);
+  } finally {
+    await postgres.remove();
+  }
+}
+
+async function storeAcks(lines: string[], postgres: LocalPostgres): Promise<void> {
+  lines.push('| store | delivery | concurrency | p50 ms | p99 ms | errors |', '| --- | --- | --- | --- | --- | --- |');
+  const waiting = { owner: 'bench', name: 'waiting', fullName: 'bench/waiting', htmlUrl: 'https://github.com/bench/waiting', private: false };
+  github.hang(/^\/repos\/bench\/waiting\//);
+  const newCommits = (count: number) => Array.from({ length: count }, () => signed(mergedPullRequest(waiting, randomBytes(20).toString('hex'))));
+  for (const store of ['SQLite (CI_ROLE=all)', 'PostgreSQL (CI_ROLE=server)']) {
+    for (const connections of [1, 8]) {
+      const target = store.startsWith('SQLite') ? await daemon({ BUILD_CONCURRENCY: '1' }) : await daemon({ CI_ROLE: 'server', DATABASE_URL: await postgres.createDatabase() });
+      await load(target.url, newCommits(QUICK ? 50 : 500), { connections: 8, amount: QUICK ? 50 : 500 });
+      lines.push(`| ${store} | merged | ${connections} | ${await threeRuns(target.url, () => newCommits(1000), connections)} |`);
+      target.child.kill('SIGKILL');
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------------ hosts
 
 /**
@@ -564,18 +592,8 @@ async function benchHosts(lines: string[]): Promise<void> {
       kill();
     }
 
-    lines.push('', '| store | delivery | concurrency | p50 ms | p99 ms | errors |', '| --- | --- | --- | --- | --- | --- |');
-    const waiting = { owner: 'bench', name: 'waiting', fullName: 'bench/waiting', htmlUrl: 'https://github.com/bench/waiting', private: false };
-    github.hang(/^\/repos\/bench\/waiting\//);
-    const newCommits = (count: number) => Array.from({ length: count }, () => signed(mergedPullRequest(waiting, randomBytes(20).toString('hex'))));
-    for (const store of ['SQLite (CI_ROLE=all)', 'PostgreSQL (CI_ROLE=server)']) {
-      for (const connections of [1, 8]) {
-        const target = store.startsWith('SQLite') ? await daemon({ BUILD_CONCURRENCY: '1' }) : await daemon({ CI_ROLE: 'server', DATABASE_URL: await postgres.createDatabase() });
-        await load(target.url, newCommits(500), { connections: 8, amount: 500 });
-        lines.push(`| ${store} | merged | ${connections} | ${await threeRuns(target.url, () => newCommits(1000), connections)} |`);
-        target.child.kill('SIGKILL');
-      }
-    }
+    lines.push('');
+    await storeAcks(lines, postgres);
 
     lines.push('', '| trial | worker killed | seconds until its build ran on another worker |', '| --- | --- | --- |');
     const { server, workers, kill } = await cluster([undefined, engine.host]);
@@ -641,6 +659,7 @@ async function main(): Promise<void> {
     rebuild: ['Rebuild after a one-line source change, both sides with their layer cache (seconds)', benchRebuild],
     cache: ['A build host that never built the image: the registry cache against none (seconds)', benchCache],
     memory: ['Memory: peak RSS of the daemon over one build', benchMemory],
+    stores: ['Acks by store: SQLite against PostgreSQL (CI_ROLE=server)', benchStores],
     hosts: ['Many build hosts on PostgreSQL: servers and workers', benchHosts],
   };
   try {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync } from 'node:fs';
-import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -22,6 +22,7 @@ import {
   type ContextSummary,
 } from './context.js';
 import type { GitTreeEntry, SourceFetcher } from './source-fetcher.js';
+import { removeTree } from './remove-tree.js';
 
 /** A file, folder or symlink of a checkout, with the metadata BuildKit's file sync compares. */
 export interface CheckoutEntry {
@@ -122,7 +123,7 @@ export class Checkouts {
     const names = new Set(await readdir(folder));
     for (const name of names) {
       if (name.endsWith('.json') || names.has(`${name}.json`)) continue;
-      await rm(path.join(folder, name), { recursive: true, force: true });
+      await removeTree(path.join(folder, name));
     }
     await mkdir(path.join(folder, DOWNLOADS), { mode: 0o700 });
     return new Checkouts(folder, source, unlock);
@@ -202,7 +203,7 @@ export class Checkouts {
     // What is no longer there, or no longer of the same kind (a file that became a folder, or back), goes first.
     const wantedKinds = new Map(plan.wanted.map(({ name, entry }) => [name, kindOf(entry)]));
     for (const previous of plan.before.values()) {
-      if (previous.type !== 'symlink' && wantedKinds.get(previous.path) !== previous.type) await rm(path.join(root, previous.path), { recursive: true, force: true });
+      if (previous.type !== 'symlink' && wantedKinds.get(previous.path) !== previous.type) await removeTree(path.join(root, previous.path));
     }
     const linknames = new Map<string, string>();
     await inParallel(plan.fetch, PARALLEL_FETCHES, async (entry) => {
@@ -242,11 +243,11 @@ export class Checkouts {
     try {
       const tarball = await this.source.tarball(repository, sha, signal);
       await readContext(tarball, options, (header, content) => writer.add(header, content)).finished;
-      await rm(root, { recursive: true, force: true });
+      await removeTree(root);
       await rename(staging, root);
       return writer.entries;
     } catch (error) {
-      await rm(staging, { recursive: true, force: true });
+      await removeTree(staging);
       throw error;
     }
   }
@@ -280,7 +281,7 @@ export class Checkouts {
     for (const { key } of used.slice(0, used.length - MAX_KEPT_CHECKOUTS)) {
       if (key === current || this.holders.has(key)) continue;
       await rm(path.join(this.folder, `${key}.json`), { force: true });
-      await rm(path.join(this.folder, key), { recursive: true, force: true });
+      await removeTree(path.join(this.folder, key));
     }
   }
 }
@@ -406,8 +407,12 @@ function gitBlobId(content: Buffer): string {
   return createHash('sha1').update(`blob ${content.length}\0`).update(content).digest('hex');
 }
 
+/** Files up to this size are gathered and written at once: a stream per file was most of a small file's memory. */
+const SMALL_FILE_BYTES = 64 * 1024;
+
 /** The entry's content to `target`, with its git blob id. tar-stream's entries are streamx streams: piped. */
 function writeWithBlobId(content: Readable, size: number, target: string): Promise<string> {
+  if (size <= SMALL_FILE_BYTES) return writeSmallWithBlobId(content, target);
   return new Promise((resolve, reject) => {
     const hash = createHash('sha1').update(`blob ${size}\0`);
     const file = createWriteStream(target);
@@ -417,6 +422,20 @@ function writeWithBlobId(content: Readable, size: number, target: string): Promi
     file.on('finish', () => resolve(hash.digest('hex')));
     content.on('data', (chunk: Buffer) => hash.update(chunk));
     content.pipe(file);
+  });
+}
+
+/** As writeWithBlobId, for a small file: its chunks gathered (listeners attached in this tick), then one write. */
+function writeSmallWithBlobId(content: Readable, target: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  const gathered = new Promise<Buffer>((resolve, reject) => {
+    content.on('error', reject);
+    content.on('data', (chunk: Buffer) => chunks.push(chunk));
+    content.on('end', () => resolve(Buffer.concat(chunks)));
+  });
+  return gathered.then(async (data) => {
+    await writeFile(target, data);
+    return gitBlobId(data);
   });
 }
 

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { engineLabel, type EngineDescription } from '../../src/engine/engine.js';
@@ -294,6 +295,9 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
         'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/worst-globs', version: '1.0.0', releases: { git_tags: `v${worst}` } }),
       },
     });
+    // The daemon runs in this process: its event loop's delay is what a backtracking glob would hold up.
+    const loop = monitorEventLoopDelay({ resolution: 10 });
+    loop.enable();
     const latencies: number[] = [];
     let polling = true;
     const poll = (async () => {
@@ -310,10 +314,16 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
     const build = await built(ci, repository);
     polling = false;
     await poll;
+    loop.disable();
     assert.equal(build.status, 'succeeded', build.error);
     assert.ok(latencies.length >= 10, `${latencies.length} answers`);
-    const slowest = Math.max(...latencies);
-    assert.ok(slowest < 100, `/healthz took ${Math.round(slowest)} ms at worst (${latencies.length} answers)`);
+    const loopMs = loop.max / 1e6;
+    assert.ok(loopMs < 100, `the event loop was held ${Math.round(loopMs)} ms at worst`);
+    // /healthz asks the engine and the registry too, which a loaded machine can slow (a 26.1 engine answered in
+    // 156 ms while other suites ran): most answers within 100 ms, and the loop never held, is the daemon's part.
+    const sorted = [...latencies].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)]!;
+    assert.ok(median < 100, `/healthz took ${Math.round(median)} ms at the median, ${Math.round(sorted.at(-1)!)} at worst (${latencies.length} answers)`);
   });
 
   it('/healthz names the builder and the engine as the engine says it is; the build names its engine', async () => {

@@ -1,4 +1,4 @@
-import type { SecretGrant } from './spec/build-spec.js';
+import type { SecretGrant } from './rules/build-spec.js';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './domain/errors.js';

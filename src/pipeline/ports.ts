@@ -4,7 +4,7 @@ import type { Checkout, CheckoutScope } from '../source/checkout.js';
 import type { SourceFetcher } from '../source/source-fetcher.js';
 import type { ContextOptions } from '../source/context.js';
 import type { PublishedImage } from '../domain/published-image.js';
-import type { SecretGrant } from '../spec/build-spec.js';
+import type { SecretGrant } from '../rules/build-spec.js';
 
 /**
  * What the build pipeline (run-build.ts) needs from the outside world, as it needs it: the adapters

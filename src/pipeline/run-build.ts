@@ -5,9 +5,9 @@ import type { BuildPorts, BuildReporter, BuildResult, BuildSession } from './por
 import type { Fetched } from '../source/checkout.js';
 import { createBuildContext, type BuildContext, type ContextOptions } from '../source/context.js';
 import { explainFailedStep, locateInDockerfile } from '../engine/explain-build-failure.js';
-import { planRelease, readReleaseRules } from '../spec/release-rules.js';
-import { refuseTagPush } from '../spec/tag-guard.js';
-import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec, type SecretAudience } from '../spec/build-spec.js';
+import { planRelease, readReleaseRules } from '../rules/release-rules.js';
+import { refuseTagPush } from '../rules/tag-guard.js';
+import { imageRepository, parseBuildSpec, resolveSecrets, SPEC_FILE, SPEC_MAX_BYTES, type BuildSpec, type SecretAudience } from '../rules/build-spec.js';
 
 /**
  * fetch dockerInfo.json → fetch the commit (for BuildKit into this repository's kept folder, only the changed

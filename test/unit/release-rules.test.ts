@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { planRelease } from '../../src/spec/release-rules.js';
-import { parseBuildSpec } from '../../src/spec/build-spec.js';
+import { planRelease } from '../../src/rules/release-rules.js';
+import { parseBuildSpec } from '../../src/rules/build-spec.js';
 
 const rules = (releases: unknown) => parseBuildSpec(JSON.stringify({ service_name: 'app', version: '1.0.0', releases })).releases;
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { imageRepository, normaliseRelativePath, parseBuildSpec, resolveSecrets } from '../../src/spec/build-spec.js';
+import { imageRepository, normaliseRelativePath, parseBuildSpec, resolveSecrets } from '../../src/rules/build-spec.js';
 import { SpecError } from '../../src/domain/errors.js';
 
 const spec = (value: unknown) => parseBuildSpec(JSON.stringify(value));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { refuseTagPush } from '../../src/spec/tag-guard.js';
+import { refuseTagPush } from '../../src/rules/tag-guard.js';
 
 const SHA = 'a'.repeat(40);
 const OTHER = 'b'.repeat(40);

@@ -82,6 +82,20 @@ describe('a merged pull request becomes an image in the registry (real Docker en
     assert.equal(tarballRequest?.authorization, `Bearer ${GITHUB_TOKEN}`);
   });
 
+  it('a repository over MAX_CONTEXT_ENTRIES fails at the context stage saying so; its log counts nothing it did not count', async () => {
+    const limited = await startTestService({ GITHUB_API_URL: github.url, GITHUB_TOKEN, REGISTRY: registry.address, REGISTRY_USERNAME: 'ci', REGISTRY_PASSWORD, MAX_CONTEXT_ENTRIES: '5' });
+    try {
+      const many = Object.fromEntries(Array.from({ length: 8 }, (_, n) => [`extra-${n}.txt`, `${n}`]));
+      const build = await mergeAndWait(limited, await github.addRepository('octo-org/too-many', path.join(FIXTURES, 'hello'), { extraFiles: many, image: 'ci-test/too-many' }));
+      assert.equal(build.status, 'failed');
+      assert.equal(build.failedStage, 'context');
+      assert.match(build.error!, /^the repository has more than MAX_CONTEXT_ENTRIES=5 entries: raise MAX_CONTEXT_ENTRIES/);
+      assert.doesNotMatch(await limited.getLog(build.id), /undefined/);
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('sets the commit status on GitHub: pending when queued, then success naming the image, linking to the build', async () => {
     const repository = await github.addRepository('octo-org/status-ok', path.join(FIXTURES, 'hello'), { image: 'ci-test/status-ok' });
     const build = await mergeAndWait(ci, repository);

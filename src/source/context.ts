@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar, { type Header, type Pack } from 'tar-stream';
 import { BuildFailure, ContextError, describeError, SourceError } from '../domain/errors.js';
-import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE } from './stream-garbage.js';
+import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE, ENTRY_GARBAGE_BYTES } from './stream-garbage.js';
 import { untilEndOfArchive } from './tar-end.js';
 
 export interface ContextOptions {
@@ -89,7 +89,7 @@ export function readContext(tarball: Readable, options: ContextOptions, sink: Co
   let outcome: { summary: ContextSummary } | { error: Error } | undefined;
   let dockerfileText: string | undefined;
   const keepDockerfile = (text: string) => (dockerfileText = text);
-  const finished = rerootEntries(extract, sink, options, keepDockerfile).then(
+  const finished = rerootEntries(extract, sink, options, keepDockerfile, () => collectGarbage(ENTRY_GARBAGE_BYTES)).then(
     (summary) => {
       outcome = { summary };
       return summary;
@@ -133,6 +133,8 @@ async function rerootEntries(
   sink: ContextSink,
   options: ContextOptions,
   keepDockerfile: (text: string) => void,
+  /** Called once an entry: what each leaves behind counts toward the garbage pace. */
+  entryPassed: () => void,
 ): Promise<ContextSummary> {
   const summary: ContextSummary = { entries: 0, bytes: 0, hasDockerfile: false };
   let sawContextFolder = options.context === '';
@@ -141,6 +143,7 @@ async function rerootEntries(
   for await (const entry of readEntries(extract)) {
     const header = entry.header;
     archiveEntries += 1;
+    entryPassed();
     if (archiveEntries > options.maxEntries) throw tooManyEntries(options.maxEntries);
     const name = KEPT_TYPES.has(header.type) ? contextPath(header.name, options.context) : undefined;
     if (name === undefined) {

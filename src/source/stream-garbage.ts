@@ -19,6 +19,13 @@ const collect: CollectGarbage | undefined = (() => {
 /** Measured with bench/run.ts memory: the 1 GB context's peak stays within a few MB of a small one's. */
 export const CONTEXT_GARBAGE_PACE: GarbagePace = { youngEveryBytes: 1024 * 1024, fullEveryBytes: 128 * 1024 * 1024 };
 
+/**
+ * What each entry of a context leaves behind (its header, its packets, its file's streams), counted as bytes passed
+ * for the pace: a context of 200,000 empty files moves almost no bytes, yet its daemon peaked 190 MB above a
+ * small one's (bench/README.md).
+ */
+export const ENTRY_GARBAGE_BYTES = 4096;
+
 export interface GarbagePace {
   /** A young-generation collection (well under a millisecond) each time this many bytes have passed. */
   youngEveryBytes: number;

@@ -8,7 +8,7 @@ import type { CheckoutEntry } from '../../source/checkout.js';
 import { ContextError } from '../../domain/errors.js';
 import { cleanPattern, DockerIgnore } from '../../patterns/dockerignore.js';
 import { checkPatternCount, compileGlob, type Glob } from '../../patterns/glob.js';
-import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE } from '../../source/stream-garbage.js';
+import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE, ENTRY_GARBAGE_BYTES } from '../../source/stream-garbage.js';
 
 /**
  * The sending side of BuildKit's file sync (`moby.filesync.v1.FileSync/DiffCopy`), as the docker CLI serves a
@@ -135,7 +135,8 @@ async function sendFolder(
 ): Promise<void> {
   const walked = await walk(folder.entries, selection);
   const collectGarbage = collectGarbageAsBytesPass(CONTEXT_GARBAGE_PACE);
-  const files = new Map<number, CheckoutEntry>();
+  // A file's number is its place in the walk; each is sent once.
+  const sent = new Uint8Array(walked.length);
   const requests: number[] = [];
   let wake: (() => void) | undefined;
   let finished = false;
@@ -156,9 +157,9 @@ async function sendFolder(
   call.on('cancelled', () => stop(new Error('BuildKit cancelled the context transfer')));
   call.on('error', (error: Error) => stop(error));
 
-  for (const [id, entry] of walked.entries()) {
-    if (entry.type === 'file') files.set(id, entry);
+  for (const entry of walked) {
     await write(call, { type: STAT, stat: stat(entry) });
+    collectGarbage(ENTRY_GARBAGE_BYTES);
   }
   await write(call, { type: STAT });
 
@@ -166,10 +167,11 @@ async function sendFolder(
   for (;;) {
     const id = requests.shift();
     if (id !== undefined) {
-      const entry = files.get(id);
-      if (!entry) throw new Error(`BuildKit asked for file number ${id}, which is not a file of this context`);
-      files.delete(id);
+      const entry = walked[id];
+      if (entry?.type !== 'file' || sent[id] === 1) throw new Error(`BuildKit asked for file number ${id}, which is not a file of this context still to send`);
+      sent[id] = 1;
       await sendFile(call, id, folder.root, entry, collectGarbage);
+      collectGarbage(ENTRY_GARBAGE_BYTES);
       onFileSent(entry);
       continue;
     }

@@ -124,31 +124,34 @@ export class PostgresBuildStore implements BuildStore {
     const lock = `SELECT pg_advisory_xact_lock(${ADMISSION_LOCK}, hashtext(${pg.escapeLiteral(`${request.repository.fullName}@${request.sha}`)}))`;
     return this.transaction(lock, async (client) => {
       // This delivery's build, else the unfinished build of this commit and trigger, and how many wait: one row.
-      const found = await client.query<BuildRow & { rank: number | null; queued: string }>(
-        `WITH waiting AS (SELECT count(*) AS queued FROM builds WHERE status = 'queued')
+      // Named: prepared once per connection, not planned again for every delivery.
+      const found = await client.query<BuildRow & { rank: number | null; queued: string }>({
+        name: 'admission-lookup',
+        text: `WITH waiting AS (SELECT count(*) AS queued FROM builds WHERE status = 'queued')
          SELECT found.*, waiting.queued FROM waiting LEFT JOIN LATERAL (
            (SELECT 1 AS rank, b.* FROM deliveries d JOIN builds b ON b.id = d.build_id WHERE d.delivery_id = $1)
            UNION ALL
            (SELECT 2 AS rank, b.* FROM builds b WHERE b.repository = $2 AND b.sha = $3 AND b.trigger_key = $4 AND b.status IN ('queued', 'running') ORDER BY b.seq LIMIT 1)
          ) found ON true ORDER BY found.rank LIMIT 1`,
-        [request.deliveryId, request.repository.fullName, request.sha, triggerKey(request.trigger)],
-      );
+        values: [request.deliveryId, request.repository.fullName, request.sha, triggerKey(request.trigger)],
+      });
       const row = found.rows[0]!;
       if (row.rank === 1) return { kind: 'redelivery', build: toRecord(row) };
       if (row.rank === 2) {
-        await client.query('INSERT INTO deliveries (delivery_id, build_id) VALUES ($1, $2)', [request.deliveryId, row.id]);
+        await client.query({ name: 'admission-join', text: 'INSERT INTO deliveries (delivery_id, build_id) VALUES ($1, $2)', values: [request.deliveryId, row.id] });
         return { kind: 'coalesced', build: toRecord(row) };
       }
       const queued = Number(row.queued);
       if (queued >= maxQueued) return { kind: 'queue_full', queued };
 
-      const inserted = await client.query<BuildRow>(
-        `WITH build AS (
+      const inserted = await client.query<BuildRow>({
+        name: 'admission-insert',
+        text: `WITH build AS (
            INSERT INTO builds (id, repository, sha, trigger_key, request, status, created_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6) RETURNING *
          ), delivery AS (INSERT INTO deliveries (delivery_id, build_id) SELECT $7, id FROM build)
          SELECT * FROM build`,
-        [randomUUID(), request.repository.fullName, request.sha, triggerKey(request.trigger), JSON.stringify(request), createdAt, request.deliveryId],
-      );
+        values: [randomUUID(), request.repository.fullName, request.sha, triggerKey(request.trigger), JSON.stringify(request), createdAt, request.deliveryId],
+      });
       const build = toRecord(inserted.rows[0]!);
       await this.onAdmit?.(build, { executeSql: (text, values) => client.query(text, values) });
       return { kind: 'created', build };
@@ -179,7 +182,11 @@ export class PostgresBuildStore implements BuildStore {
   }
 
   async unfinishedOfTrigger(repository: string, key: string): Promise<BuildRecord[]> {
-    const { rows } = await this.pool.query<BuildRow>("SELECT * FROM builds WHERE repository = $1 AND trigger_key = $2 AND status IN ('queued', 'running') ORDER BY seq", [repository, key]);
+    const { rows } = await this.pool.query<BuildRow>({
+      name: 'unfinished-of-trigger',
+      text: "SELECT * FROM builds WHERE repository = $1 AND trigger_key = $2 AND status IN ('queued', 'running') ORDER BY seq",
+      values: [repository, key],
+    });
     return rows.map(toRecord);
   }
 

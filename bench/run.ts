@@ -17,6 +17,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { BuildView } from '../src/http/build-view.js';
+import { loadConfig } from '../src/config.js';
 import { startDaemon, type Daemon } from '../test/support/daemon.js';
 import { BUSYBOX_IMAGE, docker, ENGINE_HOST, ensureBusyboxImage, secondEngine } from '../test/support/docker-environment.js';
 import { examplePullRequest, mergedPullRequest, sendDelivery, signature256 } from '../test/support/deliveries.js';
@@ -485,10 +486,11 @@ async function benchMemory(lines: string[]): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 3000));
   lines.push(`| none: idle after start | ${(await peakRssMb(idle.child.pid!)).toFixed(1)} | – |`);
   idle.child.kill('SIGKILL');
-  // Entries cost memory of their own: as many as MAX_CONTEXT_ENTRIES's default lets in (200,000 with their folders),
-  // and more than it does (refused, after holding what came before the limit).
-  const files = QUICK ? 2_000 : 199_000;
-  const refused = QUICK ? 3_000 : 250_000;
+  // Entries cost memory of their own: as many as MAX_CONTEXT_ENTRIES's default lets in (with their folders), and more
+  // than it does (refused, after holding what came before the limit).
+  const defaultEntries = loadConfig({}).maxContextEntries;
+  const files = QUICK ? 2_000 : defaultEntries - Math.ceil(defaultEntries / 1000) - 10;
+  const refused = QUICK ? 3_000 : Math.round(defaultEntries * 1.25);
   const contexts: [string, () => Promise<string>, Record<string, string>][] = [
     ['small (64 KB)', () => makeContext('memory-small', 64 * 1024), {}],
     ['1 GB', () => makeContext('memory-1g', size(1024 * MB)), {}],

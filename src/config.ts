@@ -83,7 +83,9 @@ const environmentSchema = z.object({
   MAX_QUEUED_BUILDS: integer(1000, 1, 1_000_000),
   MAX_CONTEXT_MB: integer(2048, 1, 1_048_576),
   MAX_REPOSITORY_MB: integer(4096, 1, 1_048_576),
-  MAX_CONTEXT_ENTRIES: integer(200_000, 1, 100_000_000),
+  // Each entry costs about 650 bytes of the daemon's memory at its peak (bench/README.md): 100,000 keep any
+  // repository's build within 200 MB, and match the most entries GitHub's trees API lists.
+  MAX_CONTEXT_ENTRIES: integer(100_000, 1, 100_000_000),
   BUILD_CACHE_MB: integer(20_480, 0, 10_485_760),
   BUILD_MEMORY_MB: integer(0, 0, 1_048_576),
   BUILD_CPUS: z

@@ -200,7 +200,7 @@ function reservedVariable(name: string): boolean {
   return CONFIG_VARIABLES.includes(name) || /^PG[A-Z]/.test(name);
 }
 
-function secretGrants(list: string[], setting: string, given: Record<string, string | undefined>): { repository: string; variable: string; value: string | undefined }[] {
+function secretGrants(list: string[], setting: string, given: Record<string, string | undefined>): Omit<SecretGrant, 'pullRequests'>[] {
   return list.map((entry) => {
     const match = /^([^/\s:]+\/[^/\s:]+):([A-Za-z_][A-Za-z0-9_]*)$/.exec(entry);
     if (!match) throw new ConfigError(`invalid configuration: ${setting} entry "${entry}" must be <owner/repository>:<VARIABLE>, e.g. octo/app:NPM_TOKEN`);

@@ -1,6 +1,7 @@
 import type { AxiosInstance } from 'axios';
 import type { Repository } from '../domain/build-request.js';
 import type { ForkApproval } from './decide-build.js';
+import { repositoryPath } from './github-client.js';
 
 /** Permissions that may approve a fork's head: GitHub reports maintain as write; triage as read. */
 const MAY_APPROVE = new Set(['admin', 'write']);
@@ -18,23 +19,24 @@ export class ForkApprovals {
     private readonly hasToken: boolean,
   ) {}
 
-  async refusal(repository: Repository, sha: string, approval: ForkApproval): Promise<string | undefined> {
+  /** `signal` bounds the whole check: it runs while GitHub waits for the delivery's answer. */
+  async refusal(repository: Repository, sha: string, approval: ForkApproval, signal: AbortSignal): Promise<string | undefined> {
     if (!this.hasToken) return `not built: set GITHUB_TOKEN so ci_service can check that whoever labels a fork's pull request may write to ${repository.fullName}`;
-    const base = `/repos/${encodeURIComponent(repository.owner)}/${encodeURIComponent(repository.name)}`;
-    const pull = await this.get<{ state?: string; head?: { sha?: string }; labels?: { name?: string }[] }>(`${base}/pulls/${approval.prNumber}`);
+    const base = `/repos/${repositoryPath(repository)}`;
+    const pull = await this.get<{ state?: string; head?: { sha?: string }; labels?: { name?: string }[] }>(`${base}/pulls/${approval.prNumber}`, signal);
     if (pull === undefined) return `not built: GitHub has no pull request #${approval.prNumber} in ${repository.fullName}`;
     if (pull.state !== 'open') return `not built: pull request #${approval.prNumber} is ${pull.state ?? 'not open'}`;
     if (pull.head?.sha !== sha) return `not built: the label was for ${sha.slice(0, 7)}, and the pull request's head is now ${String(pull.head?.sha).slice(0, 7)}`;
     if (!(pull.labels ?? []).some((label) => label.name === approval.label)) return `not built: the label "${approval.label}" is no longer on pull request #${approval.prNumber}`;
     if (approval.login === '') return 'not built: the delivery does not say who added the label';
-    const permission = await this.get<{ permission?: string }>(`${base}/collaborators/${encodeURIComponent(approval.login)}/permission`);
+    const permission = await this.get<{ permission?: string }>(`${base}/collaborators/${encodeURIComponent(approval.login)}/permission`, signal);
     const level = permission?.permission ?? 'none';
     if (!MAY_APPROVE.has(level)) return `not built: ${approval.login} added "${approval.label}" with ${level} access; someone with write access must add it`;
     return undefined;
   }
 
-  private async get<T>(path: string): Promise<T | undefined> {
-    const response = await this.http.get<T>(path);
+  private async get<T>(path: string, signal: AbortSignal): Promise<T | undefined> {
+    const response = await this.http.get<T>(path, { signal });
     if (response.status === 404) return undefined;
     if (response.status !== 200) {
       const message = (response.data as { message?: unknown } | undefined)?.message;

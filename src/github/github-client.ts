@@ -1,4 +1,5 @@
 import axios, { type AxiosInstance } from 'axios';
+import type { Repository } from '../domain/build-request.js';
 
 /**
  * One HTTP client for GitHub's REST API: every status is returned, callers decide what it means.
@@ -17,4 +18,9 @@ export function createGitHubClient(apiUrl: string, token: string | undefined, ti
     timeout: timeoutMs,
     maxRedirects: 5,
   });
+}
+
+/** `owner/name` as a path of GitHub's API (`/repos/{owner}/{repo}/…`), each part encoded. */
+export function repositoryPath(repository: Pick<Repository, 'owner' | 'name'>): string {
+  return `${encodeURIComponent(repository.owner)}/${encodeURIComponent(repository.name)}`;
 }

@@ -1,4 +1,5 @@
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import { repositoryPath } from './github-client.js';
 import type { Readable } from 'node:stream';
 import type { GitTree, GitTreeEntry, SourceFetcher } from '../source/source-fetcher.js';
 import type { Repository } from '../domain/build-request.js';
@@ -122,10 +123,6 @@ async function readAtMost(stream: Readable, limit: number): Promise<string> {
     if (bytes >= limit) break; // leaving the loop destroys the stream
   }
   return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
-}
-
-function repositoryPath(repository: Repository): string {
-  return `${encodeURIComponent(repository.owner)}/${encodeURIComponent(repository.name)}`;
 }
 
 /**

@@ -76,9 +76,7 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       record('ignored', 'info', { reason: decision.reason }, 'delivery ignored');
       answer(res, 200, { ignored: decision.reason });
     } else if (decision.kind === 'held') {
-      deps.hold(decision.held);
-      record('held', 'info', { reason: decision.held.description }, 'fork pull request held');
-      answer(res, 200, { held: decision.held.description });
+      hold(deps, decision.held, res, record);
     } else if (decision.kind === 'cancel') {
       await cancelPullRequest(deps, decision.cancel, res, record);
     } else if (decision.kind === 'release') {
@@ -102,10 +100,15 @@ async function approved(deps: WebhookDependencies, build: BuildRequest, approval
     return false;
   }
   if (refusal === undefined) return true;
-  deps.hold({ repository: build.repository, sha: build.sha, description: refusal });
-  record('held', 'info', { reason: refusal }, 'fork pull request held');
-  answer(res, 200, { held: refusal });
+  hold(deps, { repository: build.repository, sha: build.sha, description: refusal }, res, record);
   return false;
+}
+
+/** A fork's pull request not built: its status says why, and the delivery is answered 200 with the same words. */
+function hold(deps: WebhookDependencies, held: HeldPullRequest, res: Response, record: RecordOutcome): void {
+  deps.hold(held);
+  record('held', 'info', { reason: held.description }, 'fork pull request held');
+  answer(res, 200, { held: held.description });
 }
 
 /** A pull request closed without a merge: its queued and running builds are cancelled. */

@@ -282,10 +282,10 @@ async function cleanUpEngine(imageId: string, ports: BuildPorts, reporter: Build
   }
 }
 
-/** A failed Dockerfile step (or an error BuildKit gave without one), named with its line in the Dockerfile the context carried. */
 /** A failed build explained with the Dockerfile it ran (its text, when the context carried it). */
 type ExplainFailure = (error: unknown, dockerfileText: string | undefined) => ImageBuildError | undefined;
 
+/** A failed Dockerfile step (or an error BuildKit gave without one), named with its line in the Dockerfile the context carried. */
 function explainFailedStepOf(
   error: unknown,
   spec: BuildSpec,

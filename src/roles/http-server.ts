@@ -16,8 +16,8 @@ import type { AdmissionPorts } from '../admission/admit-build.js';
 import type { BuildHost } from './build-host.js';
 import type { Core } from './core.js';
 
-/** A push's release rules are read while GitHub waits for the answer, which it gives up on after 10 s. */
-const RELEASE_RULES_TIMEOUT_MS = 8_000;
+/** What GitHub is asked while it waits for a delivery's answer (a push's release rules, a fork's label): it gives up after 10 s. */
+const GITHUB_WHILE_DELIVERY_WAITS_MS = 8_000;
 
 /** What serves HTTP (CI_ROLE all and server): the webhook, pages, API, metrics, and keeping GitHub's hooks right. */
 export interface HttpServer {
@@ -68,9 +68,9 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       },
       admission,
       releaseRequest: (push) =>
-        releaseRequest(push, () => core.source.readFile(push.repository, push.rulesRef, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(RELEASE_RULES_TIMEOUT_MS))),
+        releaseRequest(push, () => core.source.readFile(push.repository, push.rulesRef, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(GITHUB_WHILE_DELIVERY_WAITS_MS))),
       hold: (held) => void core.statuses?.held(held.repository, held.sha, held.description),
-      forkApprovalRefusal: (repository, sha, approval) => forkApprovals.refusal(repository, sha, approval),
+      forkApprovalRefusal: (repository, sha, approval) => forkApprovals.refusal(repository, sha, approval, AbortSignal.timeout(GITHUB_WHILE_DELIVERY_WAITS_MS)),
       isAccepting: () => accepting,
       onOutcome: (outcome) => metrics.delivery(outcome),
       logger,

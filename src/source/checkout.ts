@@ -22,6 +22,7 @@ import {
   type ContextSummary,
 } from './context.js';
 import type { GitTreeEntry, SourceFetcher } from './source-fetcher.js';
+import { gitBlobHash, gitBlobId } from './git-blob.js';
 import { removeTree } from './remove-tree.js';
 
 /** A file, folder or symlink of a checkout, with the metadata BuildKit's file sync compares. */
@@ -60,9 +61,6 @@ export interface Checkout {
   fetched: Fetched;
 }
 
-/** Each entry with its git blob id ('' for folders): what tells a changed file from an unchanged one. */
-type KeptEntry = CheckoutEntry;
-
 /**
  * What the kept folder of one repository and context holds. Invariant, for BuildKit's sake: within one
  * generation a path's mtime changes whenever its content does, and never comes back to a value it had, because
@@ -74,7 +72,7 @@ interface Manifest {
   generation: string;
   clock: number;
   sha: string;
-  entries: KeptEntry[];
+  entries: CheckoutEntry[];
 }
 
 /** More changed files than this, and one tarball is cheaper than a request per file (and GitHub's rate limit). */
@@ -138,7 +136,7 @@ export class Checkouts {
       const manifestFile = `${root}.json`;
       const kept = await readManifest(manifestFile);
       const start = { generation: kept?.generation ?? randomUUID(), clock: kept?.clock ?? 0 };
-      let entries: KeptEntry[];
+      let entries: CheckoutEntry[];
       let fetched: Fetched;
       let clock = start.clock;
       if (kept && kept.sha === sha) {
@@ -199,7 +197,7 @@ export class Checkouts {
     return { wanted, fetch, before };
   }
 
-  private async applyChanges(root: string, plan: ChangePlan, mtimes: MtimeChooser, repository: Repository, signal: AbortSignal): Promise<KeptEntry[]> {
+  private async applyChanges(root: string, plan: ChangePlan, mtimes: MtimeChooser, repository: Repository, signal: AbortSignal): Promise<CheckoutEntry[]> {
     // What is no longer there, or no longer of the same kind (a file that became a folder, or back), goes first.
     const wantedKinds = new Map(plan.wanted.map(({ name, entry }) => [name, kindOf(entry)]));
     for (const previous of plan.before.values()) {
@@ -218,7 +216,7 @@ export class Checkouts {
     });
     const now = Math.floor(Date.now() / 1000);
     const symlinks = new Set<string>();
-    const entries: KeptEntry[] = [];
+    const entries: CheckoutEntry[] = [];
     for (const { name, entry } of plan.wanted) {
       checkNotUnderSymlink(name, symlinks);
       if (entry.type === 'tree') {
@@ -237,7 +235,7 @@ export class Checkouts {
   }
 
   /** The whole context from the tarball, into a new folder that then takes the old one's place. */
-  private async fromTarball(root: string, repository: Repository, sha: string, options: ContextOptions, mtimes: MtimeChooser, signal: AbortSignal): Promise<KeptEntry[]> {
+  private async fromTarball(root: string, repository: Repository, sha: string, options: ContextOptions, mtimes: MtimeChooser, signal: AbortSignal): Promise<CheckoutEntry[]> {
     const staging = `${root}.new-${randomUUID()}`;
     const writer = new TarballWriter(staging, mtimes);
     try {
@@ -315,7 +313,7 @@ interface ChangePlan {
   wanted: { name: string; entry: GitTreeEntry }[];
   /** The blobs that changed (files and symlinks). */
   fetch: (GitTreeEntry & { name: string })[];
-  before: Map<string, KeptEntry>;
+  before: Map<string, CheckoutEntry>;
 }
 
 /** Chooses mtimes that keep the manifest's invariant. */
@@ -323,7 +321,7 @@ class MtimeChooser {
   /** The highest mtime given, this build's included. */
   clock: number;
   private readonly keptClock: number;
-  private readonly before: Map<string, KeptEntry>;
+  private readonly before: Map<string, CheckoutEntry>;
 
   constructor(kept: Manifest | undefined) {
     this.keptClock = kept?.clock ?? 0;
@@ -348,7 +346,7 @@ class MtimeChooser {
 
 /** Writes a tarball's entries out as they come, with their git blob ids. */
 class TarballWriter {
-  readonly entries: KeptEntry[] = [];
+  readonly entries: CheckoutEntry[] = [];
   private readonly blobs = new Map<string, string>();
   private readonly createdFolders = new Set<string>();
 
@@ -402,10 +400,6 @@ class TarballWriter {
   }
 }
 
-/** git's id of a blob: SHA-1 over "blob <size>\0" and the content. */
-function gitBlobId(content: Buffer): string {
-  return createHash('sha1').update(`blob ${content.length}\0`).update(content).digest('hex');
-}
 
 /** Files up to this size are gathered and written at once: a stream per file was most of a small file's memory. */
 const SMALL_FILE_BYTES = 64 * 1024;
@@ -414,7 +408,7 @@ const SMALL_FILE_BYTES = 64 * 1024;
 function writeWithBlobId(content: Readable, size: number, target: string): Promise<string> {
   if (size <= SMALL_FILE_BYTES) return writeSmallWithBlobId(content, target);
   return new Promise((resolve, reject) => {
-    const hash = createHash('sha1').update(`blob ${size}\0`);
+    const hash = gitBlobHash(size);
     const file = createWriteStream(target);
     // Either end can fail while the file is half written (a download that breaks off, a full disk).
     content.on('error', reject);
@@ -444,7 +438,7 @@ function writeSmallWithBlobId(content: Readable, target: string): Promise<string
  * broke off never passes for the file.
  */
 async function writeVerifiedBlob(content: Readable, blobId: string, size: number, partial: string, target: string): Promise<void> {
-  const hash = createHash('sha1').update(`blob ${size}\0`);
+  const hash = gitBlobHash(size);
   const file = createWriteStream(partial, { flags: 'wx', mode: 0o600 });
   try {
     for await (const chunk of content) {
@@ -501,7 +495,7 @@ function insideContext(repositoryPath: string, context: string): string | undefi
   return repositoryPath.startsWith(`${context}/`) ? repositoryPath.slice(context.length + 1) : undefined;
 }
 
-function summarize(entries: KeptEntry[], options: ContextOptions): ContextSummary {
+function summarize(entries: CheckoutEntry[], options: ContextOptions): ContextSummary {
   return {
     entries: entries.length,
     bytes: entries.reduce((sum, entry) => sum + (entry.type === 'directory' ? 0 : entry.size), 0),
@@ -509,7 +503,7 @@ function summarize(entries: KeptEntry[], options: ContextOptions): ContextSummar
   };
 }
 
-async function readDockerfile(root: string, entries: KeptEntry[], dockerfile: string): Promise<string | undefined> {
+async function readDockerfile(root: string, entries: CheckoutEntry[], dockerfile: string): Promise<string | undefined> {
   const entry = entries.find((candidate) => candidate.path === dockerfile && candidate.type === 'file');
   if (!entry || entry.size > DOCKERFILE_KEPT_BYTES) return undefined;
   return readFile(path.join(root, dockerfile), 'utf8');
@@ -535,10 +529,10 @@ async function readManifest(file: string): Promise<Manifest | undefined> {
     await stat(file.slice(0, -'.json'.length));
     const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
     let header: Partial<Manifest> | undefined;
-    const entries: KeptEntry[] = [];
+    const entries: CheckoutEntry[] = [];
     for await (const line of lines) {
       if (header === undefined) header = JSON.parse(line) as Partial<Manifest>;
-      else entries.push(JSON.parse(line) as KeptEntry);
+      else entries.push(JSON.parse(line) as CheckoutEntry);
     }
     if (typeof header?.generation !== 'string' || typeof header.clock !== 'number' || typeof header.sha !== 'string') return undefined;
     return { generation: header.generation, clock: header.clock, sha: header.sha, entries };

@@ -1,6 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
 import { createReadStream } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import path from 'node:path';
 import protobuf from 'protobufjs';
@@ -8,6 +7,7 @@ import type { CheckoutEntry } from '../../source/checkout.js';
 import { ContextError } from '../../domain/errors.js';
 import { cleanPattern, DockerIgnore } from '../../patterns/dockerignore.js';
 import { checkPatternCount, compileGlob, type Glob } from '../../patterns/glob.js';
+import { gitBlobHash } from '../../source/git-blob.js';
 import { collectGarbageAsBytesPass, CONTEXT_GARBAGE_PACE, ENTRY_GARBAGE_BYTES } from '../../source/stream-garbage.js';
 
 /**
@@ -190,7 +190,7 @@ async function sendFolder(
  * is then what was fetched and verified, whatever happened on disk since.
  */
 async function sendFile(call: grpc.ServerDuplexStream<WirePacket, WirePacket>, id: number, root: string, entry: CheckoutEntry, collectGarbage: (bytes: number) => void): Promise<void> {
-  const hash = createHash('sha1').update(`blob ${entry.size}\0`);
+  const hash = gitBlobHash(entry.size);
   let size = 0;
   for await (const chunk of createReadStream(path.join(root, entry.path), { highWaterMark: DATA_CHUNK_BYTES })) {
     size += (chunk as Buffer).length;

@@ -13,6 +13,8 @@ export interface ImageBuildOptions {
   secrets: Record<string, string>;
   /** Images whose layer cache the build may reuse (BuildKit's inline cache); ones not pushed yet are skipped. */
   cacheFrom: string[];
+  /** The platform to build for (`linux/arm64`); undefined: the engine's own. */
+  platform?: string;
 }
 
 /** The build context, as the builder takes it. */
@@ -37,6 +39,8 @@ export interface ImageBuilder {
   removeImage(id: string): Promise<void>;
   /** Keeps the engine's build cache within its budget, in the background: it returns at once. */
   pruneBuildCache(): void;
+  /** What the engine is and which platforms it builds (natively, or emulated). */
+  describe(): Promise<EngineDescription>;
 }
 
 export interface ImagePusher {

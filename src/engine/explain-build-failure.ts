@@ -20,6 +20,10 @@ export function explainFailedStep(
   withheld: Record<string, string> = {},
 ): string {
   const instruction = step.name.replace(/^\[[^\]]*\]\s*/, '');
+  const base = /^load metadata for (\S+)$/.exec(instruction);
+  if (base && /no match for platform in manifest/.test(engineError)) {
+    return `the base image ${base[1]} has no image for this platform (${shortReason(engineError)}): choose a base image published for every platform of "platforms" in dockerInfo.json (docker manifest inspect ${base[1]} lists them), or remove this platform`;
+  }
   const line = dockerfile.text === undefined ? undefined : instructionLine(dockerfile.text, instruction);
   const where = line === undefined ? `${dockerfile.path}: ` : `${dockerfile.path} line ${line}: `;
   const output = step.lastOutput.join(' | ');

@@ -19,6 +19,7 @@ export function buildView(build: BuildRecord) {
     ...(build.error !== undefined && build.status === 'cancelled' ? { cancelReason: build.error } : {}),
     ...(build.error !== undefined && build.status !== 'cancelled' ? { error: build.error, failedStage: build.failedStage } : {}),
     ...(build.digest !== undefined ? { digest: build.digest } : {}),
+    ...(build.platforms !== undefined ? { platforms: build.platforms } : {}),
     createdAt: build.createdAt.toISOString(),
     ...(build.startedAt ? { startedAt: build.startedAt.toISOString() } : {}),
     ...(build.finishedAt ? { finishedAt: build.finishedAt.toISOString() } : {}),

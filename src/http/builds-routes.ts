@@ -1,4 +1,6 @@
 import { Router } from 'express';
+import { normalisePlatform } from '../rules/platforms.js';
+import { OWN_LINE_PREFIX } from '../queue/build-log.js';
 import { wantsHtml } from './negotiate.js';
 import type { BuildStore } from '../queue/build-store.js';
 import { buildView } from './build-view.js';
@@ -9,6 +11,13 @@ const MAX_LIMIT = 500;
 /** Lines in one answer to a reader that follows a build (`?after=`). */
 const LOG_PAGE_LINES = 5000;
 
+
+/** One platform's lines of a multi-platform build's log (each carries `[platform] `), or every line. */
+function linesOf(lines: string[], platform: string | undefined): string[] {
+  if (platform === undefined) return lines;
+  const prefix = `[${platform}] `;
+  return lines.filter((line) => line.startsWith(prefix) || line.startsWith(`${OWN_LINE_PREFIX}${prefix}`));
+}
 
 /** GET / and /builds (a list), /builds/:id (one build), /builds/:id/log (its log as text). */
 export function buildsRoutes(store: BuildStore, now: () => Date): Router {
@@ -55,6 +64,11 @@ export function buildsRoutes(store: BuildStore, now: () => Date): Router {
       res.status(400).json({ error: 'after must be the X-Log-Cursor of an earlier answer (a whole number ≥ 0)' });
       return;
     }
+    const platform = req.query.platform;
+    if (platform !== undefined && (typeof platform !== 'string' || normalisePlatform(platform) !== platform)) {
+      res.status(400).json({ error: 'platform must be one platform of the build, as its record lists it, e.g. linux/arm64' });
+      return;
+    }
     // Following a build asks for what it has not seen, a page at a time; the whole log is bounded by its cap.
     const page = await store.readLogAfter(req.params.id, after, req.query.after === undefined ? Number.MAX_SAFE_INTEGER : LOG_PAGE_LINES);
     if (page === undefined) {
@@ -64,7 +78,7 @@ export function buildsRoutes(store: BuildStore, now: () => Date): Router {
     res
       .set({ 'X-Content-Type-Options': 'nosniff', 'X-Log-Cursor': String(page.cursor) })
       .type('text/plain; charset=utf-8')
-      .send(page.lines.map((line) => `${line}\n`).join(''));
+      .send(linesOf(page.lines, platform).map((line) => `${line}\n`).join(''));
   });
 
   return router;

@@ -102,7 +102,7 @@ export function renderBuildPage(build: BuildRecord, log: { lines: string[]; curs
     field('Commit', `<code>${escapeHtml(sha)}</code>`),
     field('Image', build.image ? `<code>${escapeHtml(build.image)}</code>` : 'not known yet'),
     ...(build.tags.length > 1 ? [field('Tags', build.tags.map((tag) => `<code>${escapeHtml(tag)}</code>`).join(', '))] : []),
-    ...(build.digest ? [field('Digest', `<code>${escapeHtml(build.digest)}</code>`)] : []),
+    ...(build.digest ? [field(build.platforms ? 'Digest (index)' : 'Digest', `<code>${escapeHtml(build.digest)}</code>`)] : []),
     ...(build.error && build.status === 'cancelled' ? [field('Cancelled', escapeHtml(build.error))] : []),
     ...(build.error && build.status !== 'cancelled' ? [field(`Error${build.failedStage ? ` (${build.failedStage})` : ''}`, `<span class="error">${escapeHtml(build.error)}</span>`)] : []),
     field('Duration', `<span id="build-duration">${duration(build, now)}</span>`),
@@ -122,10 +122,26 @@ export function renderBuildPage(build: BuildRecord, log: { lines: string[]; curs
 ${fields.join('\n')}
 </dl>
 ${action}
-<h2 id="log-heading">Log</h2>
+${build.platforms ? platformTable(build) : ''}<h2 id="log-heading">Log</h2>
 <p><a href="/builds/${encodeURIComponent(build.id)}/log">Plain text</a>${live ? ' · this log follows the build as it runs' : ''}</p>
 <pre id="log" aria-labelledby="log-heading" tabindex="0">${escapeHtml(log.lines.map((line) => `${line}\n`).join('')) || 'No output yet.'}</pre>`;
   return layout(`Build ${title}: ${build.status}`, body, live ? { script: '/assets/follow-build.js' } : {});
+}
+
+/** A multi-platform build's images: each platform's digest, where and how it was built, how long, its own log. */
+function platformTable(build: BuildRecord): string {
+  const rows = (build.platforms ?? []).map((image) => {
+    const log = `/builds/${encodeURIComponent(build.id)}/log?platform=${encodeURIComponent(image.platform)}`;
+    return `<tr><td><code>${escapeHtml(image.platform)}</code></td><td>${image.how === 'native' ? 'native' : 'emulated (QEMU)'}</td><td><code>${escapeHtml(image.worker)}</code></td><td>${image.seconds.toFixed(1)} s</td><td>${image.digest ? `<code>${escapeHtml(image.digest)}</code>` : 'not pushed'}</td><td><a href="${escapeHtml(log)}">log</a></td></tr>`;
+  });
+  return `<h2 id="platforms-heading">Platforms</h2>
+<div class="table-wrap"><table aria-labelledby="platforms-heading">
+<thead><tr><th scope="col">Platform</th><th scope="col">Built</th><th scope="col">Worker</th><th scope="col">Took</th><th scope="col">Digest</th><th scope="col">Log</th></tr></thead>
+<tbody>
+${rows.join('\n')}
+</tbody>
+</table></div>
+`;
 }
 
 function triggerLink(request: BuildRequest): string {

@@ -5,6 +5,8 @@ import type { SourceFetcher } from '../source/source-fetcher.js';
 import type { ContextOptions } from '../source/context.js';
 import type { PublishedImage } from '../domain/published-image.js';
 import type { SecretGrant } from '../rules/build-spec.js';
+import type { StagedImage, WrittenIndex } from '../domain/staged-image.js';
+import type { PlatformImage } from '../domain/build-record.js';
 
 /**
  * What the build pipeline (run-build.ts) needs from the outside world, as it needs it: the adapters
@@ -42,6 +44,20 @@ export interface BuildPorts {
   };
   /** The commit and version a tag already in the registry was built from and as (undefined: not there). */
   publishedImage(serviceName: string, tag: string, signal: AbortSignal): Promise<PublishedImage | undefined>;
+  /**
+   * Multi-platform images: each platform's image waits under a tag of the staging repository (STAGING_REPOSITORY)
+   * until one index naming them all is written under every tag of the image.
+   */
+  imageIndex: {
+    /** Writes the index under each tag of `serviceName`; returns its digest. */
+    write(staged: StagedImage[], serviceName: string, tags: string[], signal: AbortSignal): Promise<WrittenIndex>;
+    /** The manifest digest the registry holds for a staging tag (undefined: none). */
+    stagedDigest(tag: string, signal: AbortSignal): Promise<string | undefined>;
+    /** Removes a staging tag once its index is written, where the registry deletes (best effort). */
+    discardStaged(tag: string, signal: AbortSignal): Promise<void>;
+  };
+  /** The WORKER_NAME of this process: what a platform's image records as where it was built. */
+  workerName: string;
   /** The manifest digest the registry holds for a tag (undefined: it has no such tag). */
   manifestDigest(serviceName: string, tag: string, signal: AbortSignal): Promise<string | undefined>;
   now: () => Date;
@@ -73,8 +89,10 @@ export interface BuildResult {
   image: string;
   /** The references pushed: none for a pull request's build that pushes nothing. */
   tags: string[];
-  /** The manifest digest pushed, if anything was. */
+  /** The manifest digest pushed, if anything was: a multi-platform build's is its index's. */
   digest: string | undefined;
+  /** A multi-platform build's images, one per platform. */
+  platforms?: PlatformImage[];
   /**
    * Settles once the engine no longer holds the pushed image. The build is done (and recorded) once pushed; its
    * slot waits for this, so a worker that is idle, or stopped, has left nothing on the engine.

@@ -2,7 +2,8 @@ import { ContextError, describeError, ImageBuildError, PushError, SourceError, S
 import type { BuildRequest } from '../domain/build-request.js';
 import type { BuiltImage, ImageBuildOptions } from '../engine/engine.js';
 import type { BuildPorts, BuildReporter, BuildResult, BuildSession } from './ports.js';
-import type { Fetched } from '../source/checkout.js';
+import type { Checkout, Fetched } from '../source/checkout.js';
+import { buildPlatforms, planPlatforms, type BuildOnePlatform } from './build-platforms.js';
 import { createBuildContext, type BuildContext, type ContextOptions } from '../source/context.js';
 import { explainFailedStep, locateInDockerfile } from '../engine/explain-build-failure.js';
 import { planRelease, readReleaseRules } from '../rules/release-rules.js';
@@ -32,8 +33,7 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
   const repositoryRef = imageRepository(ports.registry, spec);
   const plan = await planImage(request, spec, ports, session);
   const references = plan.tags.map((tag) => `${repositoryRef}:${tag}`);
-  const image = references[0]!;
-  reporter.imageResolved(image, plan.push ? references : []);
+  reporter.imageResolved(references[0]!, plan.push ? references : []);
 
   // Two builds tagging one name on one engine would push each other's image: one at a time.
   return session.exclusive(repositoryRef, async () => {
@@ -45,25 +45,73 @@ export async function runBuild(request: BuildRequest, ports: BuildPorts, session
     const guarded = plan.guardedTag === undefined ? undefined : `${repositoryRef}:${plan.guardedTag}`;
     const cacheFrom = await cacheSources(spec, repositoryRef, published ? references : references.filter((reference) => reference !== guarded), ports);
     const mask = secretMask(secrets);
+    const labels = ociLabels(request, plan.version, ports.now());
+    const explain: ExplainFailure = (error, dockerfileText) => explainFailedStepOf(error, spec, dockerfileText, mask, withheld);
+    const masked = { ...session, reporter: maskedReporter(session.reporter, mask) };
+    const image = { tags: references, secrets, cacheFrom, labels };
+    if (spec.platforms) return buildForPlatforms(request, { ...spec, platforms: spec.platforms }, plan, image, ports, masked, explain);
     let imageId: string | undefined;
     try {
-      const labels = ociLabels(request, plan.version, ports.now());
-      const explain: ExplainFailure = (error, dockerfileText) => explainFailedStepOf(error, spec, dockerfileText, mask, withheld);
-      imageId = await buildImage(request, spec, { tags: references, secrets, cacheFrom, labels }, ports, { ...session, reporter: maskedReporter(session.reporter, mask) }, explain);
+      imageId = await buildImage(request, spec, image, ports, masked, explain);
       let digest: string | undefined;
       if (plan.push) {
         digest = await pushTags(spec.serviceName, repositoryRef, plan.tags, ports, session);
         await ports.imageOwners.claim(repositoryRef, repository.fullName);
       } else {
-        reporter.log(`built; nothing pushed: a pull request's build pushes ${image.slice(repositoryRef.length + 1)} only when ${SPEC_FILE} has "pull_requests": {"push": true}`);
+        reporter.log(notPushed(repositoryRef, references[0]!));
       }
       // Not in the build's time: it is done once pushed, and the worker's slot waits for the clean-up.
-      return { image, tags: plan.push ? references : [], digest, engineCleanUp: cleanUpEngine(imageId, ports, reporter) };
+      return { image: references[0]!, tags: plan.push ? references : [], digest, engineCleanUp: cleanUpEngine([imageId], ports, reporter) };
     } catch (error) {
-      if (imageId) await cleanUpEngine(imageId, ports, reporter);
+      if (imageId) await cleanUpEngine([imageId], ports, reporter);
       throw error;
     }
   });
+}
+
+function notPushed(repositoryRef: string, image: string): string {
+  return `built; nothing pushed: a pull request's build pushes ${image.slice(repositoryRef.length + 1)} only when ${SPEC_FILE} has "pull_requests": {"push": true}`;
+}
+
+/**
+ * A multi-platform image (build-platforms.ts): one checkout, each platform built from it at once and pushed to the
+ * staging repository, then one index under every tag.
+ */
+async function buildForPlatforms(
+  request: BuildRequest,
+  spec: BuildSpec & { platforms: string[] },
+  plan: ImagePlan,
+  image: Pick<ImageBuildOptions, 'tags' | 'secrets' | 'cacheFrom' | 'labels'>,
+  ports: BuildPorts,
+  session: BuildSession,
+  explain: ExplainFailure,
+): Promise<BuildResult> {
+  if (ports.builder.contextKind !== 'checkout') {
+    throw new SpecError(`${SPEC_FILE}: "platforms" needs BuildKit, which builds each platform from the kept checkout: set BUILDER=buildkit on ci_service (the engine's legacy builder builds its own platform only)`);
+  }
+  const plans = await planPlatforms(spec.platforms, ports);
+  const repositoryRef = imageRepository(ports.registry, spec);
+  const options: ImageBuildOptions = { ...image, dockerfile: spec.dockerfile, buildArgs: spec.buildArgs, target: spec.target };
+  let imageIds: string[] = [];
+  try {
+    const built = await session.retry('downloading and building', () =>
+      withCheckout(request, spec, ports, session, (checkout) => {
+        session.reporter.log(`building ${image.tags.join(', ')} for ${spec.platforms.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
+        const buildOne: BuildOnePlatform = (platform, reporter, signal) => buildInCheckout(checkout, { ...options, ...platform }, { ports, session: { ...session, reporter, signal }, explain });
+        return buildPlatforms(plans, { serviceName: spec.serviceName, tags: plan.push ? plan.tags : [], push: plan.push }, buildOne, ports, session).catch((error: unknown) => {
+          imageIds = (error as { imageIds?: string[] }).imageIds ?? [];
+          throw error;
+        });
+      }),
+    );
+    imageIds = built.imageIds;
+    if (plan.push) await ports.imageOwners.claim(repositoryRef, request.repository.fullName);
+    else session.reporter.log(notPushed(repositoryRef, image.tags[0]!));
+    return { image: image.tags[0]!, tags: plan.push ? image.tags : [], digest: built.digest, platforms: built.platforms, engineCleanUp: cleanUpEngine(imageIds, ports, session.reporter) };
+  } catch (error) {
+    await cleanUpEngine(imageIds, ports, session.reporter);
+    throw error;
+  }
 }
 
 /** A build stored before pull requests knew whether they came from a fork counts as a fork's: the safe side. */
@@ -159,9 +207,7 @@ async function buildImage(
       reporter.log(`building ${references.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
       if (buildOptions.cacheFrom.length > 0) reporter.log(`reusing layers from ${buildOptions.cacheFrom.join(', ')} where the registry has them`);
     };
-    if (ports.builder.contextKind === 'checkout') {
-      return buildFromCheckout(request, contextOptions, buildOptions, { spec, ports, session, explain, announce });
-    }
+    if (ports.builder.contextKind === 'checkout') return buildFromCheckout(request, buildOptions, { spec, ports, session, explain, announce });
     reporter.log(`downloading ${repository.fullName} at ${sha}`);
     const tarball = await ports.source.tarball(repository, sha, signal);
     const context = createBuildContext(tarball, contextOptions);
@@ -187,34 +233,46 @@ async function buildImage(
  */
 async function buildFromCheckout(
   request: BuildRequest,
-  contextOptions: ContextOptions,
   buildOptions: ImageBuildOptions,
   { spec, ports, session, explain, announce }: { spec: BuildSpec; ports: BuildPorts; session: BuildSession; explain: ExplainFailure; announce: () => void },
 ): Promise<string> {
+  return withCheckout(request, spec, ports, session, (checkout) => {
+    announce();
+    return buildInCheckout(checkout, buildOptions, { ports, session, explain });
+  });
+}
+
+/** This commit's context in the repository's kept folder, held while `use` builds from it. */
+async function withCheckout<T>(request: BuildRequest, spec: BuildSpec, ports: BuildPorts, session: BuildSession, use: (checkout: Checkout) => Promise<T>): Promise<T> {
   const { repository, sha } = request;
   session.reporter.log(`fetching ${repository.fullName} at ${sha}`);
   const scope = request.trigger.kind === 'pull_request' ? 'pull_request' : 'reviewed';
+  const contextOptions = { context: spec.context, dockerfile: spec.dockerfile, ...ports.contextLimits };
   const checkout = await ports.checkouts.checkout(repository, sha, contextOptions, scope, session.signal);
   try {
     session.reporter.log(`context: ${checkout.summary.entries} entries, ${checkout.summary.bytes} bytes; ${describeFetch(checkout.fetched)}`);
     if (!checkout.summary.hasDockerfile) throw missingDockerfile(spec);
-    announce();
-    let built: BuiltImage;
-    try {
-      built = await ports.builder.build({ kind: 'checkout', checkout }, buildOptions, session.reporter.output, session.signal);
-    } catch (error) {
-      throw explain(error, checkout.dockerfileText) ?? error;
-    }
-    if (built.contextSent) {
-      const files = checkout.entries.filter((entry) => entry.type === 'file').length;
-      const { paths, bytes } = built.contextSent;
-      const which = paths.length > 0 && paths.length <= LISTED_SENT_FILES ? `: ${paths.join(', ')}` : '';
-      session.reporter.log(`context: sent ${paths.length} of ${files} files (${bytes} bytes)${which}; BuildKit kept the others from this repository's last build, or did not need them`);
-    }
-    return built.id;
+    return await use(checkout);
   } finally {
     checkout.release();
   }
+}
+
+/** One image built from a checkout; returns the engine's image id. */
+async function buildInCheckout(checkout: Checkout, buildOptions: ImageBuildOptions, { ports, session, explain }: { ports: BuildPorts; session: BuildSession; explain: ExplainFailure }): Promise<string> {
+  let built: BuiltImage;
+  try {
+    built = await ports.builder.build({ kind: 'checkout', checkout }, buildOptions, session.reporter.output, session.signal);
+  } catch (error) {
+    throw explain(error, checkout.dockerfileText) ?? error;
+  }
+  if (built.contextSent) {
+    const files = checkout.entries.filter((entry) => entry.type === 'file').length;
+    const { paths, bytes } = built.contextSent;
+    const which = paths.length > 0 && paths.length <= LISTED_SENT_FILES ? `: ${paths.join(', ')}` : '';
+    session.reporter.log(`context: sent ${paths.length} of ${files} files (${bytes} bytes)${which}; BuildKit kept the others from this repository's last build, or did not need them`);
+  }
+  return built.id;
 }
 
 /** A few files sent are named in the log; more are counted only. */
@@ -273,9 +331,9 @@ function missingDockerfile(spec: BuildSpec): SpecError {
  * The engine keeps nothing of a build but its cache: the pushed image lives in the registry. A failure here is
  * logged, never the build's: the next build tries again.
  */
-async function cleanUpEngine(imageId: string, ports: BuildPorts, reporter: BuildReporter): Promise<void> {
+async function cleanUpEngine(imageIds: string[], ports: BuildPorts, reporter: BuildReporter): Promise<void> {
   try {
-    await ports.builder.removeImage(imageId);
+    for (const imageId of imageIds) await ports.builder.removeImage(imageId);
     ports.builder.pruneBuildCache();
   } catch (error) {
     reporter.log(`could not clean up the engine (${describeError(error)}); the next build tries again`);

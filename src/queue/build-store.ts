@@ -1,7 +1,7 @@
 import type { BuildRecord } from '../domain/build-record.js';
 import type { BuildRequest } from '../domain/build-request.js';
 
-export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt' | 'worker' | 'engine'>>;
+export type BuildChanges = Partial<Pick<BuildRecord, 'status' | 'image' | 'tags' | 'digest' | 'error' | 'failedStage' | 'resumed' | 'startedAt' | 'finishedAt' | 'worker' | 'engine' | 'platforms'>>;
 
 /** The `builds` column each change is stored in: the same in the SQLite and the PostgreSQL schema. */
 export const BUILD_COLUMNS: Record<keyof BuildChanges, string> = {
@@ -16,6 +16,7 @@ export const BUILD_COLUMNS: Record<keyof BuildChanges, string> = {
   finishedAt: 'finished_at',
   worker: 'worker',
   engine: 'engine',
+  platforms: 'platforms',
 };
 
 export interface WorkerSeen {

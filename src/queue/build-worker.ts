@@ -223,7 +223,7 @@ export class BuildWorker {
       running = this.run(claimed.request, { reporter, signal: controller.signal, retry, exclusive });
       const result = await Promise.race([running, rejectOnAbort(controller.signal)]);
       await reporter.flushed();
-      const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, finishedAt: this.now(), engine: this.options.engine?.() }, attempt);
+      const done = await this.store.update(build.id, { status: 'succeeded', digest: result.digest, image: result.image, tags: result.tags, platforms: result.platforms, finishedAt: this.now(), engine: this.options.engine?.() }, attempt);
       this.notify('finished', done);
       log.info({ image: result.image, digest: result.digest }, 'build succeeded');
       await result.engineCleanUp;

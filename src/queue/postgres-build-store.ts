@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
+import type { BuildRecord, PlatformImage, BuildStatus } from '../domain/build-record.js';
 import { storedRequest, triggerKey, type BuildRequest } from '../domain/build-request.js';
 import type { FailureStage } from '../domain/errors.js';
 import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore, type WorkerSeen } from './build-store.js';
@@ -59,6 +59,8 @@ const MIGRATIONS = [
   // without this each ask read every unfinished build of the repository (measured: most of a merged ack's time
   // with 3,500 builds queued).
   `CREATE INDEX builds_unfinished_by_trigger ON builds (repository, trigger_key, status);`,
+  // A multi-platform build's images: platform, digest, worker, how built and how long, as a list.
+  `ALTER TABLE builds ADD COLUMN platforms JSONB;`,
 ];
 
 /** Something to do in the transaction that stores a new build, through its connection. */
@@ -84,6 +86,7 @@ interface BuildRow {
   finished_at: Date | null;
   worker: string | null;
   engine: string | null;
+  platforms: PlatformImage[] | null;
   attempt: number;
 }
 
@@ -338,6 +341,7 @@ function toRecord(row: BuildRow): BuildRecord {
     ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}),
     ...(row.worker !== null ? { worker: row.worker } : {}),
     ...(row.engine !== null ? { engine: row.engine } : {}),
+    ...(row.platforms !== null ? { platforms: row.platforms } : {}),
     attempt: row.attempt,
   };
 }

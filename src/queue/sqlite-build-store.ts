@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { FailureStage } from '../domain/errors.js';
-import type { BuildRecord, BuildStatus } from '../domain/build-record.js';
+import type { BuildRecord, PlatformImage, BuildStatus } from '../domain/build-record.js';
 import { storedRequest, triggerKey, type BuildRequest } from '../domain/build-request.js';
 import { BUILD_COLUMNS, LostClaimError, type AddOutcome, type BuildChanges, type BuildStore, type WorkerSeen } from './build-store.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
@@ -87,6 +87,8 @@ const MIGRATIONS = [
   // without this each ask read every unfinished build of the repository (measured: most of a merged ack's time
   // with 3,500 builds queued).
   `CREATE INDEX builds_unfinished_by_trigger ON builds (repository, trigger_key, status);`,
+  // A multi-platform build's images: platform, digest, worker, how built and how long, as a list.
+  `ALTER TABLE builds ADD COLUMN platforms TEXT;`,
 ];
 
 interface BuildRow {
@@ -105,6 +107,7 @@ interface BuildRow {
   finished_at: string | null;
   worker: string | null;
   engine: string | null;
+  platforms: string | null;
   attempt: number;
   trigger_key: string;
 }
@@ -364,6 +367,7 @@ function toRecord(row: BuildRow): BuildRecord {
     ...(row.finished_at !== null ? { finishedAt: new Date(row.finished_at) } : {}),
     ...(row.worker !== null ? { worker: row.worker } : {}),
     ...(row.engine !== null ? { engine: row.engine } : {}),
+    ...(row.platforms !== null ? { platforms: JSON.parse(row.platforms) as PlatformImage[] } : {}),
     attempt: row.attempt,
   };
 }

@@ -7,6 +7,7 @@ import { engineLabel, type EngineDescription } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
 import type { BuildPorts } from '../pipeline/ports.js';
 import { runBuild } from '../pipeline/run-build.js';
+import { STAGING_REPOSITORY } from '../rules/build-spec.js';
 import { BuildWorker, type RunBuild } from '../queue/build-worker.js';
 import { Checkouts } from '../source/checkout.js';
 import type { Core } from './core.js';
@@ -56,6 +57,14 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
     },
     publishedImage: (serviceName, tag, signal) => registry.publishedImage(serviceName, tag, signal),
     manifestDigest: (serviceName, tag, signal) => registry.manifestDigest(serviceName, tag, signal),
+    imageIndex: {
+      write: (staged, serviceName, tags, signal) => registry.writeIndex(STAGING_REPOSITORY, staged, serviceName, tags, signal),
+      stagedDigest: (tag, signal) => registry.manifestDigest(STAGING_REPOSITORY, tag, signal),
+      discardStaged: async (tag, signal) => {
+        await registry.deleteStaged(STAGING_REPOSITORY, tag, signal);
+      },
+    },
+    workerName: config.workerName,
     now: core.now,
   };
   // The engine as it last described itself: recorded on this worker and on each build it finishes.

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { compileGlob } from '../patterns/glob.js';
 import { SpecError } from '../domain/errors.js';
+import { MAX_PLATFORMS, normalisePlatform, PLATFORM_RULE } from './platforms.js';
 
 export const SPEC_FILE = 'dockerInfo.json';
 /** A dockerInfo.json is a few hundred bytes; the source reads at most one byte more than this. */
@@ -35,6 +36,11 @@ export interface BuildSpec {
   pullRequestPush: boolean;
   /** Which pushed git tags and branches build, and to what image tags (release-rules.ts). */
   releases: ReleaseRules;
+  /**
+   * The platforms the image is built for, each its own build, pushed as one image index under every tag
+   * (normalised, without repeats); undefined builds the build host's own platform as a single image.
+   */
+  platforms: string[] | undefined;
   /** Keys we do not know; the build goes on, the log says they were ignored. */
   unknownKeys: string[];
 }
@@ -45,7 +51,12 @@ const PATH_RULE = 'a relative path inside the repository (no "..", not absolute)
 
 const NAME_PATTERN = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/;
 const TAG_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
-const KNOWN_KEYS = ['service_name', 'version', 'dockerfile', 'context', 'build_args', 'tags', 'target', 'secrets', 'cache_from', 'pull_requests', 'releases'];
+const KNOWN_KEYS = ['service_name', 'version', 'dockerfile', 'context', 'build_args', 'tags', 'target', 'secrets', 'cache_from', 'pull_requests', 'releases', 'platforms'];
+/**
+ * The registry repository (under REGISTRY's namespace) where each platform's image waits, pushed by the engine,
+ * until the image index that names them all is written under the image's own tags: no image takes this name.
+ */
+export const STAGING_REPOSITORY = 'ci-service-staging';
 
 const STAGE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const SECRET_ID_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -73,7 +84,8 @@ const specSchema = z.object({
   service_name: z
     .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
     .max(200, 'must be at most 200 characters')
-    .regex(NAME_PATTERN, `must be ${NAME_RULE}`),
+    .regex(NAME_PATTERN, `must be ${NAME_RULE}`)
+    .refine((name) => name !== STAGING_REPOSITORY && !name.startsWith(`${STAGING_REPOSITORY}/`), `is taken by ci_service for the platforms' images of multi-platform builds: choose another name`),
   version: z
     .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
     .regex(TAG_PATTERN, `must be ${TAG_RULE}`),
@@ -125,6 +137,13 @@ const specSchema = z.object({
   pull_requests: z
     .object({ push: z.boolean({ error: 'must be true (push pr-<number>) or false' }).default(false) }, { error: 'must be an object such as {"push": true}' })
     .strict()
+    .optional(),
+  platforms: z
+    .array(z.string({ error: 'must be a string' }).refine((value) => normalisePlatform(value) !== undefined, `must be a Linux platform, ${PLATFORM_RULE}`), {
+      error: 'must be a list of platforms such as ["linux/amd64", "linux/arm64"]',
+    })
+    .min(1, 'must name at least one platform, such as ["linux/amd64", "linux/arm64"]; leave it out to build for the build host\'s own')
+    .max(MAX_PLATFORMS, `must name at most ${MAX_PLATFORMS} platforms`)
     .optional(),
   releases: z
     .object(
@@ -192,6 +211,7 @@ export function parseBuildSpec(text: string): BuildSpec {
     cacheFrom: spec.cache_from === undefined ? 'default' : spec.cache_from === false ? [] : spec.cache_from,
     pullRequestPush: spec.pull_requests?.push ?? false,
     releases: { gitTags: spec.releases?.git_tags, latest: spec.releases?.latest ?? true, branches: spec.releases?.branches ?? {} },
+    platforms: spec.platforms && [...new Set(spec.platforms.map((platform) => normalisePlatform(platform)!))],
     unknownKeys: Object.keys(json).filter((key) => !KNOWN_KEYS.includes(key)),
   };
 }

@@ -28,8 +28,29 @@ describe('dockerInfo.json rules', () => {
       cacheFrom: 'default',
       pullRequestPush: false,
       releases: { gitTags: undefined, latest: true, branches: {} },
+      platforms: undefined,
       unknownKeys: [],
     });
+  });
+
+  it('reads "platforms" as the OCI index spells them, without repeats', () => {
+    assert.deepEqual(spec({ ...minimal, platforms: ['linux/amd64', 'linux/aarch64', 'linux/arm64/v8', 'linux/arm', 'Linux/x86_64'] }).platforms, ['linux/amd64', 'linux/arm64', 'linux/arm/v7']);
+  });
+
+  it('refuses a platform that is not os/architecture[/variant] of Linux, an empty list, and too many', () => {
+    rejects({ ...minimal, platforms: ['linux/sparc'] }, /"platforms\.0" = "linux\/sparc" must be a Linux platform, os\/architecture\[\/variant\], such as "linux\/amd64" or "linux\/arm64"/);
+    rejects({ ...minimal, platforms: ['windows/amd64'] }, /"platforms\.0" = "windows\/amd64" must be a Linux platform/);
+    rejects({ ...minimal, platforms: ['linux/arm64', 'arm64'] }, /"platforms\.1" = "arm64"/);
+    rejects({ ...minimal, platforms: ['linux/arm/v9'] }, /"platforms\.0"/);
+    rejects({ ...minimal, platforms: [] }, /"platforms" = \[\] must name at least one platform/);
+    rejects({ ...minimal, platforms: 'linux/arm64' }, /"platforms" = "linux\/arm64" must be a list of platforms/);
+    rejects({ ...minimal, platforms: Array.from({ length: 9 }, () => 'linux/amd64') }, /must name at most 8 platforms/);
+  });
+
+  it('keeps the staging repository of multi-platform builds from being an image name', () => {
+    rejects({ ...minimal, service_name: 'ci-service-staging' }, /"service_name" = "ci-service-staging" is taken by ci_service/);
+    rejects({ ...minimal, service_name: 'ci-service-staging/x' }, /is taken by ci_service/);
+    assert.equal(spec({ ...minimal, service_name: 'ci-service-staging-not' }).serviceName, 'ci-service-staging-not');
   });
 
   it('reads "target", "secrets" and "cache_from"', () => {

@@ -1,0 +1,130 @@
+import { randomUUID } from 'node:crypto';
+import { BuildFailure, ImageBuildError, PushError, SpecError } from '../domain/errors.js';
+import type { PlatformImage } from '../domain/build-record.js';
+import type { ImageBuildOptions } from '../engine/engine.js';
+import { engineLabel } from '../engine/engine.js';
+import { howBuilt, platformSlug } from '../rules/platforms.js';
+import { SPEC_FILE, STAGING_REPOSITORY } from '../rules/build-spec.js';
+import type { BuildPorts, BuildReporter, BuildSession } from './ports.js';
+
+/** How this host builds one platform of the image. */
+export interface PlatformPlan {
+  platform: string;
+  how: 'native' | 'emulated';
+}
+
+/**
+ * Each platform dockerInfo.json asks for, and how this host's engine builds it: natively where its CPU runs it,
+ * else under QEMU's emulation. A platform the engine can do neither for fails the build before anything is built.
+ */
+export async function planPlatforms(platforms: string[], ports: BuildPorts): Promise<PlatformPlan[]> {
+  const engine = await ports.builder.describe();
+  const plans = platforms.map((platform) => ({ platform, how: howBuilt(platform, engine.platforms) }));
+  const unbuildable = plans.filter((plan) => plan.how === undefined).map((plan) => plan.platform);
+  if (unbuildable.length > 0) {
+    const emulated = engine.platforms.emulated.length > 0 ? `emulates ${engine.platforms.emulated.join(', ')}` : 'emulates none (no QEMU binfmt handlers are registered)';
+    throw new SpecError(
+      `${SPEC_FILE}: "platforms" names ${unbuildable.join(', ')}, which this build host cannot build: its engine (${engineLabel(engine)}) builds ${engine.platforms.native.join(', ')} natively and ${emulated}. Register QEMU's handlers on the build host (apt-get install qemu-user-static binfmt-support), or remove ${unbuildable.length === 1 ? 'it' : 'them'} from "platforms"`,
+    );
+  }
+  return plans as PlatformPlan[];
+}
+
+/** Builds one platform's image from the build's context, tagged as asked; returns the engine's image id. */
+export type BuildOnePlatform = (options: Pick<ImageBuildOptions, 'tags' | 'platform'>, reporter: BuildReporter, signal: AbortSignal) => Promise<string>;
+
+export interface PlatformsBuilt {
+  platforms: PlatformImage[];
+  /** The index's digest, once written under every tag. */
+  digest: string | undefined;
+  /** The engine's images, to remove once pushed (or failed). */
+  imageIds: string[];
+}
+
+/**
+ * Every platform at once (BuildKit interleaves their steps; an emulated one is CPU-bound under QEMU), each pushed by
+ * the engine under a staging tag of its own; then one index naming them all, written under each tag of the image
+ * through the registry's API. The first platform to fail stops the others: the build fails naming it.
+ */
+export async function buildPlatforms(
+  plans: PlatformPlan[],
+  image: { serviceName: string; tags: string[]; push: boolean },
+  buildOne: BuildOnePlatform,
+  ports: BuildPorts,
+  session: BuildSession,
+): Promise<PlatformsBuilt> {
+  const run = randomUUID();
+  const stagingRepository = `${ports.registry}/${STAGING_REPOSITORY}`;
+  const imageIds: string[] = [];
+  const stop = new AbortController();
+  const stopAll = () => stop.abort(session.signal.reason);
+  session.signal.addEventListener('abort', stopAll, { once: true });
+  let firstFailure: unknown;
+
+  const buildPlatform = async (plan: PlatformPlan): Promise<PlatformImage & { tag: string }> => {
+    const started = Date.now();
+    const tag = `${run}-${platformSlug(plan.platform)}`;
+    const reporter = platformReporter(session.reporter, plan.platform);
+    try {
+      reporter.log(`building for ${plan.platform}, ${plan.how === 'native' ? "on the engine's own CPU" : "emulated by QEMU (slower than a native host)"}`);
+      imageIds.push(await buildOne({ tags: [`${stagingRepository}:${tag}`], platform: plan.platform }, reporter, stop.signal));
+      if (image.push) {
+        await session.retry(`pushing ${plan.platform}'s image`, async () => {
+          await ports.pusher.push(stagingRepository, tag, reporter.output, stop.signal);
+          if ((await ports.imageIndex.stagedDigest(tag, stop.signal)) === undefined) {
+            throw new PushError(`the engine pushed ${stagingRepository}:${tag}, but the registry ci_service checks (REGISTRY_URL) has no such tag: REGISTRY_URL must reach the same registry as REGISTRY does from the Docker engine`);
+          }
+        });
+      }
+      return { platform: plan.platform, how: plan.how, worker: ports.workerName, seconds: (Date.now() - started) / 1000, tag };
+    } catch (error) {
+      firstFailure ??= stop.signal.aborted && !session.signal.aborted ? undefined : failureOf(plan, error);
+      stop.abort(error);
+      throw error;
+    }
+  };
+
+  try {
+    const settled = await Promise.allSettled(plans.map(buildPlatform));
+    const built = settled.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
+    if (built.length < plans.length) throw firstFailure ?? (settled.find((outcome) => outcome.status === 'rejected') as PromiseRejectedResult).reason;
+    const platforms = built.map(({ tag: _tag, ...platform }) => platform);
+    if (!image.push) return { platforms, digest: undefined, imageIds };
+
+    const staged = built.map(({ platform, tag }) => ({ platform, tag }));
+    const index = await session.retry('writing the image index', () => ports.imageIndex.write(staged, image.serviceName, image.tags, session.signal));
+    for (const tag of image.tags) session.reporter.log(`pushed ${ports.registry}/${image.serviceName}:${tag} ${index.digest}: one index of ${plans.map((plan) => plan.platform).join(', ')}`);
+    await Promise.all(staged.map((each) => ports.imageIndex.discardStaged(each.tag, session.signal).catch(() => undefined)));
+    return { platforms: platforms.map((platform) => ({ ...platform, digest: index.manifests[platform.platform] })), digest: index.digest, imageIds };
+  } catch (error) {
+    // The engine's images are the caller's to remove, failed or not.
+    throw Object.assign(error instanceof Error ? error : new Error(String(error)), { imageIds });
+  } finally {
+    session.signal.removeEventListener('abort', stopAll);
+  }
+}
+
+/** Each line of a platform's build carries its platform: the builds run at once, into one log. */
+function platformReporter(reporter: BuildReporter, platform: string): BuildReporter {
+  const prefix = (text: string) =>
+    text
+      .split('\n')
+      .map((line) => (line === '' ? line : `[${platform}] ${line}`))
+      .join('\n');
+  return { log: (text) => reporter.log(prefix(text)), output: (text) => reporter.output(prefix(text)), imageResolved: (image, tags) => reporter.imageResolved(image, tags) };
+}
+
+/** A step killed by a signal (exit code 128 + n) under QEMU: the emulator's limits, as often as the program's. */
+function emulatedCrash(message: string): string {
+  const code = /\(exit code: (\d+)\)/.exec(message);
+  if (!code || Number(code[1]) <= 128) return '';
+  return `; the step was killed by signal ${Number(code[1]) - 128} under QEMU's emulation: if it passes natively, build this platform on a host of its own architecture`;
+}
+
+/** A platform's failure, named by its platform (`linux/arm64: Dockerfile line 4: RUN … failed`). */
+function failureOf(plan: PlatformPlan, error: unknown): unknown {
+  if (!(error instanceof BuildFailure)) return error;
+  const message = `${plan.platform}: ${error.message}${plan.how === 'emulated' ? emulatedCrash(error.message) : ''}`;
+  if (error instanceof ImageBuildError) return new ImageBuildError(message, error.retryable, error.failedStep);
+  return new (error.constructor as new (message: string, retryable: boolean) => BuildFailure)(message, error.retryable);
+}

@@ -15,6 +15,7 @@ const ENGINE_SUITES = [
   'test/integration/pull-requests-and-releases.test.ts',
   'test/integration/fault-tolerance.test.ts',
   'test/integration/shared-queue.test.ts',
+  'test/integration/multi-platform.test.ts',
 ];
 
 const matrix = (process.env.ENGINE_MATRIX ?? '')

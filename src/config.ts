@@ -2,6 +2,7 @@ import type { SecretGrant } from './rules/build-spec.js';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './domain/errors.js';
+import { normalisePlatform } from './rules/platforms.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -73,6 +74,10 @@ const environmentSchema = z.object({
     .trim()
     .default(() => hostname())
     .refine((value) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(value), { message: 'must be a name of letters, digits, ".", "_" or "-", at most 63 characters' }),
+  NATIVE_PLATFORMS: commaList.superRefine((platforms, ctx) => {
+    const bad = platforms.filter((platform) => normalisePlatform(platform) === undefined);
+    if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `must list platforms such as linux/arm64,linux/arm/v7; not ${bad.join(', ')}` });
+  }),
   BUILD_CONCURRENCY: integer(2, 1, 64),
   BUILD_TIMEOUT_S: integer(1800, 1, 86400),
   BUILD_RETRIES: integer(3, 0, 10),
@@ -142,6 +147,12 @@ export interface Config {
   dataDir: string;
   /** Recorded on every build this process runs; default the host name. */
   workerName: string;
+  /**
+   * The platforms this worker's engine builds natively, where the engine's own CPU is not the answer (a host
+   * that runs arm64 binaries through a faster path than QEMU, or a test's stand-in for an arm64 host); empty:
+   * as the engine says.
+   */
+  nativePlatforms: string[];
   /** PostgreSQL for builds, logs and delivery ids; undefined: SQLite under DATA_DIR. */
   databaseUrl: string | undefined;
   buildConcurrency: number;
@@ -277,6 +288,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     dataDir: values.DATA_DIR,
     databaseUrl: values.DATABASE_URL,
     workerName: values.WORKER_NAME,
+    nativePlatforms: values.NATIVE_PLATFORMS.map((platform) => normalisePlatform(platform)!),
     buildConcurrency: values.BUILD_CONCURRENCY,
     buildTimeoutMs: values.BUILD_TIMEOUT_S * 1000,
     buildRetries: values.BUILD_RETRIES,

@@ -1,16 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { BuildFailure, ImageBuildError, PushError, SpecError } from '../domain/errors.js';
+import { BuildFailure, BuildTimeoutError, ContextError, ImageBuildError, PushError, SourceError, SpecError, type FailureStage } from '../domain/errors.js';
 import type { PlatformImage } from '../domain/build-record.js';
 import type { ImageBuildOptions } from '../engine/engine.js';
 import { engineLabel } from '../engine/engine.js';
 import { howBuilt, platformSlug } from '../rules/platforms.js';
-import { SPEC_FILE, STAGING_REPOSITORY } from '../rules/build-spec.js';
-import type { BuildPorts, BuildReporter, BuildSession } from './ports.js';
+import { resolveSecrets, SPEC_FILE, STAGING_REPOSITORY } from '../rules/build-spec.js';
+import type { BuildPorts, BuildReporter, BuildSession, PlatformHosts, PlatformJob, PlatformJobResult } from './ports.js';
+import { buildInCheckout, cleanUpEngine, explainFailedStepOf, maskedReporter, secretAudience, secretMask, withCheckout, type ExplainFailure } from './build-steps.js';
 
-/** How this host builds one platform of the image. */
+/** How one platform of the image is built: here (natively or emulated), or by another worker that runs it natively. */
 export interface PlatformPlan {
   platform: string;
   how: 'native' | 'emulated';
+  /** Another worker builds it: one of these, whichever takes its job first. */
+  elsewhere?: string[];
 }
 
 /**
@@ -19,7 +22,15 @@ export interface PlatformPlan {
  */
 export async function planPlatforms(platforms: string[], ports: BuildPorts): Promise<PlatformPlan[]> {
   const engine = await ports.builder.describe();
-  const plans = platforms.map((platform) => ({ platform, how: howBuilt(platform, engine.platforms) }));
+  const plans = await Promise.all(
+    platforms.map(async (platform) => {
+      const how = howBuilt(platform, engine.platforms);
+      if (how === 'native' || !ports.platformHosts) return { platform, how };
+      // Emulation is the last resort: a worker whose CPU runs the platform builds it many times faster.
+      const hosts = await ports.platformHosts.nativeHosts(platform);
+      return hosts.length > 0 ? { platform, how: 'native' as const, elsewhere: hosts } : { platform, how };
+    }),
+  );
   const unbuildable = plans.filter((plan) => plan.how === undefined).map((plan) => plan.platform);
   if (unbuildable.length > 0) {
     const emulated = engine.platforms.emulated.length > 0 ? `emulates ${engine.platforms.emulated.join(', ')}` : 'emulates none (no QEMU binfmt handlers are registered)';
@@ -32,6 +43,9 @@ export async function planPlatforms(platforms: string[], ports: BuildPorts): Pro
 
 /** Builds one platform's image from the build's context, tagged as asked; returns the engine's image id. */
 export type BuildOnePlatform = (options: Pick<ImageBuildOptions, 'tags' | 'platform'>, reporter: BuildReporter, signal: AbortSignal) => Promise<string>;
+
+/** The job that hands one platform to another worker, given its staging tag. */
+export type PlatformJobFor = (platform: string, stagingTag: string) => PlatformJob;
 
 export interface PlatformsBuilt {
   platforms: PlatformImage[];
@@ -49,7 +63,7 @@ export interface PlatformsBuilt {
 export async function buildPlatforms(
   plans: PlatformPlan[],
   image: { serviceName: string; tags: string[]; push: boolean },
-  buildOne: BuildOnePlatform,
+  { buildOne, jobFor }: { buildOne: BuildOnePlatform; jobFor: PlatformJobFor },
   ports: BuildPorts,
   session: BuildSession,
 ): Promise<PlatformsBuilt> {
@@ -66,6 +80,11 @@ export async function buildPlatforms(
     const tag = `${run}-${platformSlug(plan.platform)}`;
     const reporter = platformReporter(session.reporter, plan.platform);
     try {
+      if (plan.elsewhere) {
+        reporter.log(`building for ${plan.platform} on a worker whose engine runs it natively (${plan.elsewhere.join(', ')})`);
+        const remote = await buildElsewhere(jobFor(plan.platform, tag), ports.platformHosts!, reporter, stop.signal);
+        return { platform: plan.platform, how: 'native', worker: remote.worker, seconds: (Date.now() - started) / 1000, tag };
+      }
       reporter.log(`building for ${plan.platform}, ${plan.how === 'native' ? "on the engine's own CPU" : "emulated by QEMU (slower than a native host)"}`);
       imageIds.push(await buildOne({ tags: [`${stagingRepository}:${tag}`], platform: plan.platform }, reporter, stop.signal));
       if (image.push) {
@@ -89,7 +108,11 @@ export async function buildPlatforms(
     const built = settled.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
     if (built.length < plans.length) throw firstFailure ?? (settled.find((outcome) => outcome.status === 'rejected') as PromiseRejectedResult).reason;
     const platforms = built.map(({ tag: _tag, ...platform }) => platform);
-    if (!image.push) return { platforms, digest: undefined, imageIds };
+    // Another worker pushes what it built to its staging tag: nothing else is wanted of it.
+    if (!image.push) {
+      await Promise.all(built.map((each) => ports.imageIndex.discardStaged(each.tag, session.signal).catch(() => undefined)));
+      return { platforms, digest: undefined, imageIds };
+    }
 
     const staged = built.map(({ platform, tag }) => ({ platform, tag }));
     const index = await session.retry('writing the image index', () => ports.imageIndex.write(staged, image.serviceName, image.tags, session.signal));
@@ -101,6 +124,55 @@ export async function buildPlatforms(
     throw Object.assign(error instanceof Error ? error : new Error(String(error)), { imageIds });
   } finally {
     session.signal.removeEventListener('abort', stopAll);
+  }
+}
+
+/** A platform built by another worker: its log joins the build's, its failure is the build's. */
+async function buildElsewhere(job: PlatformJob, hosts: PlatformHosts, reporter: BuildReporter, signal: AbortSignal): Promise<PlatformJobResult> {
+  const result = await hosts.build(job, signal);
+  for (const line of result.log) (line.own ? reporter.log : reporter.output)(line.text);
+  if (result.failure) throw failureFrom(result.failure);
+  reporter.log(`built and pushed by worker ${result.worker} in ${result.seconds.toFixed(1)} s`);
+  return result;
+}
+
+/** A failure another worker reported, as the error of its kind. */
+function failureFrom(failure: NonNullable<PlatformJobResult['failure']>): BuildFailure {
+  const kinds: Record<FailureStage, new (message: string, retryable: boolean) => BuildFailure> = {
+    fetch: SourceError,
+    spec: SpecError,
+    context: ContextError,
+    build: ImageBuildError,
+    push: PushError,
+    timeout: BuildTimeoutError,
+  };
+  return new kinds[failure.stage](failure.message, failure.retryable);
+}
+
+/**
+ * One platform's image, built here for another worker's multi-platform build (its PlatformJob), pushed under its
+ * staging tag. The secrets are this host's own grants for the repository, by the names dockerInfo.json gave.
+ */
+export async function runPlatformJob(job: PlatformJob, ports: BuildPorts, session: BuildSession): Promise<void> {
+  const { request, spec } = job;
+  const { secrets, withheld } = resolveSecrets(spec.secrets, ports.secretGrants, request.repository.fullName, secretAudience(request));
+  for (const reason of Object.values(withheld)) session.reporter.log(reason);
+  const mask = secretMask(secrets);
+  const masked = { ...session, reporter: maskedReporter(session.reporter, mask) };
+  const explain: ExplainFailure = (error, dockerfileText) => explainFailedStepOf(error, spec, dockerfileText, mask, withheld);
+  const stagingRepository = `${ports.registry}/${STAGING_REPOSITORY}`;
+  const options: ImageBuildOptions = { ...spec, tags: [`${stagingRepository}:${job.stagingTag}`], secrets, cacheFrom: job.cacheFrom, labels: job.labels, platform: job.platform };
+  session.reporter.log(`building for ${job.platform} on this worker's engine, natively`);
+  const imageId = await session.retry('downloading and building', () => withCheckout(request, spec, ports, masked, (checkout) => buildInCheckout(checkout, options, { ports, session: masked, explain })));
+  try {
+    await session.retry(`pushing ${job.platform}'s image`, async () => {
+      await ports.pusher.push(stagingRepository, job.stagingTag, masked.reporter.output, session.signal);
+      if ((await ports.imageIndex.stagedDigest(job.stagingTag, session.signal)) === undefined) {
+        throw new PushError(`the engine of worker ${ports.workerName} pushed ${stagingRepository}:${job.stagingTag}, but the registry ci_service checks (REGISTRY_URL) has no such tag: REGISTRY_URL must reach the same registry as REGISTRY does from the Docker engine`);
+      }
+    });
+  } finally {
+    await cleanUpEngine([imageId], ports, session.reporter);
   }
 }
 

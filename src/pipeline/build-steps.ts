@@ -14,7 +14,7 @@ import type { BuildPorts, BuildReporter, BuildSession } from './ports.js';
 
 /** This commit's context in the repository's kept folder, held while `use` builds from it. */
 
-export async function withCheckout<T>(request: BuildRequest, spec: BuildSpec, ports: BuildPorts, session: BuildSession, use: (checkout: Checkout) => Promise<T>): Promise<T> {
+export async function withCheckout<T>(request: BuildRequest, spec: Pick<BuildSpec, 'context' | 'dockerfile'>, ports: BuildPorts, session: BuildSession, use: (checkout: Checkout) => Promise<T>): Promise<T> {
   const { repository, sha } = request;
   session.reporter.log(`fetching ${repository.fullName} at ${sha}`);
   const scope = request.trigger.kind === 'pull_request' ? 'pull_request' : 'reviewed';
@@ -57,7 +57,7 @@ export function describeFetch(fetched: Fetched): string {
   return `fetched the ${fetched.files} changed files (${fetched.bytes} bytes) since this host's last build of the repository`;
 }
 
-export function missingDockerfile(spec: BuildSpec): SpecError {
+export function missingDockerfile(spec: Pick<BuildSpec, 'context' | 'dockerfile'>): SpecError {
   const where = spec.context === '' ? 'the repository root' : `the context folder "${spec.context}"`;
   return new SpecError(`Dockerfile "${spec.dockerfile}" is not in ${where}: add it, or set "dockerfile" (a path inside the context) in ${SPEC_FILE}`);
 }
@@ -84,7 +84,7 @@ export type ExplainFailure = (error: unknown, dockerfileText: string | undefined
 
 export function explainFailedStepOf(
   error: unknown,
-  spec: BuildSpec,
+  spec: Pick<BuildSpec, 'dockerfile'>,
   dockerfileText: string | undefined,
   mask: (text: string) => string,
   withheld: Record<string, string>,

@@ -1,10 +1,11 @@
-import type { Repository } from '../domain/build-request.js';
+import type { BuildRequest, Repository } from '../domain/build-request.js';
+import type { FailureStage } from '../domain/errors.js';
 import type { ImageBuilder, ImagePusher } from '../engine/engine.js';
 import type { Checkout, CheckoutScope } from '../source/checkout.js';
 import type { SourceFetcher } from '../source/source-fetcher.js';
 import type { ContextOptions } from '../source/context.js';
 import type { PublishedImage } from '../domain/published-image.js';
-import type { SecretGrant } from '../rules/build-spec.js';
+import type { BuildSpec, SecretGrant } from '../rules/build-spec.js';
 import type { StagedImage, WrittenIndex } from '../domain/staged-image.js';
 import type { PlatformImage } from '../domain/build-record.js';
 
@@ -58,9 +59,41 @@ export interface BuildPorts {
   };
   /** The WORKER_NAME of this process: what a platform's image records as where it was built. */
   workerName: string;
+  /** Other build hosts (workers sharing the queue): a platform this one would only emulate is built where it is native. */
+  platformHosts?: PlatformHosts;
   /** The manifest digest the registry holds for a tag (undefined: it has no such tag). */
   manifestDigest(serviceName: string, tag: string, signal: AbortSignal): Promise<string | undefined>;
   now: () => Date;
+}
+
+/** One platform of a multi-platform build, run by another worker: what it needs to build and push that platform's image. */
+export interface PlatformJob {
+  platform: string;
+  /** The tag in the staging repository to push the platform's image to. */
+  stagingTag: string;
+  request: BuildRequest;
+  /** From the commit's dockerInfo.json; secrets by name only: the worker that builds takes their values from its own BUILD_SECRETS. */
+  spec: Pick<BuildSpec, 'dockerfile' | 'context' | 'buildArgs' | 'target' | 'secrets'>;
+  cacheFrom: string[];
+  labels: Record<string, string>;
+}
+
+/** What a platform's build on another worker ended with. */
+export interface PlatformJobResult {
+  worker: string;
+  seconds: number;
+  /** Its log, for the build's own: ci_service's lines and the engine's output. */
+  log: { own: boolean; text: string }[];
+  /** Why it failed, in the words of the failure kind (domain/errors.ts); absent: pushed. */
+  failure?: { stage: FailureStage; message: string; retryable: boolean };
+}
+
+/** The workers that build platforms natively, and a way to hand one of them a platform's build. */
+export interface PlatformHosts {
+  /** Other live workers whose engines build `platform` natively. */
+  nativeHosts(platform: string): Promise<string[]>;
+  /** Hands the platform to one of them; resolves once it ends (pushed to the staging tag, or failed). */
+  build(job: PlatformJob, signal: AbortSignal): Promise<PlatformJobResult>;
 }
 
 /** How a running build tells the outside what it is doing. */

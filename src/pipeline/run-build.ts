@@ -2,7 +2,7 @@ import { ContextError, PushError, SourceError, SpecError } from '../domain/error
 import type { BuildRequest } from '../domain/build-request.js';
 import type { ImageBuildOptions } from '../engine/engine.js';
 import type { BuildPorts, BuildResult, BuildSession } from './ports.js';
-import { buildPlatforms, planPlatforms, type BuildOnePlatform } from './build-platforms.js';
+import { buildPlatforms, planPlatforms, type BuildOnePlatform, type PlatformJobFor } from './build-platforms.js';
 import { buildInCheckout, cleanUpEngine, explainFailedStepOf, maskedReporter, missingDockerfile, secretAudience, secretMask, withCheckout, type ExplainFailure } from './build-steps.js';
 import { createBuildContext, type BuildContext } from '../source/context.js';
 import { planRelease, readReleaseRules } from '../rules/release-rules.js';
@@ -97,7 +97,15 @@ async function buildForPlatforms(
       withCheckout(request, spec, ports, session, (checkout) => {
         session.reporter.log(`building ${image.tags.join(', ')} for ${spec.platforms.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
         const buildOne: BuildOnePlatform = (platform, reporter, signal) => buildInCheckout(checkout, { ...options, ...platform }, { ports, session: { ...session, reporter, signal }, explain });
-        return buildPlatforms(plans, { serviceName: spec.serviceName, tags: plan.push ? plan.tags : [], push: plan.push }, buildOne, ports, session).catch((error: unknown) => {
+        const jobFor: PlatformJobFor = (platform, stagingTag) => ({
+          platform,
+          stagingTag,
+          request,
+          spec: { dockerfile: spec.dockerfile, context: spec.context, buildArgs: spec.buildArgs, target: spec.target, secrets: spec.secrets },
+          cacheFrom: image.cacheFrom,
+          labels: image.labels,
+        });
+        return buildPlatforms(plans, { serviceName: spec.serviceName, tags: plan.push ? plan.tags : [], push: plan.push }, { buildOne, jobFor }, ports, session).catch((error: unknown) => {
           imageIds = (error as { imageIds?: string[] }).imageIds ?? [];
           throw error;
         });

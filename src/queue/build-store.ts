@@ -23,6 +23,8 @@ export interface WorkerSeen {
   name: string;
   seenAt: Date;
   engine?: string;
+  /** The platforms its engine builds natively, as it last said. */
+  nativePlatforms?: string[];
 }
 
 export type AddOutcome =
@@ -87,7 +89,7 @@ export interface BuildStore {
   /** Builds waiting and building now, in every process that shares this store. */
   counts(): Promise<{ queued: number; running: number }>;
   /** A worker process says it is there (each WORKER_PRESENCE interval). */
-  recordWorker(name: string, seenAt: Date, engine?: string): Promise<void>;
+  recordWorker(name: string, seenAt: Date, engine?: string, nativePlatforms?: string[]): Promise<void>;
   /** Every worker seen, with when it was last and the engine it builds on (as it last said). */
   workers(): Promise<WorkerSeen[]>;
   /** Resolves when the store answers (for /healthz). */

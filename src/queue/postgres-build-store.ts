@@ -59,8 +59,10 @@ const MIGRATIONS = [
   // without this each ask read every unfinished build of the repository (measured: most of a merged ack's time
   // with 3,500 builds queued).
   `CREATE INDEX builds_unfinished_by_trigger ON builds (repository, trigger_key, status);`,
-  // A multi-platform build's images: platform, digest, worker, how built and how long, as a list.
-  `ALTER TABLE builds ADD COLUMN platforms JSONB;`,
+  // A multi-platform build's images (platform, digest, worker, how built, how long), and the platforms each worker
+  // builds natively, which the build that runs a platform elsewhere asks.
+  `ALTER TABLE builds ADD COLUMN platforms JSONB;
+   ALTER TABLE workers ADD COLUMN native_platforms JSONB;`,
 ];
 
 /** Something to do in the transaction that stores a new build, through its connection. */
@@ -262,16 +264,21 @@ export class PostgresBuildStore implements BuildStore {
     return { queued: of('queued'), running: of('running') };
   }
 
-  async recordWorker(name: string, seenAt: Date, engine?: string): Promise<void> {
+  async recordWorker(name: string, seenAt: Date, engine?: string, nativePlatforms?: string[]): Promise<void> {
     await this.pool.query(
-      'INSERT INTO workers (name, seen_at, engine) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at, engine = COALESCE(excluded.engine, workers.engine)',
-      [name, seenAt, engine ?? null],
+      'INSERT INTO workers (name, seen_at, engine, native_platforms) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at, engine = COALESCE(excluded.engine, workers.engine), native_platforms = COALESCE(excluded.native_platforms, workers.native_platforms)',
+      [name, seenAt, engine ?? null, nativePlatforms ? JSON.stringify(nativePlatforms) : null],
     );
   }
 
   async workers(): Promise<WorkerSeen[]> {
-    const { rows } = await this.pool.query<{ name: string; seen_at: Date; engine: string | null }>('SELECT name, seen_at, engine FROM workers ORDER BY name');
-    return rows.map((row) => ({ name: row.name, seenAt: row.seen_at, ...(row.engine !== null ? { engine: row.engine } : {}) }));
+    const { rows } = await this.pool.query<{ name: string; seen_at: Date; engine: string | null; native_platforms: string[] | null }>('SELECT name, seen_at, engine, native_platforms FROM workers ORDER BY name');
+    return rows.map((row) => ({
+      name: row.name,
+      seenAt: row.seen_at,
+      ...(row.engine !== null ? { engine: row.engine } : {}),
+      ...(row.native_platforms !== null ? { nativePlatforms: row.native_platforms } : {}),
+    }));
   }
 
   /** Answers when the database does: for /healthz. */

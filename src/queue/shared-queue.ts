@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { BuildRecord } from '../domain/build-record.js';
 import { describeError } from '../domain/errors.js';
 import type { ImageLock } from './build-worker.js';
+import type { PlatformJob, PlatformJobResult } from '../pipeline/ports.js';
 
 const QUEUE = 'ci-builds';
 /** pg-boss's least heartbeat: a worker that stops sending them (killed, frozen) loses its build this long after. */
@@ -29,6 +30,11 @@ interface BuildJob {
   buildId: string;
 }
 
+/** One queue per platform, taken only by workers whose engines build it natively: `ci-platform-linux-arm64`. */
+const platformQueue = (platform: string) => `ci-platform-${platform.replace(/\//g, '-')}`;
+/** How often a build waiting for another worker's platform looks at its job. */
+const PLATFORM_POLL_MS = 250;
+
 /**
  * The builds waiting for a worker, across hosts, on PostgreSQL through pg-boss (its own schema): every stored
  * build is a job whose id is the build's id, keyed by repository in a `key_strict_fifo` queue, so builds of one
@@ -40,6 +46,8 @@ export class SharedBuildQueue {
   private constructor(
     private readonly boss: PgBoss,
     private readonly logger: Logger,
+    /** A job outlives a build's timeout by the time a slot waits for the engine to stop. */
+    private readonly jobSeconds: number,
   ) {}
 
   static async start(url: string, buildTimeoutMs: number, logger: Logger): Promise<SharedBuildQueue> {
@@ -61,7 +69,7 @@ export class SharedBuildQueue {
           if (!(await boss.getQueue(QUEUE))) throw error;
         });
     }
-    return new SharedBuildQueue(boss, logger);
+    return new SharedBuildQueue(boss, logger, Math.ceil(buildTimeoutMs / 1000) + 300);
   }
 
   /**
@@ -76,6 +84,54 @@ export class SharedBuildQueue {
   async work(concurrency: number, run: (buildId: string) => Promise<void>): Promise<void> {
     await this.boss.work<BuildJob>(QUEUE, { localConcurrency: concurrency, pollingIntervalSeconds: 0.5 }, async ([job]) => {
       if (job) await run(job.data.buildId);
+    });
+  }
+
+  /**
+   * Takes platform jobs (one platform of another worker's multi-platform build) for each platform this worker's
+   * engine builds natively, `concurrency` at a time. The job's output is the PlatformJobResult; a worker that dies
+   * under one loses it to another after its heartbeat stops, as with builds.
+   */
+  async workPlatforms(platforms: string[], concurrency: number, run: (job: PlatformJob, signal: AbortSignal) => Promise<PlatformJobResult>): Promise<void> {
+    for (const platform of platforms) {
+      const queue = platformQueue(platform);
+      await this.ensureQueue(queue, { policy: 'standard', heartbeatSeconds: HEARTBEAT_SECONDS, retryLimit: 2, retryDelay: 1, expireInSeconds: this.jobSeconds });
+      await this.boss.work<PlatformJob>(queue, { localConcurrency: concurrency, pollingIntervalSeconds: 0.5 }, async ([job]) => (job ? run(job.data, job.signal) : undefined));
+    }
+  }
+
+  /**
+   * Hands one platform's build to a worker that builds it natively, and waits for its result. Aborting cancels the
+   * job: a worker running it stops.
+   */
+  async buildPlatform(job: PlatformJob, signal: AbortSignal): Promise<PlatformJobResult> {
+    const queue = platformQueue(job.platform);
+    await this.ensureQueue(queue, { policy: 'standard', heartbeatSeconds: HEARTBEAT_SECONDS, retryLimit: 2, retryDelay: 1, expireInSeconds: this.jobSeconds });
+    const id = await this.boss.send(queue, job as unknown as object);
+    if (!id) throw new Error(`the shared queue did not take the ${job.platform} job`);
+    const cancel = () => void this.boss.cancel(queue, id).catch(() => undefined);
+    signal.addEventListener('abort', cancel, { once: true });
+    try {
+      for (;;) {
+        if (signal.aborted) throw signal.reason;
+        const state = await this.boss.getJobById<PlatformJob>(queue, id);
+        if (state?.state === 'completed') return state.output as unknown as PlatformJobResult;
+        if (!state || state.state === 'failed' || state.state === 'cancelled') {
+          const output = state?.output as { message?: string } | undefined;
+          return { worker: 'unknown', seconds: 0, log: [], failure: { stage: 'build', message: `the worker building ${job.platform} stopped without a result (${output?.message ?? state?.state ?? 'the job is gone'})`, retryable: true } };
+        }
+        await new Promise((resolve) => setTimeout(resolve, PLATFORM_POLL_MS));
+      }
+    } finally {
+      signal.removeEventListener('abort', cancel);
+    }
+  }
+
+  private async ensureQueue(name: string, options: Parameters<PgBoss['createQueue']>[1]): Promise<void> {
+    if (await this.boss.getQueue(name)) return;
+    // Another process may create it meanwhile.
+    await this.boss.createQueue(name, options).catch(async (error: unknown) => {
+      if (!(await this.boss.getQueue(name))) throw error;
     });
   }
 

@@ -87,8 +87,10 @@ const MIGRATIONS = [
   // without this each ask read every unfinished build of the repository (measured: most of a merged ack's time
   // with 3,500 builds queued).
   `CREATE INDEX builds_unfinished_by_trigger ON builds (repository, trigger_key, status);`,
-  // A multi-platform build's images: platform, digest, worker, how built and how long, as a list.
-  `ALTER TABLE builds ADD COLUMN platforms TEXT;`,
+  // A multi-platform build's images (platform, digest, worker, how built, how long), and the platforms each worker
+  // builds natively, which the build that runs a platform elsewhere asks.
+  `ALTER TABLE builds ADD COLUMN platforms TEXT;
+   ALTER TABLE workers ADD COLUMN native_platforms TEXT;`,
 ];
 
 interface BuildRow {
@@ -158,9 +160,9 @@ export class SqliteBuildStore implements BuildStore {
       countQueued: this.db.prepare<[], { queued: number }>("SELECT count(*) AS queued FROM builds WHERE status = 'queued'"),
       countRunning: this.db.prepare<[], { running: number }>("SELECT count(*) AS running FROM builds WHERE status = 'running'"),
       recordWorker: this.db.prepare(
-        'INSERT INTO workers (name, seen_at, engine) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at, engine = COALESCE(excluded.engine, workers.engine)',
+        'INSERT INTO workers (name, seen_at, engine, native_platforms) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at, engine = COALESCE(excluded.engine, workers.engine), native_platforms = COALESCE(excluded.native_platforms, workers.native_platforms)',
       ),
-      workers: this.db.prepare<[], { name: string; seen_at: string; engine: string | null }>('SELECT name, seen_at, engine FROM workers ORDER BY name'),
+      workers: this.db.prepare<[], { name: string; seen_at: string; engine: string | null; native_platforms: string | null }>('SELECT name, seen_at, engine, native_platforms FROM workers ORDER BY name'),
       statusOf: this.db.prepare<[string], { status: BuildStatus }>('SELECT status FROM builds WHERE id = ?'),
       insertBuild: this.db.prepare('INSERT INTO builds (id, repository, sha, trigger_key, request, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       insertDelivery: this.db.prepare('INSERT INTO deliveries (delivery_id, build_id) VALUES (?, ?)'),
@@ -304,12 +306,17 @@ export class SqliteBuildStore implements BuildStore {
     return { queued: this.queued, running };
   }
 
-  async recordWorker(name: string, seenAt: Date, engine?: string): Promise<void> {
-    this.sql.recordWorker.run(name, seenAt.toISOString(), engine ?? null);
+  async recordWorker(name: string, seenAt: Date, engine?: string, nativePlatforms?: string[]): Promise<void> {
+    this.sql.recordWorker.run(name, seenAt.toISOString(), engine ?? null, nativePlatforms ? JSON.stringify(nativePlatforms) : null);
   }
 
   async workers(): Promise<WorkerSeen[]> {
-    return this.sql.workers.all().map((row) => ({ name: row.name, seenAt: new Date(row.seen_at), ...(row.engine !== null ? { engine: row.engine } : {}) }));
+    return this.sql.workers.all().map((row) => ({
+      name: row.name,
+      seenAt: new Date(row.seen_at),
+      ...(row.engine !== null ? { engine: row.engine } : {}),
+      ...(row.native_platforms !== null ? { nativePlatforms: JSON.parse(row.native_platforms) as string[] } : {}),
+    }));
   }
 
   async ping(): Promise<void> {

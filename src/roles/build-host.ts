@@ -1,11 +1,15 @@
 import Dockerode from 'dockerode';
 import path from 'node:path';
 import type { Config } from '../config.js';
-import { describeError } from '../domain/errors.js';
+import { BuildFailure, describeError } from '../domain/errors.js';
 import { DockerEngine } from '../engine/docker/docker-engine.js';
 import { engineLabel, type EngineDescription } from '../engine/engine.js';
 import type { Logger } from '../logger.js';
-import type { BuildPorts } from '../pipeline/ports.js';
+import type { BuildPorts, PlatformHosts, PlatformJob, PlatformJobResult } from '../pipeline/ports.js';
+import { runPlatformJob } from '../pipeline/build-platforms.js';
+import { normalisePlatform } from '../rules/platforms.js';
+import { createRetry } from '../queue/retry.js';
+import type { SharedBuildQueue } from '../queue/shared-queue.js';
 import { runBuild } from '../pipeline/run-build.js';
 import { STAGING_REPOSITORY } from '../rules/build-spec.js';
 import { BuildWorker, type RunBuild } from '../queue/build-worker.js';
@@ -36,6 +40,7 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
     config.buildCacheBytes,
     config.buildLimits,
     (reason) => logger.warn({ reason }, 'could not prune the build cache; trying again after the next build'),
+    config.nativePlatforms,
   );
   const { store, registry } = core;
   const checkouts = await Checkouts.open(path.join(config.dataDir, 'checkouts'), core.source, (reason) =>
@@ -65,13 +70,16 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
       },
     },
     workerName: config.workerName,
+    ...(core.shared ? { platformHosts: platformHosts(config, core, core.shared.queue) } : {}),
     now: core.now,
   };
   // The engine as it last described itself: recorded on this worker and on each build it finishes.
   let engineName: string | undefined;
+  let nativePlatforms: string[] | undefined;
   const describeEngine = async () => {
     const described = await engine.describe();
     engineName = engineLabel(described);
+    nativePlatforms = described.platforms.native.map((platform) => normalisePlatform(platform) ?? platform);
     return described;
   };
   const worker = createWorker(config, logger, core, (request, session) => runBuild(request, ports, session), () => engineName);
@@ -94,7 +102,7 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
       const beat = () =>
         describeEngine()
           .catch(() => undefined)
-          .then(() => store.recordWorker(config.workerName, core.now(), engineName))
+          .then(() => store.recordWorker(config.workerName, core.now(), engineName, nativePlatforms))
           .catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not record this worker as seen'));
       await beat();
       presence = setInterval(beat, WORKER_PRESENCE_MS);
@@ -108,7 +116,10 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
         const build = await store.get(id);
         if (build) await worker.execute(build);
       });
-      logger.info({ worker: config.workerName, concurrency: config.buildConcurrency }, 'taking builds from the shared queue');
+      // Other workers' multi-platform builds hand this one the platforms its engine builds natively.
+      const native = [...new Set(nativePlatforms ?? [])];
+      await core.shared.queue.workPlatforms(native, config.buildConcurrency, (job, signal) => runPlatformJobHere(job, ports, config, logger, signal));
+      logger.info({ worker: config.workerName, concurrency: config.buildConcurrency, platforms: native }, 'taking builds from the shared queue');
     },
     stop() {
       clearInterval(presence);
@@ -117,6 +128,49 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
       await checkouts.close();
     },
   };
+}
+
+/** Live workers are seen at least this often (WORKER_PRESENCE_MS), with a margin for a slow beat. */
+const WORKER_LIVE_MS = 3 * WORKER_PRESENCE_MS;
+/** The log a platform built here hands back to the build it belongs to: its last lines, at most. */
+const PLATFORM_LOG_LINES = 5_000;
+
+/** The other live workers, by the platforms they build natively: where a multi-platform build sends a platform. */
+function platformHosts(config: Config, core: Core, queue: SharedBuildQueue): PlatformHosts {
+  return {
+    async nativeHosts(platform) {
+      const now = core.now().getTime();
+      const workers = await core.store.workers();
+      return workers
+        .filter((worker) => worker.name !== config.workerName && now - worker.seenAt.getTime() < WORKER_LIVE_MS && (worker.nativePlatforms ?? []).includes(platform))
+        .map((worker) => worker.name);
+    },
+    build: (job, signal) => queue.buildPlatform(job, signal),
+  };
+}
+
+/** One platform of another worker's build, run here within BUILD_TIMEOUT_S; its log and any failure go back in the result. */
+async function runPlatformJobHere(job: PlatformJob, ports: BuildPorts, config: Config, logger: Logger, jobSignal: AbortSignal): Promise<PlatformJobResult> {
+  const started = Date.now();
+  const log: PlatformJobResult['log'] = [];
+  const keep = (own: boolean) => (text: string) => {
+    for (const line of text.split('\n')) if (line !== '') log.push({ own, text: line });
+    if (log.length > PLATFORM_LOG_LINES) log.splice(0, log.length - PLATFORM_LOG_LINES);
+  };
+  const signal = AbortSignal.any([jobSignal, AbortSignal.timeout(config.buildTimeoutMs)]);
+  const reporter = { log: keep(true), output: keep(false), imageResolved: () => {} };
+  const retry = createRetry({ retries: config.buildRetries, baseDelayMs: config.buildRetryDelayMs, maxDelayMs: 60_000 }, signal, keep(true));
+  const session = { reporter, signal, retry, exclusive: <T>(_name: string, action: () => Promise<T>) => action() };
+  const result = (failure?: PlatformJobResult['failure']) => ({ worker: config.workerName, seconds: (Date.now() - started) / 1000, log, ...(failure ? { failure } : {}) });
+  try {
+    await runPlatformJob(job, ports, session);
+    logger.info({ repository: job.request.repository.fullName, sha: job.request.sha, platform: job.platform }, "built a platform of another worker's build");
+    return result();
+  } catch (error) {
+    const failure = error instanceof BuildFailure ? { stage: error.stage, message: error.message, retryable: error.retryable } : { stage: 'build' as const, message: describeError(error), retryable: true };
+    logger.warn({ platform: job.platform, error: failure.message }, "a platform of another worker's build failed");
+    return result(failure);
+  }
 }
 
 /**

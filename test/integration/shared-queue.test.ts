@@ -13,6 +13,7 @@ import { BUSYBOX_IMAGE, docker, engineRuns, ensureBusyboxImage, secondEngine } f
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { LocalPostgres } from '../support/postgres.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
+import { pushPlatformBase } from '../support/platform-base.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
 const SECRET = 'shared-queue-secret';
@@ -104,6 +105,36 @@ describe('one build queue on PostgreSQL, many build hosts (real processes)', () 
     assert.match(metrics, /ci_service_worker_last_seen_seconds\{worker="worker-a"\} \d+/);
     assert.match(metrics, /ci_service_worker_last_seen_seconds\{worker="worker-b"\} \d+/);
     assert.match(metrics, /ci_service_queue_depth\{state="queued"\} 0/);
+  });
+
+  it('a two-platform build is split: each platform is built by a worker whose engine builds it natively, and the index holds both', async () => {
+    // The second engine stands in for an arm64 host: it is told that arm64 is what it builds natively.
+    await pushPlatformBase(registry.url, 'ci-test/platform-base', '1');
+    await start('worker', 'worker-arm64', { DOCKER_HOST: secondHost, NATIVE_PLATFORMS: 'linux/arm64' });
+    const repository = await github.addRepository('octo-org/split-platforms', path.join(FIXTURES, 'multi-platform'), {
+      extraFiles: {
+        'nonce.txt': randomUUID(),
+        'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/split-platforms', version: '1.0.0', platforms: ['linux/amd64', 'linux/arm64'], build_args: { BASE: `${registry.address}/ci-test/platform-base:1` } }),
+      },
+    });
+    const build = await server.waitForBuild(await deliver(server, repository), finished, 120_000);
+    assert.equal(build.status, 'succeeded', build.error);
+    const byPlatform = Object.fromEntries((build.platforms ?? []).map((image) => [image.platform, image]));
+    assert.equal(byPlatform['linux/arm64']?.worker, 'worker-arm64', JSON.stringify(build.platforms));
+    assert.ok(byPlatform['linux/amd64'] && byPlatform['linux/amd64'].worker !== 'worker-arm64', JSON.stringify(build.platforms));
+    assert.deepEqual([byPlatform['linux/amd64']!.how, byPlatform['linux/arm64']!.how], ['native', 'native']);
+    const log = await (await fetch(`${server.url}/builds/${build.id}/log?platform=linux/arm64`)).text();
+    assert.match(log, /built and pushed by worker worker-(arm64|a|b)/);
+    assert.match(log, /RUN uname -m/, "the other worker's build log is in the build's own");
+    const index = (await (await fetch(`${registry.url}/v2/ci-test/split-platforms/manifests/1.0.0`, { headers: { accept: 'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json' } })).json()) as {
+      manifests: { digest: string; platform: { architecture: string } }[];
+    };
+    assert.deepEqual(index.manifests.map((manifest) => [manifest.platform.architecture, manifest.digest]), [
+      ['amd64', byPlatform['linux/amd64']!.digest],
+      ['arm64', byPlatform['linux/arm64']!.digest],
+    ]);
+    assert.deepEqual(await registry.tags('ci-test/split-platforms'), ['1.0.0']);
+    workers.get('worker-arm64')!.child.kill('SIGKILL');
   });
 
   it('builds of one repository run one at a time in delivery order on whichever worker; their log lines reach any server live', async () => {

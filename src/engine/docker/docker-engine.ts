@@ -62,6 +62,8 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
      */
     private readonly limits: { memoryBytes: number; cpus: number } = { memoryBytes: 0, cpus: 0 },
     private readonly onPruneFailure: (reason: string) => void = () => {},
+    /** NATIVE_PLATFORMS: what this host builds natively, where its CPU does not say (empty: as it says). */
+    private readonly nativePlatforms: string[] = [],
   ) {}
 
   get contextKind(): BuildContextInput['kind'] {
@@ -145,7 +147,8 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     const workers = hasBuildKit ? await listBuildKitWorkers(this.docker.modem as HijackingModem).catch(() => undefined) : undefined;
     const platforms = workers?.platforms.length ? workers.platforms : [own];
     const nativeArchitectures = RUNS_NATIVELY[version.Arch] ?? [version.Arch];
-    const runsNatively = (platform: string) => platform.startsWith(`${version.Os}/`) && nativeArchitectures.includes(platform.split('/')[1] ?? '');
+    const runsNatively = (platform: string) =>
+      this.nativePlatforms.length > 0 ? this.nativePlatforms.includes(platform) : platform.startsWith(`${version.Os}/`) && nativeArchitectures.includes(platform.split('/')[1] ?? '');
     return {
       kind: 'docker',
       version: version.Version,

@@ -24,6 +24,7 @@ import { examplePullRequest, mergedPullRequest, sendDelivery, signature256 } fro
 import { GitHubStandIn, type StandInRepository } from '../test/support/github-stand-in.js';
 import { LocalPostgres } from '../test/support/postgres.js';
 import { freePort, LocalRegistry, waitFor } from '../test/support/registry.js';
+import { pushPlatformBase } from '../test/support/platform-base.js';
 
 const run = promisify(execFile);
 const SECRET = 'bench-secret';
@@ -618,6 +619,91 @@ async function benchHosts(lines: string[]): Promise<void> {
   }
 }
 
+/**
+ * Two-platform images. Against `docker buildx build --platform linux/amd64,linux/arm64 --push` of the same folder
+ * on the same engine: Debian 13's buildx with its `docker` driver, which builds multi-platform images only on the
+ * containerd store (BENCH_CLI_ROOT and that engine; elsewhere the row says why it is not there). Then a RUN-heavy
+ * two-platform build on one worker host against two, the second told that arm64 is its native platform.
+ */
+async function benchPlatforms(lines: string[]): Promise<void> {
+  await pushPlatformBase(registry.url, 'bench/platform-base', '1');
+  const base = `${registry.address}/bench/platform-base:1`;
+  const project = async (name: string, run: string) => {
+    const dir = path.join(workDir, `platforms-${name}-${randomUUID().slice(0, 8)}`);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'Dockerfile'), `FROM ${base}\nRUN echo ${randomUUID()} && ${run}\nCOPY nonce.txt /nonce.txt\n`);
+    await writeFile(path.join(dir, 'nonce.txt'), randomUUID());
+    return dir;
+  };
+  const twoPlatforms = (dir: string, service: string, version: string) =>
+    writeFile(path.join(dir, 'dockerInfo.json'), JSON.stringify({ service_name: service, version, platforms: ['linux/amd64', 'linux/arm64'] }));
+
+  lines.push('| two platforms, small | pairs | ci_service s | docker buildx build --platform …,… --push s | ratio of medians | pair ratios |', '| --- | --- | --- | --- | --- | --- |');
+  const buildx = await dockerCli(['buildx', 'version']).then(
+    () => true,
+    () => false,
+  );
+  const containerdStore = ((await docker.info()) as { DriverStatus?: [string, string][] }).DriverStatus?.some(([key, value]) => key === 'driver-type' && value.includes('snapshotter'));
+  if (!buildx || !containerdStore) {
+    lines.push(`| not measured: buildx's docker driver builds two platforms only with buildx (BENCH_CLI_ROOT) on a containerd store engine; this is ${buildx ? 'an overlay2' : 'a buildx-less'} one | | | | | |`);
+  } else {
+    const target = await daemon({ BUILD_CONCURRENCY: '1' });
+    const ours = async (n: number) => {
+      const label = `platforms-${randomUUID().slice(0, 8)}`;
+      const version = freshVersion(`run-${n}`);
+      const dir = await project(label, 'uname -m > /arch');
+      await twoPlatforms(dir, `bench/ci-${label}`, version);
+      return throughCommit(target, dir, label, version);
+    };
+    const theirs = async (n: number) => {
+      const dir = await project(`cli-${n}`, 'uname -m > /arch');
+      await settleDisk();
+      const started = performance.now();
+      await dockerCli(['buildx', 'build', '-q', '--platform', 'linux/amd64,linux/arm64', '--push', '-t', `${registry.address}/bench/cli-platforms:${freshVersion(`run-${n}`)}`, cliPath(dir)]);
+      return (performance.now() - started) / 1000;
+    };
+    const [a, b] = await alternate(PAIRS, ours, theirs);
+    lines.push(comparisonLine('small', a, b));
+    target.child.kill('SIGKILL');
+  }
+
+  const engine = await secondEngine();
+  if (!('host' in engine)) throw new Error(engine.unavailable);
+  const postgres = await new LocalPostgres().start();
+  try {
+    lines.push('', '| RUN-heavy two-platform build | worker hosts | seconds | against one host | where linux/arm64 was built |', '| --- | --- | --- | --- | --- |');
+    let oneHost = 0;
+    const work = QUICK ? 'busybox seq 1 20000 | busybox md5sum' : 'for i in 1 2 3 4 5 6; do busybox seq 1 300000 | busybox md5sum; done';
+    for (const hosts of [[{}], [{}, { DOCKER_HOST: engine.host, NATIVE_PLATFORMS: 'linux/arm64' }]] as Record<string, string>[][]) {
+      const url = await postgres.createDatabase();
+      const server = await daemon({ CI_ROLE: 'server', DATABASE_URL: url });
+      const workers = await Promise.all(hosts.map((extra, n) => daemon({ CI_ROLE: 'worker', WORKER_NAME: `host-${n + 1}`, DATABASE_URL: url, BUILD_CONCURRENCY: '1', ...extra }, false)));
+      await waitFor(
+        async () => {
+          const text = await metricsOf(server);
+          return hosts.every((_, n) => text.includes(`worker="host-${n + 1}"`));
+        },
+        30_000,
+        'the workers to start',
+      );
+      const label = `platforms-heavy-${hosts.length}-${randomUUID().slice(0, 8)}`;
+      const dir = await project(label, work);
+      await twoPlatforms(dir, `bench/${label}`, '1');
+      const repository = await github.addRepository(`bench/${label}`, dir, { prepareTarball: true });
+      const started = performance.now();
+      const done = await waitForBuild(server, await sendMerge(server, repository));
+      const seconds = (performance.now() - started) / 1000;
+      if (done.status !== 'succeeded') throw new Error(`platforms: ${done.error}`);
+      oneHost ||= seconds;
+      const arm = done.platforms?.find((image) => image.platform === 'linux/arm64');
+      lines.push(`| ${hosts.length === 1 ? 'both on host-1' : 'split'} | ${hosts.length} | ${seconds.toFixed(1)} | ${(seconds / oneHost).toFixed(3)} | ${arm?.worker} (${arm?.how}, ${arm?.seconds.toFixed(1)} s) |`);
+      [server, ...workers].forEach((each) => each.child.kill('SIGKILL'));
+    }
+  } finally {
+    await postgres.remove();
+  }
+}
+
 async function metricsOf(target: Daemon): Promise<string> {
   return (await fetch(`${target.url}/metrics`)).text();
 }
@@ -663,6 +749,7 @@ async function main(): Promise<void> {
     memory: ['Memory: peak RSS of the daemon over one build', benchMemory],
     stores: ['Acks by store: SQLite against PostgreSQL (CI_ROLE=server)', benchStores],
     hosts: ['Many build hosts on PostgreSQL: servers and workers', benchHosts],
+    platforms: ['Images for two platforms (linux/amd64 + linux/arm64 under QEMU)', benchPlatforms],
   };
   try {
     for (const section of sections) {

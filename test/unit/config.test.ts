@@ -60,6 +60,9 @@ describe('configuration', () => {
     assert.equal(config.workerName, 'build-host-2');
     assert.throws(() => loadConfig({ ...base, DATABASE_URL: 'mysql://db/ci' }), /DATABASE_URL must be a PostgreSQL URL such as postgres:\/\//);
     assert.throws(() => loadConfig({ ...base, WORKER_NAME: 'a host' }), /WORKER_NAME must be a name of letters, digits/);
+    assert.deepEqual(loadConfig({ ...base, NATIVE_PLATFORMS: 'linux/aarch64, linux/arm/v7' }).nativePlatforms, ['linux/arm64', 'linux/arm/v7']);
+    assert.deepEqual(loadConfig(base).nativePlatforms, []);
+    assert.throws(() => loadConfig({ ...base, NATIVE_PLATFORMS: 'linux/arm64,sparc' }), /NATIVE_PLATFORMS must list platforms such as linux\/arm64,linux\/arm\/v7; not sparc/);
     assert.equal(loadConfig(base).role, 'all');
     assert.equal(loadConfig({ ...base, CI_ROLE: 'worker', DATABASE_URL: 'postgres://db/ci' }).role, 'worker');
     assert.throws(() => loadConfig({ ...base, CI_ROLE: 'server' }), /CI_ROLE=server shares builds with other processes through PostgreSQL: set DATABASE_URL/);
@@ -85,6 +88,7 @@ describe('configuration', () => {
       DOCKER_HOST: ['tcp://docker:2375', (c) => c.docker, { host: 'docker', port: 2375 }],
       DATA_DIR: ['/data', (c) => c.dataDir, '/data'],
       WORKER_NAME: ['host-7', (c) => c.workerName, 'host-7'],
+      NATIVE_PLATFORMS: ['linux/arm64', (c) => c.nativePlatforms, ['linux/arm64']],
       DATABASE_URL: ['postgres://ci:pw@db:5432/ci', (c) => c.databaseUrl, 'postgres://ci:pw@db:5432/ci'],
       CI_ROLE: ['worker', (c) => c.role, 'worker'],
       BUILD_CONCURRENCY: ['4', (c) => c.buildConcurrency, 4],

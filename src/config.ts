@@ -121,6 +121,7 @@ const environmentSchema = z.object({
   DELIVERY_RECOVERY_INTERVAL_S: integer(300, 0, 86400),
   CI_ROLE: z.enum(['all', 'server', 'worker'], { error: 'must be "all" (the default: one process does everything), "server" or "worker"' }).default('all'),
   BUILDER: z.enum(['buildkit', 'legacy'], { error: 'must be "buildkit" (the default) or "legacy" (for engines without BuildKit)' }).default('buildkit'),
+  PROVENANCE: z.enum(['min', 'max', 'false'], { error: 'must be "min" (the default), "max" (with the build\'s arguments and steps) or "false"' }).default('min'),
   BUILD_SECRETS: commaList,
   PULL_REQUEST_SECRETS: commaList,
   ALLOWED_IMAGE_WRITERS: commaList,
@@ -188,6 +189,8 @@ export interface Config {
   deliveryRecoveryIntervalMs: number;
   buildRef: 'head' | 'merge';
   builder: 'buildkit' | 'legacy';
+  /** BuildKit's SLSA provenance on multi-platform images, where the engine's store keeps it; undefined: none. */
+  provenance: 'min' | 'max' | undefined;
   /** all: one process does everything; server: webhooks, pages, API, no builds; worker: builds, no HTTP port. */
   role: 'all' | 'server' | 'worker';
   /**
@@ -314,6 +317,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     deliveryRecoveryIntervalMs: values.DELIVERY_RECOVERY_INTERVAL_S * 1000,
     buildRef: values.BUILD_REF,
     builder: values.BUILDER,
+    provenance: values.PROVENANCE === 'false' ? undefined : values.PROVENANCE,
     role: values.CI_ROLE,
     allowedImageWriters,
     buildSecrets,

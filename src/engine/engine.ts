@@ -15,6 +15,11 @@ export interface ImageBuildOptions {
   cacheFrom: string[];
   /** The platform to build for (`linux/arm64`); undefined: the engine's own. */
   platform?: string;
+  /**
+   * BuildKit's SLSA provenance attestation, kept beside the image, where the engine's store keeps attestations
+   * (the containerd store); elsewhere the image is built without it.
+   */
+  provenance?: 'min' | 'max';
 }
 
 /** The build context, as the builder takes it. */

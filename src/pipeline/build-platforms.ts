@@ -161,7 +161,15 @@ export async function runPlatformJob(job: PlatformJob, ports: BuildPorts, sessio
   const masked = { ...session, reporter: maskedReporter(session.reporter, mask) };
   const explain: ExplainFailure = (error, dockerfileText) => explainFailedStepOf(error, spec, dockerfileText, mask, withheld);
   const stagingRepository = `${ports.registry}/${STAGING_REPOSITORY}`;
-  const options: ImageBuildOptions = { ...spec, tags: [`${stagingRepository}:${job.stagingTag}`], secrets, cacheFrom: job.cacheFrom, labels: job.labels, platform: job.platform };
+  const options: ImageBuildOptions = {
+    ...spec,
+    tags: [`${stagingRepository}:${job.stagingTag}`],
+    secrets,
+    cacheFrom: job.cacheFrom,
+    labels: job.labels,
+    platform: job.platform,
+    ...(ports.provenance ? { provenance: ports.provenance } : {}),
+  };
   session.reporter.log(`building for ${job.platform} on this worker's engine, natively`);
   const imageId = await session.retry('downloading and building', () => withCheckout(request, spec, ports, masked, (checkout) => buildInCheckout(checkout, options, { ports, session: masked, explain })));
   try {

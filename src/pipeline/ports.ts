@@ -57,6 +57,8 @@ export interface BuildPorts {
     /** Removes a staging tag once its index is written, where the registry deletes (best effort). */
     discardStaged(tag: string, signal: AbortSignal): Promise<void>;
   };
+  /** PROVENANCE: the SLSA provenance each platform's image carries, where the engine's store keeps it. */
+  provenance: 'min' | 'max' | undefined;
   /** The WORKER_NAME of this process: what a platform's image records as where it was built. */
   workerName: string;
   /** Other build hosts (workers sharing the queue): a platform this one would only emulate is built where it is native. */

@@ -89,8 +89,12 @@ async function buildForPlatforms(
     throw new SpecError(`${SPEC_FILE}: "platforms" needs BuildKit, which builds each platform from the kept checkout: set BUILDER=buildkit on ci_service (the engine's legacy builder builds its own platform only)`);
   }
   const plans = await planPlatforms(spec.platforms, ports);
+  const { imageStore } = await ports.builder.describe();
+  if (ports.provenance && imageStore !== 'containerd') {
+    session.reporter.log(`no provenance attestation on what this host builds: its engine's ${imageStore} image store keeps none (the containerd image store does); PROVENANCE=false says none is wanted`);
+  }
   const repositoryRef = imageRepository(ports.registry, spec);
-  const options: ImageBuildOptions = { ...image, dockerfile: spec.dockerfile, buildArgs: spec.buildArgs, target: spec.target };
+  const options: ImageBuildOptions = { ...image, dockerfile: spec.dockerfile, buildArgs: spec.buildArgs, target: spec.target, ...(ports.provenance ? { provenance: ports.provenance } : {}) };
   let imageIds: string[] = [];
   try {
     const built = await session.retry('downloading and building', () =>

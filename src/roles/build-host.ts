@@ -70,6 +70,7 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
       },
     },
     workerName: config.workerName,
+    provenance: config.provenance,
     ...(core.shared ? { platformHosts: platformHosts(config, core, core.shared.queue) } : {}),
     now: core.now,
   };

@@ -68,6 +68,13 @@ describe('multi-platform images (real engine and registry)', { skip }, () => {
     return { index: (await response.json()) as Index, digest: response.headers.get('docker-content-digest') };
   }
 
+  /** The in-toto statement an attestation manifest holds (its one layer). */
+  async function provenanceOf(name: string, digest: string): Promise<{ predicateType: string; predicate: unknown }> {
+    const manifest = (await (await fetch(`${registry.url}/v2/${name}/manifests/${digest}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { digest: string; mediaType: string }[] };
+    assert.equal(manifest.layers[0]?.mediaType, 'application/vnd.in-toto+json');
+    return (await (await fetch(`${registry.url}/v2/${name}/blobs/${manifest.layers[0]!.digest}`)).json()) as never;
+  }
+
   /** A file of one platform's image, pulled by its manifest's digest (never run: only read). */
   async function fileOfManifest(reference: string, file: string): Promise<string> {
     const stream = await docker.pull(reference, { authconfig: {} });
@@ -117,6 +124,20 @@ describe('multi-platform images (real engine and registry)', { skip }, () => {
     // Nothing but the real tags under the image's name; the staging tags are gone (this registry deletes).
     assert.deepEqual((await registry.tags('ci-test/two-platforms')).sort(), ['1.0.0', 'stable']);
     assert.deepEqual(await registry.tags('ci-service-staging'), []);
+
+    // BuildKit's provenance: one attestation manifest per platform where the store keeps them (containerd).
+    const attestations = index.manifests.filter((manifest) => manifest.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest');
+    const info = (await docker.info()) as { DriverStatus?: [string, string][] };
+    const containerdStore = (info.DriverStatus ?? []).some(([key, value]) => key === 'driver-type' && value === 'io.containerd.snapshotter.v1');
+    if (containerdStore) {
+      assert.deepEqual(attestations.map((manifest) => manifest.annotations?.['vnd.docker.reference.digest']).sort(), [amd64.digest, arm64.digest].sort());
+      const statement = await provenanceOf('ci-test/two-platforms', attestations[0]!.digest);
+      assert.match(statement.predicateType, /^https:\/\/slsa\.dev\/provenance\//);
+      assert.match(JSON.stringify(statement.predicate), /dockerfile\.v0|Dockerfile/);
+    } else {
+      assert.deepEqual(attestations, []);
+      assert.match(await ci.getLog(build.id), /no provenance attestation on what this host builds: its engine's overlay2 image store keeps none/);
+    }
 
     const armLog = await (await fetch(`${ci.url}/builds/${build.id}/log?platform=linux/arm64`)).text();
     const armLines = armLog.trimEnd().split('\n');

@@ -89,6 +89,7 @@ describe('configuration', () => {
       DATA_DIR: ['/data', (c) => c.dataDir, '/data'],
       WORKER_NAME: ['host-7', (c) => c.workerName, 'host-7'],
       NATIVE_PLATFORMS: ['linux/arm64', (c) => c.nativePlatforms, ['linux/arm64']],
+      PROVENANCE: ['max', (c) => c.provenance, 'max'],
       DATABASE_URL: ['postgres://ci:pw@db:5432/ci', (c) => c.databaseUrl, 'postgres://ci:pw@db:5432/ci'],
       CI_ROLE: ['worker', (c) => c.role, 'worker'],
       BUILD_CONCURRENCY: ['4', (c) => c.buildConcurrency, 4],

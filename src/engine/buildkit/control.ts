@@ -5,8 +5,9 @@ import type { HijackingModem } from './session.js';
 
 /**
  * BuildKit's control API (`moby.buildkit.v1.Control`), as the engine serves it on `POST /grpc` upgraded to HTTP/2
- * (what buildx's `docker` driver talks to). Only ListWorkers is asked: which BuildKit this is and the platforms its
- * worker builds (its own and those QEMU's binfmt handlers add, as BuildKit probed them).
+ * (what buildx's `docker` driver talks to). ListWorkers: which BuildKit this is and the platforms its worker builds
+ * (its own and those QEMU's binfmt handlers add, as BuildKit probed them). Solve with Status: a build with what the
+ * engine's /build does not pass on, such as attestations (SLSA provenance).
  *
  * One unary call is made by hand over node:http2 because @grpc/grpc-js can only dial addresses, not use a socket
  * the engine hands over after an HTTP upgrade; the gRPC framing of one message is five bytes of header.
@@ -19,9 +20,19 @@ message ListWorkersResponse { repeated WorkerRecord record = 1; }
 message WorkerRecord { string ID = 1; repeated Platform platforms = 3; BuildkitVersion BuildkitVersion = 5; }
 message Platform { string Architecture = 1; string OS = 2; string Variant = 3; }
 message BuildkitVersion { string package = 1; string version = 2; string revision = 3; }
+message CacheOptionsEntry { string Type = 1; map<string, string> Attrs = 2; }
+message CacheOptions { repeated CacheOptionsEntry Imports = 5; }
+message SolveRequest {
+  string Ref = 1; string Exporter = 3; map<string, string> ExporterAttrs = 4; string Session = 5;
+  string Frontend = 6; map<string, string> FrontendAttrs = 7; CacheOptions Cache = 8;
+}
+message SolveResponse { map<string, string> ExporterResponse = 1; }
+message StatusRequest { string Ref = 1; }
 `;
 const types = protobuf.parse(CONTROL_PROTO).root;
 const LIST_WORKERS = '/moby.buildkit.v1.Control/ListWorkers';
+const SOLVE = '/moby.buildkit.v1.Control/Solve';
+const STATUS = '/moby.buildkit.v1.Control/Status';
 const CALL_TIMEOUT_MS = 5_000;
 
 export interface BuildKitWorkers {
@@ -69,6 +80,96 @@ async function askWorkers(socket: Duplex): Promise<BuildKitWorkers> {
   }
 }
 
+/** A Dockerfile build as BuildKit's Solve takes it: the dockerfile.v0 frontend, its context from a session. */
+export interface SolveOptions {
+  /** The build's id, which its progress is asked by. */
+  ref: string;
+  session: string;
+  frontendAttrs: Record<string, string>;
+  exporter: { type: string; attrs: Record<string, string> };
+  cacheImports: string[];
+}
+
+/** A solve's end: the exporter's response (the image's digest, …), or BuildKit's error in its own words. */
+export type SolveOutcome = { response: Record<string, string>; error?: undefined } | { error: string };
+
+/**
+ * Runs one Solve, feeding each of BuildKit's progress messages (`StatusResponse`, as bytes) to `onStatus` as it
+ * comes. Aborting closes the connection: BuildKit cancels the solve. Rejects only when the engine serves no control
+ * API or the connection breaks; a failed build is an outcome with its error.
+ */
+export async function solve(modem: HijackingModem, options: SolveOptions, onStatus: (message: Buffer) => void, signal: AbortSignal): Promise<SolveOutcome> {
+  const socket = await upgrade(modem);
+  const client = http2.connect('http://buildkit', { createConnection: () => socket });
+  client.on('error', () => {}); // each call's stream reports what failed
+  const close = () => client.destroy();
+  signal.addEventListener('abort', close, { once: true });
+  try {
+    const progress = streamMessages(client, STATUS, encode('StatusRequest', { Ref: options.ref }), onStatus);
+    const request = {
+      Ref: options.ref,
+      Session: options.session,
+      Frontend: 'dockerfile.v0',
+      FrontendAttrs: options.frontendAttrs,
+      Exporter: options.exporter.type,
+      ExporterAttrs: options.exporter.attrs,
+      Cache: { Imports: options.cacheImports.map((ref) => ({ Type: 'registry', Attrs: { ref } })) },
+    };
+    let outcome: SolveOutcome;
+    try {
+      const answer = await unary(client, SOLVE, encode('SolveRequest', request), 0);
+      outcome = { response: (decode('SolveResponse', answer) as { ExporterResponse?: Record<string, string> }).ExporterResponse ?? {} };
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      if (!(error instanceof GrpcError)) throw error;
+      outcome = { error: error.grpcMessage };
+    }
+    // The last progress (the failed step's error) comes before the status stream ends.
+    await progress.catch(() => undefined);
+    return outcome;
+  } finally {
+    signal.removeEventListener('abort', close);
+    client.close();
+  }
+}
+
+/** An answer of BuildKit with a non-zero gRPC status: its message is BuildKit's own error. */
+class GrpcError extends Error {
+  constructor(
+    path: string,
+    readonly grpcStatus: string,
+    readonly grpcMessage: string,
+  ) {
+    super(`${path} answered gRPC status ${grpcStatus}${grpcMessage ? `: ${grpcMessage}` : ''}`);
+  }
+}
+
+/** A server-streaming call: each length-prefixed message to `onMessage` as it completes. */
+function streamMessages(client: http2.ClientHttp2Session, path: string, message: Uint8Array, onMessage: (message: Buffer) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stream = client.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+    let pending: Buffer = Buffer.alloc(0);
+    stream.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+        const length = pending.readUInt32BE(1);
+        onMessage(pending.subarray(5, 5 + length));
+        pending = pending.subarray(5 + length);
+      }
+    });
+    stream.on('error', reject);
+    stream.on('close', () => resolve());
+    stream.end(frame(message));
+  });
+}
+
+function frame(message: Uint8Array): Buffer {
+  const framed = Buffer.alloc(5 + message.length);
+  framed.writeUInt32BE(message.length, 1);
+  framed.set(message, 5);
+  return framed;
+}
+
 function upgrade(modem: HijackingModem): Promise<Duplex> {
   const request = {
     method: 'POST',
@@ -82,10 +183,11 @@ function upgrade(modem: HijackingModem): Promise<Duplex> {
   });
 }
 
-function unary(client: http2.ClientHttp2Session, path: string, message: Uint8Array): Promise<Buffer> {
+/** One unary call; `timeoutMs` 0 waits as long as the call runs (a solve). */
+function unary(client: http2.ClientHttp2Session, path: string, message: Uint8Array, timeoutMs = CALL_TIMEOUT_MS): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const stream = client.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
-    stream.setTimeout(CALL_TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+    if (timeoutMs > 0) stream.setTimeout(timeoutMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
     const chunks: Buffer[] = [];
     let status: string | undefined;
     let statusMessage = '';
@@ -100,18 +202,19 @@ function unary(client: http2.ClientHttp2Session, path: string, message: Uint8Arr
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
     stream.on('error', reject);
     stream.on('close', () => {
+      if (status === undefined) {
+        reject(new Error(`${path} answered nothing`));
+        return;
+      }
       if (status !== '0') {
-        reject(new Error(`${path} answered ${status === undefined ? 'nothing' : `gRPC status ${status}`}${statusMessage ? `: ${statusMessage}` : ''}`));
+        reject(new GrpcError(path, status, statusMessage));
         return;
       }
       const body = Buffer.concat(chunks);
       // One length-prefixed message: a compression flag byte, four bytes of length, the message.
       resolve(body.subarray(5, 5 + body.readUInt32BE(1)));
     });
-    const frame = Buffer.alloc(5 + message.length);
-    frame.writeUInt32BE(message.length, 1);
-    frame.set(message, 5);
-    stream.end(frame);
+    stream.end(frame(message));
   });
 }
 

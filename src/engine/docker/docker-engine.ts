@@ -7,7 +7,8 @@ import { explainEngineError } from '../explain-build-failure.js';
 import { readProgress } from './progress.js';
 import type { Checkout } from '../../source/checkout.js';
 import type { BuildContextInput, BuiltImage, EngineDescription, ImageBuilder, ImageBuildOptions, ImagePusher } from '../engine.js';
-import { listBuildKitWorkers } from '../buildkit/control.js';
+import { listBuildKitWorkers, solve } from '../buildkit/control.js';
+import { randomUUID } from 'node:crypto';
 
 export interface RegistryAuth {
   username: string;
@@ -181,34 +182,68 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     });
     const trace = new BuildKitTrace(onLog);
     try {
-      const query = {
-        version: '2',
-        session: session.id,
-        remote: 'client-session',
-        t: options.tags,
-        dockerfile: options.dockerfile,
-        ...(options.target ? { target: options.target } : {}),
-        ...(options.platform ? { platform: options.platform } : {}),
-        buildargs: { ...options.buildArgs, BUILDKIT_INLINE_CACHE: '1' },
-        labels: options.labels,
-        ...(options.cacheFrom.length > 0 ? { cachefrom: JSON.stringify(options.cacheFrom) } : {}),
-        ...this.limitQuery(),
-      };
-      const stream = await dialBuild(this.docker, undefined, signal, query);
-      const outcome = await readProgress(stream, onLog, (data) => trace.feed(data));
-      if (outcome.error === undefined) return { id: builtImageId(outcome.aux), contextSent: session.sent() };
+      // Attestations need BuildKit's own Solve and a store that keeps them: the containerd store does.
+      const solved = options.provenance && (await this.describe()).imageStore === 'containerd'
+        ? await this.solveWithProvenance(session.id, options, options.provenance, trace, signal)
+        : await this.buildThroughEngine(session.id, options, onLog, trace, signal);
+      if (solved.error === undefined) return { id: solved.id, contextSent: session.sent() };
       const transferError = session.transferError();
       if (transferError) throw new ImageBuildError(`sending the build context to BuildKit failed: ${transferError.message}`, true);
-      const step = trace.stepThatFailed(outcome.error);
+      const step = trace.stepThatFailed(solved.error);
       // A command of the Dockerfile that fails is the repository's to fix; pulling a base image may pass later.
       const command = step !== undefined && /\]\s*(RUN|COPY|ADD)\b/.test(step.name);
-      throw new ImageBuildError(step ? outcome.error : explainEngineError(outcome.error), isTransient(outcome.error) && !command, step);
+      throw new ImageBuildError(step ? solved.error : explainEngineError(solved.error), isTransient(solved.error) && !command, step);
     } catch (error) {
       if (error instanceof ImageBuildError) throw error;
       throw engineFailure(error, 'build');
     } finally {
       session.close();
     }
+  }
+
+  /** The engine's /build (version=2): what every engine with BuildKit serves. */
+  private async buildThroughEngine(sessionId: string, options: ImageBuildOptions, onLog: (text: string) => void, trace: BuildKitTrace, signal: AbortSignal) {
+    const query = {
+      version: '2',
+      session: sessionId,
+      remote: 'client-session',
+      t: options.tags,
+      dockerfile: options.dockerfile,
+      ...(options.target ? { target: options.target } : {}),
+      ...(options.platform ? { platform: options.platform } : {}),
+      buildargs: { ...options.buildArgs, BUILDKIT_INLINE_CACHE: '1' },
+      labels: options.labels,
+      ...(options.cacheFrom.length > 0 ? { cachefrom: JSON.stringify(options.cacheFrom) } : {}),
+      ...this.limitQuery(),
+    };
+    const stream = await dialBuild(this.docker, undefined, signal, query);
+    const outcome = await readProgress(stream, onLog, (data) => trace.feed(data));
+    return outcome.error === undefined ? { id: builtImageId(outcome.aux) } : { error: outcome.error };
+  }
+
+  /**
+   * BuildKit's Solve on the engine's /grpc, as buildx's `docker` driver sends it, with SLSA provenance
+   * (`attest:provenance`): the image is kept in the engine's store under its tags, with its attestation beside it,
+   * and pushed as any other. The same frontend attributes /build would set.
+   */
+  private async solveWithProvenance(sessionId: string, options: ImageBuildOptions, mode: 'min' | 'max', trace: BuildKitTrace, signal: AbortSignal) {
+    const attributes: Record<string, string> = {
+      filename: options.dockerfile,
+      ...(options.target ? { target: options.target } : {}),
+      ...(options.platform ? { platform: options.platform } : {}),
+      'attest:provenance': `mode=${mode}`,
+    };
+    for (const [name, value] of Object.entries({ ...options.buildArgs, BUILDKIT_INLINE_CACHE: '1' })) attributes[`build-arg:${name}`] = value;
+    for (const [name, value] of Object.entries(options.labels)) attributes[`label:${name}`] = value;
+    const outcome = await solve(
+      this.docker.modem as HijackingModem,
+      { ref: randomUUID(), session: sessionId, frontendAttrs: attributes, exporter: { type: 'moby', attrs: { name: options.tags.join(',') } }, cacheImports: options.cacheFrom },
+      (message) => trace.feed(message.toString('base64')),
+      signal,
+    );
+    if (outcome.error !== undefined) return { error: outcome.error };
+    // The store names the image by its tags; removing it by the first removes what this build made.
+    return { id: options.tags[0]! };
   }
 
   /** The engine's old builder, for engines without BuildKit (BUILDER=legacy). */

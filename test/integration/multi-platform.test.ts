@@ -149,6 +149,49 @@ describe('multi-platform images (real engine and registry)', { skip }, () => {
     assert.equal((await fetch(`${ci.url}/builds/${build.id}/log?platform=sparc`)).status, 400);
   });
 
+  it('the version guard and image ownership hold for an index: a version published from one commit is not pushed over from another', async () => {
+    const first = await built(await repository('guarded-index', {}));
+    assert.equal(first.status, 'succeeded', first.error);
+    const second = await built(await repository('guarded-index', {}));
+    assert.equal(second.status, 'failed');
+    assert.equal(second.failedStage, 'spec');
+    assert.match(second.error!, /1\.0\.0 .*already|already .*1\.0\.0/, second.error);
+    assert.equal((await readIndex('ci-test/guarded-index', '1.0.0')).digest, first.digest, 'the published index is untouched');
+    const other = await github.addRepository('octo-org/not-the-owner', FIXTURE, {
+      extraFiles: { 'nonce.txt': randomUUID(), 'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/guarded-index', version: '2.0.0', platforms: ['linux/amd64', 'linux/arm64'], build_args: { BASE: base } }) },
+    });
+    const taken = await built(other);
+    assert.equal(taken.status, 'failed');
+    assert.match(taken.error!, /belongs to octo-org\/guarded-index/, taken.error);
+  });
+
+  it("PROVENANCE=max: the attestation holds the build's definition (containerd store only)", async (t) => {
+    const info = (await docker.info()) as { DriverStatus?: [string, string][] };
+    if (!(info.DriverStatus ?? []).some(([key, value]) => key === 'driver-type' && value === 'io.containerd.snapshotter.v1')) {
+      t.skip('the classic store keeps no attestations (tested above: the log says so)');
+      return;
+    }
+    const max = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, PROVENANCE: 'max' });
+    try {
+      const repo = await repository('provenance-max', {});
+      const response = await sendDelivery(max.url, mergedPullRequest(repo, repo.sha), { secret: TEST_SECRET });
+      const { build: queued } = (await response.json()) as { build: BuildView };
+      await max.service.worker.onIdle();
+      const build = await max.getBuild(queued.id);
+      assert.equal(build.status, 'succeeded', build.error);
+      const { index } = await readIndex('ci-test/provenance-max', '1.0.0');
+      const attestation = index.manifests.find((manifest) => manifest.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest')!;
+      const maxStatement = JSON.stringify((await provenanceOf('ci-test/provenance-max', attestation.digest)).predicate);
+      const minIndex = (await readIndex('ci-test/two-platforms', '1.0.0')).index;
+      const minAttestation = minIndex.manifests.find((manifest) => manifest.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest')!;
+      const minStatement = JSON.stringify((await provenanceOf('ci-test/two-platforms', minAttestation.digest)).predicate);
+      assert.match(maxStatement, /llbDefinition/, 'mode=max records the build definition');
+      assert.doesNotMatch(minStatement, /llbDefinition/, 'mode=min does not');
+    } finally {
+      await max.stop();
+    }
+  });
+
   it('a step that fails on one platform only fails the build naming that platform and its Dockerfile line, in the commit status too', async () => {
     const repo = await repository('fails-on-arm', {}, { Dockerfile: `ARG BASE\nFROM \${BASE}\nRUN echo building\nRUN [ "$(uname -m)" = x86_64 ]\n` });
     const build = await built(repo);

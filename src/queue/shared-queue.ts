@@ -34,6 +34,11 @@ interface BuildJob {
 const platformQueue = (platform: string) => `ci-platform-${platform.replace(/\//g, '-')}`;
 /** How often a build waiting for another worker's platform looks at its job. */
 const PLATFORM_POLL_MS = 250;
+/**
+ * A platform job no worker has taken after this long is taken back: the worker that said it builds the platform
+ * has gone since (its record is that old at most). The build's retry then plans again, without it.
+ */
+const PLATFORM_UNCLAIMED_MS = 45_000;
 
 /**
  * The builds waiting for a worker, across hosts, on PostgreSQL through pg-boss (its own schema): every stored
@@ -111,11 +116,17 @@ export class SharedBuildQueue {
     if (!id) throw new Error(`the shared queue did not take the ${job.platform} job`);
     const cancel = () => void this.boss.cancel(queue, id).catch(() => undefined);
     signal.addEventListener('abort', cancel, { once: true });
+    const sent = Date.now();
     try {
       for (;;) {
         if (signal.aborted) throw signal.reason;
         const state = await this.boss.getJobById<PlatformJob>(queue, id);
         if (state?.state === 'completed') return state.output as unknown as PlatformJobResult;
+        if (state?.state === 'created' && Date.now() - sent > PLATFORM_UNCLAIMED_MS) {
+          await this.boss.cancel(queue, id).catch(() => undefined);
+          const message = `no worker took ${job.platform} within ${PLATFORM_UNCLAIMED_MS / 1000} s: the worker that builds it natively is gone; trying again without it`;
+          return { worker: 'none', seconds: 0, log: [], failure: { stage: 'build', message, retryable: true } };
+        }
         if (!state || state.state === 'failed' || state.state === 'cancelled') {
           const output = state?.output as { message?: string } | undefined;
           return { worker: 'unknown', seconds: 0, log: [], failure: { stage: 'build', message: `the worker building ${job.platform} stopped without a result (${output?.message ?? state?.state ?? 'the job is gone'})`, retryable: true } };

@@ -204,6 +204,7 @@ async function buildImage(
     dockerfile: spec.dockerfile,
     buildArgs: spec.buildArgs,
     target: spec.target,
+    ...(ports.provenance ? { provenance: ports.provenance } : {}),
   };
   // The download and the build are one step: a retry downloads again.
   return retry('downloading and building', async () => {

@@ -242,8 +242,8 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
       signal,
     );
     if (outcome.error !== undefined) return { error: outcome.error };
-    // The store names the image by its tags; removing it by the first removes what this build made.
-    return { id: options.tags[0]! };
+    // The containerd store's image id is its target's digest: removed by it, every tag of this build goes too.
+    return { id: outcome.response['containerimage.digest'] ?? options.tags[0]! };
   }
 
   /** The engine's old builder, for engines without BuildKit (BUILDER=legacy). */

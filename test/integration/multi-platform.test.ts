@@ -194,6 +194,24 @@ describe('multi-platform images (real engine and registry)', { skip }, () => {
     }
   });
 
+  it('a single-platform build carries provenance too where the store keeps it: its tag is then an index of the image and its attestation', async () => {
+    const repo = await repository('single-with-provenance', { platforms: undefined });
+    const build = await built(repo);
+    assert.equal(build.status, 'succeeded', build.error);
+    assert.equal(build.platforms, undefined);
+    const response = await fetch(`${registry.url}/v2/ci-test/single-with-provenance/manifests/1.0.0`, { headers: { accept: `${INDEX_TYPES}, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json` } });
+    assert.equal(response.headers.get('docker-content-digest'), build.digest);
+    const manifest = (await response.json()) as Index & { mediaType: string };
+    const info = (await docker.info()) as { DriverStatus?: [string, string][] };
+    if ((info.DriverStatus ?? []).some(([key, value]) => key === 'driver-type' && value === 'io.containerd.snapshotter.v1')) {
+      const attestation = manifest.manifests.find((each) => each.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest');
+      assert.ok(attestation, JSON.stringify(manifest));
+      assert.match((await provenanceOf('ci-test/single-with-provenance', attestation.digest)).predicateType, /^https:\/\/slsa\.dev\/provenance\//);
+    } else {
+      assert.equal(manifest.mediaType, 'application/vnd.docker.distribution.manifest.v2+json', 'one image, as the classic store pushes it');
+    }
+  });
+
   it('a step that fails on one platform only fails the build naming that platform and its Dockerfile line, in the commit status too', async () => {
     const repo = await repository('fails-on-arm', {}, { Dockerfile: `ARG BASE\nFROM \${BASE}\nRUN echo building\nRUN [ "$(uname -m)" = x86_64 ]\n` });
     const build = await built(repo);

@@ -79,12 +79,18 @@ export class LocalRegistry {
     return ((await response.json()) as { tags: string[] | null }).tags ?? [];
   }
 
-  /** The manifest digest the registry holds for name:tag. */
+  /**
+   * The manifest digest the registry holds for name:tag: an image's, or an index's (a multi-platform image, or one
+   * with its provenance beside it), as a client that reads every kind asks.
+   */
   async digest(name: string, tag: string): Promise<string | null> {
-    const response = await fetch(`${this.url}/v2/${name}/manifests/${tag}`, {
-      method: 'HEAD',
-      headers: { accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json', ...this.headers },
-    });
+    const accept = [
+      'application/vnd.docker.distribution.manifest.v2+json',
+      'application/vnd.oci.image.manifest.v1+json',
+      'application/vnd.docker.distribution.manifest.list.v2+json',
+      'application/vnd.oci.image.index.v1+json',
+    ].join(', ');
+    const response = await fetch(`${this.url}/v2/${name}/manifests/${tag}`, { method: 'HEAD', headers: { accept, ...this.headers } });
     return response.headers.get('docker-content-digest');
   }
 }

@@ -21,7 +21,7 @@ message WorkerRecord { string ID = 1; repeated Platform platforms = 3; BuildkitV
 message Platform { string Architecture = 1; string OS = 2; string Variant = 3; }
 message BuildkitVersion { string package = 1; string version = 2; string revision = 3; }
 message CacheOptionsEntry { string Type = 1; map<string, string> Attrs = 2; }
-message CacheOptions { repeated CacheOptionsEntry Imports = 5; }
+message CacheOptions { repeated CacheOptionsEntry Exports = 4; repeated CacheOptionsEntry Imports = 5; }
 message SolveRequest {
   string Ref = 1; string Exporter = 3; map<string, string> ExporterAttrs = 4; string Session = 5;
   string Frontend = 6; map<string, string> FrontendAttrs = 7; CacheOptions Cache = 8;
@@ -88,6 +88,8 @@ export interface SolveOptions {
   frontendAttrs: Record<string, string>;
   exporter: { type: string; attrs: Record<string, string> };
   cacheImports: string[];
+  /** The layer cache carried inline in the image's config, for any host to reuse from the registry. */
+  inlineCache: boolean;
 }
 
 /** A solve's end: the exporter's response (the image's digest, …), or BuildKit's error in its own words. */
@@ -113,7 +115,11 @@ export async function solve(modem: HijackingModem, options: SolveOptions, onStat
       FrontendAttrs: options.frontendAttrs,
       Exporter: options.exporter.type,
       ExporterAttrs: options.exporter.attrs,
-      Cache: { Imports: options.cacheImports.map((ref) => ({ Type: 'registry', Attrs: { ref } })) },
+      Cache: {
+        // What the engine's /build makes of the build argument BUILDKIT_INLINE_CACHE, Solve is told in words of its own.
+        Exports: options.inlineCache ? [{ Type: 'inline', Attrs: {} }] : [],
+        Imports: options.cacheImports.map((ref) => ({ Type: 'registry', Attrs: { ref } })),
+      },
     };
     let outcome: SolveOutcome;
     try {

@@ -237,7 +237,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     for (const [name, value] of Object.entries(options.labels)) attributes[`label:${name}`] = value;
     const outcome = await solve(
       this.docker.modem as HijackingModem,
-      { ref: randomUUID(), session: sessionId, frontendAttrs: attributes, exporter: { type: 'moby', attrs: { name: options.tags.join(',') } }, cacheImports: options.cacheFrom },
+      { ref: randomUUID(), session: sessionId, frontendAttrs: attributes, exporter: { type: 'moby', attrs: { name: options.tags.join(',') } }, cacheImports: options.cacheFrom, inlineCache: true },
       (message) => trace.feed(message.toString('base64')),
       signal,
     );

@@ -7,8 +7,11 @@ export type HealthCheck = () => Promise<void>;
 export interface HealthDependencies {
   /** Undefined where this process builds nothing (CI_ROLE=server). */
   docker: HealthCheck | undefined;
-  /** What the engine is (version, store, BuildKit, platforms): shown while it answers. */
-  engine: (() => Promise<EngineDescription>) | undefined;
+  /**
+   * What the engine is (version, store, BuildKit, platforms), and whether the registry takes what its store pushes
+   * (true, or what the registry said): shown while the engine answers.
+   */
+  engine: (() => Promise<EngineDescription & { registryTakesItsImages: true | string }>) | undefined;
   /** The builder ci_service uses ("buildkit" or "legacy"), as /healthz shows it. */
   builder: string;
   registry: HealthCheck;

@@ -122,6 +122,72 @@ export class RegistryClient {
     return { digest, manifests };
   }
 
+  private takesCache: { store: string; until: number; answer: Promise<true | string> } | undefined;
+
+  /**
+   * Whether the registry takes what an engine with this image store pushes (for /healthz, and the start-up log):
+   * the containerd store pushes OCI manifests in an OCI index (its image and its provenance), the classic store
+   * Docker's manifests (and ci_service writes Docker's manifest list over them). Tried for real in the staging
+   * repository, and removed again: a tiny config, a manifest naming it, an index naming that. True, or what the
+   * registry said. Remembered for ten minutes; a refusal for one (the registry may be fixed meanwhile).
+   */
+  takesImagesOf(imageStore: string, stagingName: string): Promise<true | string> {
+    const cached = this.takesCache;
+    if (cached && cached.store === imageStore && Date.now() < cached.until) return cached.answer;
+    const answer = this.tryImagesOf(imageStore, `${this.namespace}${stagingName}`).catch((error: unknown) => describeError(error));
+    const entry = { store: imageStore, until: Date.now() + 600_000, answer };
+    this.takesCache = entry;
+    void answer.then((result) => {
+      if (result !== true) entry.until = Date.now() + 60_000;
+    });
+    return answer;
+  }
+
+  private async tryImagesOf(imageStore: string, name: string): Promise<true | string> {
+    const signal = AbortSignal.timeout(5_000);
+    const oci = imageStore === 'containerd';
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: {} }));
+    const configDigest = await this.uploadBlob(name, config, signal);
+    const manifestType = oci ? 'application/vnd.oci.image.manifest.v1+json' : DOCKER_MANIFEST;
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: manifestType,
+        config: { mediaType: oci ? 'application/vnd.oci.image.config.v1+json' : 'application/vnd.docker.container.image.v1+json', digest: configDigest, size: config.length },
+        layers: [],
+      }),
+    );
+    const manifestDigest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+    const kinds = oci ? 'an OCI image manifest and index (what the containerd image store pushes)' : "Docker's image manifest and manifest list (what the classic store pushes)";
+    const put = async (reference: string, mediaType: string, bytes: Buffer) => {
+      const response = await this.send('put', `/v2/${name}/manifests/${reference}`, { 'Content-Type': mediaType }, bytes, signal);
+      if (response.status === 201) return undefined;
+      const detail = typeof response.data === 'object' ? JSON.stringify(response.data).slice(0, 200) : String(response.data ?? '').slice(0, 200);
+      return `the registry refused ${kinds}: ${response.status}${detail ? ` ${detail}` : ''}`;
+    };
+    const refused = await put(manifestDigest, manifestType, manifest);
+    if (refused) return refused;
+    const index = composeIndex([{ mediaType: manifestType, digest: manifestDigest, size: manifest.length, platform: { os: 'linux', architecture: 'amd64' } }]);
+    const indexRefused = await put('registry-check', index.mediaType, index.bytes);
+    if (indexRefused) return indexRefused;
+    await this.deleteStaged(name.slice(this.namespace.length), 'registry-check', signal).catch(() => undefined);
+    return true;
+  }
+
+  /** A blob uploaded whole (POST, then PUT with its digest); returns the digest. */
+  private async uploadBlob(name: string, bytes: Buffer, signal: AbortSignal): Promise<string> {
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const start = await this.send('post', `/v2/${name}/blobs/uploads/`, {}, undefined, signal);
+    this.check(start.status, `/v2/${name}/blobs/uploads/`);
+    const location = start.headers.location;
+    if (start.status !== 202 || typeof location !== 'string') throw new PushError(`the registry answered ${start.status} without an upload location to /v2/${name}/blobs/uploads/`);
+    const url = new URL(location, this.http.defaults.baseURL);
+    url.searchParams.set('digest', digest);
+    const put = await this.send('put', url.toString(), { 'Content-Type': 'application/octet-stream' }, bytes, signal);
+    this.check(put.status, `/v2/${name}/blobs/uploads/`);
+    return digest;
+  }
+
   /** Deletes a staging tag's manifest once its index is written; a registry that does not delete keeps it. */
   async deleteStaged(stagingName: string, tag: string, signal: AbortSignal): Promise<'deleted' | 'kept'> {
     const name = `${this.namespace}${stagingName}`;

@@ -90,6 +90,11 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
       const fields = { builder: config.builder, engine: described };
       if (config.builder === 'buildkit' && !described.buildKit) logger.warn(fields, 'this Docker engine cannot build with BuildKit: set BUILDER=legacy');
       else logger.info(fields, `building with ${config.builder === 'buildkit' ? 'BuildKit' : "the engine's legacy builder"}`);
+      // Not awaited: a registry that is slow to answer does not hold up the start.
+      void core.registry.takesImagesOf(described.imageStore, STAGING_REPOSITORY).then((takes) => {
+        if (takes === true) logger.info({ imageStore: described.imageStore, registry: config.registry }, 'the registry takes what this engine pushes');
+        else logger.warn({ imageStore: described.imageStore, registry: config.registry, reason: takes }, "the registry does not take what this engine's image store pushes: builds will fail at their push");
+      });
     },
     (error: unknown) => logger.warn({ error: describeError(error) }, 'the Docker engine does not answer yet; builds wait for it'),
   );

@@ -9,7 +9,7 @@ import { publicUrlSource, WebhookSync } from '../github/webhook-sync.js';
 import { createApp } from '../http/app.js';
 import type { Logger } from '../logger.js';
 import type { BuildWorker } from '../queue/build-worker.js';
-import { SPEC_FILE, SPEC_MAX_BYTES } from '../rules/build-spec.js';
+import { SPEC_FILE, SPEC_MAX_BYTES, STAGING_REPOSITORY } from '../rules/build-spec.js';
 import { releaseRequest } from '../rules/release-rules.js';
 import { ForkApprovals } from '../github/fork-approval.js';
 import type { AdmissionPorts } from '../admission/admit-build.js';
@@ -78,7 +78,13 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
     },
     health: {
       docker: host ? () => host.engine.ping() : undefined,
-      engine: host ? () => host.engine.describe() : undefined,
+      engine: host
+        ? async () => {
+            const engine = await host.engine.describe();
+            const takes = await core.registry.takesImagesOf(engine.imageStore, STAGING_REPOSITORY);
+            return { ...engine, registryTakesItsImages: takes === true ? true : `no: ${takes}` };
+          }
+        : undefined,
       builder: config.builder,
       registry: () => core.registry.ping(),
       store: { engine: config.databaseUrl ? 'postgresql' : 'sqlite', check: () => store.ping() },

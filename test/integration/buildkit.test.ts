@@ -327,7 +327,7 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
   });
 
   it('/healthz names the builder and the engine as the engine says it is; the build names its engine', async () => {
-    const health = (await (await fetch(`${ci.url}/healthz`)).json()) as { builder: string; docker: string; engine: EngineDescription };
+    const health = (await (await fetch(`${ci.url}/healthz`)).json()) as { builder: string; docker: string; engine: EngineDescription & { registryTakesItsImages: true | string } };
     assert.equal(health.builder, 'buildkit');
     assert.equal(health.docker, 'ok');
     // What the engine says of itself through its own API, independently of ci_service's reading.
@@ -339,6 +339,9 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
       ['docker', version.Version, version.ApiVersion, containerd ? 'containerd' : info.Driver],
     );
     assert.ok(health.engine.buildKit, 'BuildKit');
+    // Tried in the registry itself: what this store pushes was put there, and taken.
+    assert.equal(health.engine.registryTakesItsImages, true);
+    assert.match(ci.logLines.join('\n'), /the registry takes what this engine pushes/);
     assert.ok(health.engine.platforms.native.includes(`linux/${version.Arch}`), JSON.stringify(health.engine.platforms));
     // With QEMU's arm64 handler registered (.ci/run does it), BuildKit lists arm64 among what it emulates.
     if (process.env.CI || existsSync('/proc/sys/fs/binfmt_misc/qemu-aarch64')) {

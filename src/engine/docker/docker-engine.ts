@@ -232,6 +232,8 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
       ...(options.target ? { target: options.target } : {}),
       ...(options.platform ? { platform: options.platform } : {}),
       'attest:provenance': `mode=${mode}`,
+      // The frontend resolves the cache it may reuse itself: it is told as buildx's client tells it.
+      ...(options.cacheFrom.length > 0 ? { 'cache-imports': JSON.stringify(options.cacheFrom.map((ref) => ({ Type: 'registry', Attrs: { ref } }))) } : {}),
     };
     for (const [name, value] of Object.entries({ ...options.buildArgs, BUILDKIT_INLINE_CACHE: '1' })) attributes[`build-arg:${name}`] = value;
     for (const [name, value] of Object.entries(options.labels)) attributes[`label:${name}`] = value;

@@ -71,7 +71,12 @@ export async function buildPlatforms(
   const stagingRepository = `${ports.registry}/${STAGING_REPOSITORY}`;
   const imageIds: string[] = [];
   const stop = new AbortController();
-  const stopAll = () => stop.abort(session.signal.reason);
+  const unfinished = new Set(plans);
+  const stopAll = () => {
+    // Which platforms a timeout or a cancel stopped: an emulated step can hang (README, "A limit of emulation").
+    for (const plan of unfinished) platformReporter(session.reporter, plan.platform).log(`still building (${plan.elsewhere ? 'on another worker' : plan.how}) when the build was stopped`);
+    stop.abort(session.signal.reason);
+  };
   session.signal.addEventListener('abort', stopAll, { once: true });
   let firstFailure: unknown;
 
@@ -83,6 +88,7 @@ export async function buildPlatforms(
       if (plan.elsewhere) {
         reporter.log(`building for ${plan.platform} on a worker whose engine runs it natively (${plan.elsewhere.join(', ')})`);
         const remote = await buildElsewhere(jobFor(plan.platform, tag), ports.platformHosts!, reporter, stop.signal);
+        unfinished.delete(plan);
         return { platform: plan.platform, how: 'native', worker: remote.worker, seconds: (Date.now() - started) / 1000, tag };
       }
       reporter.log(`building for ${plan.platform}, ${plan.how === 'native' ? "on the engine's own CPU" : "emulated by QEMU (slower than a native host)"}`);
@@ -95,8 +101,10 @@ export async function buildPlatforms(
           }
         });
       }
+      unfinished.delete(plan);
       return { platform: plan.platform, how: plan.how, worker: ports.workerName, seconds: (Date.now() - started) / 1000, tag };
     } catch (error) {
+      unfinished.delete(plan);
       firstFailure ??= stop.signal.aborted && !session.signal.aborted ? undefined : failureOf(plan, error);
       stop.abort(error);
       throw error;

@@ -30,7 +30,6 @@ export interface Descriptor {
   annotations?: Record<string, string>;
 }
 
-
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const DOCKER_MANIFEST_LIST = 'application/vnd.docker.distribution.manifest.list.v2+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -39,8 +38,9 @@ const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /**
- * ci_service's own client of the registry's HTTP API (distribution v2): whether it is up, and which commit an
- * already published tag was built from. (Pushes go through the engine.) Basic auth with REGISTRY_USERNAME/REGISTRY_PASSWORD, as registry:2's htpasswd.
+ * ci_service's own client of the registry's HTTP API (distribution v2): whether it is up, which commit an already
+ * published tag was built from, whether it takes what an engine's store pushes, and the index of a multi-platform
+ * image. (Images themselves are pushed by the engine.) Basic auth with REGISTRY_USERNAME/REGISTRY_PASSWORD, as registry:2's htpasswd.
  */
 export class RegistryClient {
   private readonly http: AxiosInstance;

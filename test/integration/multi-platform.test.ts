@@ -6,6 +6,8 @@ import tar from 'tar-stream';
 import type { BuildView } from '../../src/http/build-view.js';
 import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
 import { docker, dockerUnavailable } from '../support/docker-environment.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
 import { pushPlatformBase } from '../support/platform-base.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
@@ -16,6 +18,7 @@ const GITHUB_TOKEN = 'ghp_testtoken0000000000000000000000000000';
 const INDEX_TYPES = 'application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json';
 
 const skip = await dockerUnavailable();
+const run = promisify(execFile);
 
 interface Index {
   mediaType: string;
@@ -255,6 +258,29 @@ describe('multi-platform images (real engine and registry)', { skip }, () => {
     assert.match(build.error!, /^linux\/arm64: /, build.error);
     assert.match(build.error!, /platform-base:amd64-only/, build.error);
     assert.match(build.error!, /has no image for this platform/, build.error);
+  });
+
+  it("QEMU's crash of a step's first process hangs it: the build times out, its log names the platform still building, and the engine stops the step", async () => {
+    const short = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address, BUILD_TIMEOUT_S: '20' });
+    try {
+      // `kill -SEGV $$` as the step's own process (PID 1 of its container): natively a signal PID 1 ignores, under
+      // QEMU a crash it cannot deliver (measured: the process never ends).
+      const repo = await repository('hangs-on-arm', {}, { Dockerfile: `ARG BASE\nFROM \${BASE}\nRUN kill -SEGV $$\n` });
+      const response = await sendDelivery(short.url, mergedPullRequest(repo, repo.sha), { secret: TEST_SECRET });
+      const { build: queued } = (await response.json()) as { build: BuildView };
+      const hung = async () => (await run('pgrep', ['-f', 'kill -SEGV [$][$]']).then(() => true, () => false));
+      await waitFor(hung, 15_000, 'the crashed step, hung under QEMU');
+      await short.service.worker.onIdle();
+      const build = await short.getBuild(queued.id);
+      assert.equal(build.status, 'failed');
+      assert.equal(build.failedStage, 'timeout');
+      const log = await short.getLog(build.id);
+      assert.match(log, /\[linux\/arm64\] still building \(emulated\) when the build was stopped/, log);
+      assert.doesNotMatch(log, /\[linux\/amd64\] still building/, 'amd64 had finished');
+      await waitFor(async () => !(await hung()), 15_000, 'the hung step to be stopped by the engine');
+    } finally {
+      await short.stop();
+    }
   });
 
   it('an emulated step that crashes fails the build naming the platform, the step, the signal and the emulation', async () => {

@@ -130,8 +130,11 @@ export async function solve(modem: HijackingModem, options: SolveOptions, onStat
       if (!(error instanceof GrpcError)) throw error;
       outcome = { error: error.grpcMessage };
     }
-    // The last progress (the failed step's error) comes before the status stream ends.
-    await progress.catch(() => undefined);
+    // The last progress (the failed step's error) comes before the status stream ends; BuildKit ends it with the
+    // solve, and a stream that outlives it by CALL_TIMEOUT_MS is not waited for.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([progress.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, CALL_TIMEOUT_MS)))]);
+    clearTimeout(timer);
     return outcome;
   } finally {
     signal.removeEventListener('abort', close);

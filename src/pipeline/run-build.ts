@@ -95,34 +95,34 @@ async function buildForPlatforms(
   }
   const repositoryRef = imageRepository(ports.registry, spec);
   const options: ImageBuildOptions = { ...image, dockerfile: spec.dockerfile, buildArgs: spec.buildArgs, target: spec.target, ...(ports.provenance ? { provenance: ports.provenance } : {}) };
-  let imageIds: string[] = [];
+  const built = await session.retry('downloading and building', () =>
+    withCheckout(request, spec, ports, session, (checkout) => {
+      session.reporter.log(`building ${image.tags.join(', ')} for ${spec.platforms.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
+      const buildOne: BuildOnePlatform = (platform, reporter, signal) => buildInCheckout(checkout, { ...options, ...platform }, { ports, session: { ...session, reporter, signal }, explain });
+      const jobFor: PlatformJobFor = (platform, stagingTag) => ({
+        platform,
+        stagingTag,
+        request,
+        spec: { dockerfile: spec.dockerfile, context: spec.context, buildArgs: spec.buildArgs, target: spec.target, secrets: spec.secrets },
+        cacheFrom: image.cacheFrom,
+        labels: image.labels,
+      });
+      return buildPlatforms(plans, { serviceName: spec.serviceName, tags: plan.push ? plan.tags : [], push: plan.push }, { buildOne, jobFor }, ports, session).catch(async (error: unknown) => {
+        // A failed attempt's images go before the next attempt builds its own.
+        await cleanUpEngine((error as { imageIds?: string[] }).imageIds ?? [], ports, session.reporter);
+        throw error;
+      });
+    }),
+  );
+  const cleanUp = () => cleanUpEngine(built.imageIds, ports, session.reporter);
   try {
-    const built = await session.retry('downloading and building', () =>
-      withCheckout(request, spec, ports, session, (checkout) => {
-        session.reporter.log(`building ${image.tags.join(', ')} for ${spec.platforms.join(', ')} (dockerfile ${spec.dockerfile}, context /${spec.context}${spec.target ? `, target ${spec.target}` : ''})`);
-        const buildOne: BuildOnePlatform = (platform, reporter, signal) => buildInCheckout(checkout, { ...options, ...platform }, { ports, session: { ...session, reporter, signal }, explain });
-        const jobFor: PlatformJobFor = (platform, stagingTag) => ({
-          platform,
-          stagingTag,
-          request,
-          spec: { dockerfile: spec.dockerfile, context: spec.context, buildArgs: spec.buildArgs, target: spec.target, secrets: spec.secrets },
-          cacheFrom: image.cacheFrom,
-          labels: image.labels,
-        });
-        return buildPlatforms(plans, { serviceName: spec.serviceName, tags: plan.push ? plan.tags : [], push: plan.push }, { buildOne, jobFor }, ports, session).catch((error: unknown) => {
-          imageIds = (error as { imageIds?: string[] }).imageIds ?? [];
-          throw error;
-        });
-      }),
-    );
-    imageIds = built.imageIds;
     if (plan.push) await ports.imageOwners.claim(repositoryRef, request.repository.fullName);
     else session.reporter.log(notPushed(repositoryRef, image.tags[0]!));
-    return { image: image.tags[0]!, tags: plan.push ? image.tags : [], digest: built.digest, platforms: built.platforms, engineCleanUp: cleanUpEngine(imageIds, ports, session.reporter) };
   } catch (error) {
-    await cleanUpEngine(imageIds, ports, session.reporter);
+    await cleanUp();
     throw error;
   }
+  return { image: image.tags[0]!, tags: plan.push ? image.tags : [], digest: built.digest, platforms: built.platforms, engineCleanUp: cleanUp() };
 }
 
 /** What a build tags and pushes, by its trigger; `guardedTag` is the immutable one, never pushed over. */

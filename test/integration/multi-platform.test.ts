@@ -227,6 +227,8 @@ describe('multi-platform images (real engine and registry)', { skip }, () => {
     assert.equal(status?.state, 'failure');
     assert.match(status?.description ?? '', /linux\/arm64/);
     assert.deepEqual(await registry.tags('ci-test/fails-on-arm'), [], 'nothing pushed under the name');
+    const left = (await docker.listImages()).filter((image) => (image.RepoTags ?? []).some((tag) => tag.startsWith(`${registry.address}/ci-service-staging:`)));
+    assert.deepEqual(left, [], 'the engine keeps no platform image of a failed build');
   });
 
   it('an unknown or malformed platform fails the build saying what a platform looks like', async () => {

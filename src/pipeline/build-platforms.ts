@@ -56,6 +56,13 @@ export interface PlatformsBuilt {
 }
 
 /**
+ * How long after a platform's build was stopped its image may still be tagged: the engine ends a build whose
+ * request was closed, but one that was exporting still names its image (measured: an amd64 image left behind when
+ * its arm64 sibling failed). The failed build's images are removed by name once more after this.
+ */
+export const STOPPED_BUILD_GRACE_MS = 5_000;
+
+/**
  * Every platform at once (BuildKit interleaves their steps; an emulated one is CPU-bound under QEMU), each pushed by
  * the engine under a staging tag of its own; then one index naming them all, written under each tag of the image
  * through the registry's API. The first platform to fail stops the others: the build fails naming it.
@@ -128,8 +135,10 @@ export async function buildPlatforms(
     await Promise.all(staged.map((each) => ports.imageIndex.discardStaged(each.tag, session.signal).catch(() => undefined)));
     return { platforms: platforms.map((platform) => ({ ...platform, digest: index.manifests[platform.platform] })), digest: index.digest, imageIds };
   } catch (error) {
-    // The engine's images are the caller's to remove, failed or not.
-    throw Object.assign(error instanceof Error ? error : new Error(String(error)), { imageIds });
+    // The engine's images are the caller's to remove, failed or not: by id, and by the staging names of the
+    // platforms built here, whose build may have been stopped after the engine named its image.
+    const names = plans.filter((plan) => !plan.elsewhere).map((plan) => `${stagingRepository}:${run}-${platformSlug(plan.platform)}`);
+    throw Object.assign(error instanceof Error ? error : new Error(String(error)), { imageIds: [...imageIds, ...names] });
   } finally {
     session.signal.removeEventListener('abort', stopAll);
   }

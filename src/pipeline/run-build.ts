@@ -2,7 +2,7 @@ import { ContextError, PushError, SourceError, SpecError } from '../domain/error
 import type { BuildRequest } from '../domain/build-request.js';
 import type { ImageBuildOptions } from '../engine/engine.js';
 import type { BuildPorts, BuildResult, BuildSession } from './ports.js';
-import { buildPlatforms, planPlatforms, type BuildOnePlatform, type PlatformJobFor } from './build-platforms.js';
+import { buildPlatforms, planPlatforms, STOPPED_BUILD_GRACE_MS, type BuildOnePlatform, type PlatformJobFor } from './build-platforms.js';
 import { buildInCheckout, cleanUpEngine, explainFailedStepOf, maskedReporter, missingDockerfile, secretAudience, secretMask, withCheckout, type ExplainFailure } from './build-steps.js';
 import { createBuildContext, type BuildContext } from '../source/context.js';
 import { planRelease, readReleaseRules } from '../rules/release-rules.js';
@@ -108,8 +108,10 @@ async function buildForPlatforms(
         labels: image.labels,
       });
       return buildPlatforms(plans, { serviceName: spec.serviceName, tags: plan.push ? plan.tags : [], push: plan.push }, { buildOne, jobFor }, ports, session).catch(async (error: unknown) => {
-        // A failed attempt's images go before the next attempt builds its own.
-        await cleanUpEngine((error as { imageIds?: string[] }).imageIds ?? [], ports, session.reporter);
+        // A failed attempt's images go before the next attempt builds its own, and once more a moment later.
+        const images = (error as { imageIds?: string[] }).imageIds ?? [];
+        await cleanUpEngine(images, ports, session.reporter);
+        setTimeout(() => void cleanUpEngine(images, ports, session.reporter), STOPPED_BUILD_GRACE_MS).unref();
         throw error;
       });
     }),

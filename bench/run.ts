@@ -563,22 +563,7 @@ async function benchHosts(lines: string[]): Promise<void> {
       await writeFile(path.join(dir, 'dockerInfo.json'), JSON.stringify({ service_name: `bench/${name}`, version: '1' }));
       return github.addRepository(`bench/${name}`, dir, { prepareTarball: true });
     };
-    const cluster = async (workerHosts: (string | undefined)[]) => {
-      const url = await postgres.createDatabase();
-      const server = await daemon({ CI_ROLE: 'server', DATABASE_URL: url });
-      const workers = await Promise.all(
-        workerHosts.map((host, n) => daemon({ CI_ROLE: 'worker', WORKER_NAME: `host-${n + 1}`, DATABASE_URL: url, BUILD_CONCURRENCY: '1', ...(host ? { DOCKER_HOST: host } : {}) }, false)),
-      );
-      await waitFor(
-        async () => {
-          const text = await metricsOf(server);
-          return workerHosts.every((_, n) => text.includes(`worker="host-${n + 1}"`));
-        },
-        30_000,
-        'the workers to start',
-      );
-      return { server, workers, kill: () => [server, ...workers].forEach((each) => each.child.kill('SIGKILL')) };
-    };
+    const cluster = (workerHosts: (string | undefined)[]) => startCluster(postgres, workerHosts.map((host): Record<string, string> => (host ? { DOCKER_HOST: host } : {})));
 
     lines.push('| worker hosts | builds | makespan s | against one host |', '| --- | --- | --- | --- |');
     let oneHost = 0;
@@ -675,17 +660,7 @@ async function benchPlatforms(lines: string[]): Promise<void> {
     let oneHost = 0;
     const work = QUICK ? 'busybox seq 1 20000 | busybox md5sum' : 'for i in 1 2 3 4 5 6; do busybox seq 1 300000 | busybox md5sum; done';
     for (const hosts of [[{}], [{}, { DOCKER_HOST: engine.host, NATIVE_PLATFORMS: 'linux/arm64' }]] as Record<string, string>[][]) {
-      const url = await postgres.createDatabase();
-      const server = await daemon({ CI_ROLE: 'server', DATABASE_URL: url });
-      const workers = await Promise.all(hosts.map((extra, n) => daemon({ CI_ROLE: 'worker', WORKER_NAME: `host-${n + 1}`, DATABASE_URL: url, BUILD_CONCURRENCY: '1', ...extra }, false)));
-      await waitFor(
-        async () => {
-          const text = await metricsOf(server);
-          return hosts.every((_, n) => text.includes(`worker="host-${n + 1}"`));
-        },
-        30_000,
-        'the workers to start',
-      );
+      const { server, kill } = await startCluster(postgres, hosts);
       const label = `platforms-heavy-${hosts.length}-${randomUUID().slice(0, 8)}`;
       const dir = await project(label, work);
       await twoPlatforms(dir, `bench/${label}`, '1');
@@ -697,11 +672,30 @@ async function benchPlatforms(lines: string[]): Promise<void> {
       oneHost ||= seconds;
       const arm = done.platforms?.find((image) => image.platform === 'linux/arm64');
       lines.push(`| ${hosts.length === 1 ? 'both on host-1' : 'split'} | ${hosts.length} | ${seconds.toFixed(1)} | ${(seconds / oneHost).toFixed(3)} | ${arm?.worker} (${arm?.how}, ${arm?.seconds.toFixed(1)} s) |`);
-      [server, ...workers].forEach((each) => each.child.kill('SIGKILL'));
+      kill();
     }
   } finally {
     await postgres.remove();
   }
+}
+
+/**
+ * A server and a worker per entry of `workers` (its extra environment: DOCKER_HOST, NATIVE_PLATFORMS), named
+ * host-1, host-2, … on a database of their own, once the server has seen every worker.
+ */
+async function startCluster(postgres: LocalPostgres, workers: Record<string, string>[]) {
+  const url = await postgres.createDatabase();
+  const server = await daemon({ CI_ROLE: 'server', DATABASE_URL: url });
+  const started = await Promise.all(workers.map((extra, n) => daemon({ CI_ROLE: 'worker', WORKER_NAME: `host-${n + 1}`, DATABASE_URL: url, BUILD_CONCURRENCY: '1', ...extra }, false)));
+  await waitFor(
+    async () => {
+      const text = await metricsOf(server);
+      return workers.every((_, n) => text.includes(`worker="host-${n + 1}"`));
+    },
+    30_000,
+    'the workers to start',
+  );
+  return { server, workers: started, kill: () => [server, ...started].forEach((each) => each.child.kill('SIGKILL')) };
 }
 
 async function metricsOf(target: Daemon): Promise<string> {

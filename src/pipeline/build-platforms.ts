@@ -75,7 +75,7 @@ export async function buildPlatforms(
   session: BuildSession,
 ): Promise<PlatformsBuilt> {
   const run = randomUUID();
-  const stagingRepository = `${ports.registry}/${STAGING_REPOSITORY}`;
+  const stagingRepository = stagingRepositoryOf(ports);
   const imageIds: string[] = [];
   const stop = new AbortController();
   const unfinished = new Set(plans);
@@ -100,14 +100,7 @@ export async function buildPlatforms(
       }
       reporter.log(`building for ${plan.platform}, ${plan.how === 'native' ? "on the engine's own CPU" : "emulated by QEMU (slower than a native host)"}`);
       imageIds.push(await buildOne({ tags: [`${stagingRepository}:${tag}`], platform: plan.platform }, reporter, stop.signal));
-      if (image.push) {
-        await session.retry(`pushing ${plan.platform}'s image`, async () => {
-          await ports.pusher.push(stagingRepository, tag, reporter.output, stop.signal);
-          if ((await ports.imageIndex.stagedDigest(tag, stop.signal)) === undefined) {
-            throw new PushError(`the engine pushed ${stagingRepository}:${tag}, but the registry ci_service checks (REGISTRY_URL) has no such tag: REGISTRY_URL must reach the same registry as REGISTRY does from the Docker engine`);
-          }
-        });
-      }
+      if (image.push) await pushStaged(plan.platform, tag, ports, { ...session, reporter, signal: stop.signal });
       unfinished.delete(plan);
       return { platform: plan.platform, how: plan.how, worker: ports.workerName, seconds: (Date.now() - started) / 1000, tag };
     } catch (error) {
@@ -144,6 +137,24 @@ export async function buildPlatforms(
   }
 }
 
+/** Where the engine pushes one platform's image: the staging repository of ci_service, under REGISTRY. */
+function stagingRepositoryOf(ports: BuildPorts): string {
+  return `${ports.registry}/${STAGING_REPOSITORY}`;
+}
+
+/** One platform's image pushed by the engine under its staging tag, and found there by ci_service's registry client. */
+async function pushStaged(platform: string, tag: string, ports: BuildPorts, session: BuildSession): Promise<void> {
+  const stagingRepository = stagingRepositoryOf(ports);
+  await session.retry(`pushing ${platform}'s image`, async () => {
+    await ports.pusher.push(stagingRepository, tag, session.reporter.output, session.signal);
+    if ((await ports.imageIndex.stagedDigest(tag, session.signal)) === undefined) {
+      throw new PushError(
+        `the engine of worker ${ports.workerName} pushed ${stagingRepository}:${tag}, but the registry ci_service checks (REGISTRY_URL) has no such tag: REGISTRY_URL must reach the same registry as REGISTRY does from the Docker engine`,
+      );
+    }
+  });
+}
+
 /** A platform built by another worker: its log joins the build's, its failure is the build's. */
 async function buildElsewhere(job: PlatformJob, hosts: PlatformHosts, reporter: BuildReporter, signal: AbortSignal): Promise<PlatformJobResult> {
   const result = await hosts.build(job, signal);
@@ -177,7 +188,7 @@ export async function runPlatformJob(job: PlatformJob, ports: BuildPorts, sessio
   const mask = secretMask(secrets);
   const masked = { ...session, reporter: maskedReporter(session.reporter, mask) };
   const explain: ExplainFailure = (error, dockerfileText) => explainFailedStepOf(error, spec, dockerfileText, mask, withheld);
-  const stagingRepository = `${ports.registry}/${STAGING_REPOSITORY}`;
+  const stagingRepository = stagingRepositoryOf(ports);
   const options: ImageBuildOptions = {
     ...spec,
     tags: [`${stagingRepository}:${job.stagingTag}`],
@@ -190,12 +201,7 @@ export async function runPlatformJob(job: PlatformJob, ports: BuildPorts, sessio
   session.reporter.log(`building for ${job.platform} on this worker's engine, natively`);
   const imageId = await session.retry('downloading and building', () => withCheckout(request, spec, ports, masked, (checkout) => buildInCheckout(checkout, options, { ports, session: masked, explain })));
   try {
-    await session.retry(`pushing ${job.platform}'s image`, async () => {
-      await ports.pusher.push(stagingRepository, job.stagingTag, masked.reporter.output, session.signal);
-      if ((await ports.imageIndex.stagedDigest(job.stagingTag, session.signal)) === undefined) {
-        throw new PushError(`the engine of worker ${ports.workerName} pushed ${stagingRepository}:${job.stagingTag}, but the registry ci_service checks (REGISTRY_URL) has no such tag: REGISTRY_URL must reach the same registry as REGISTRY does from the Docker engine`);
-      }
-    });
+    await pushStaged(job.platform, job.stagingTag, ports, masked);
   } finally {
     await cleanUpEngine([imageId], ports, session.reporter);
   }

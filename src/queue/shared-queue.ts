@@ -31,7 +31,7 @@ interface BuildJob {
 }
 
 /** One queue per platform, taken only by workers whose engines build it natively: `ci-platform-linux-arm64`. */
-const platformQueue = (platform: string) => `ci-platform-${platform.replace(/\//g, '-')}`;
+const platformQueueName = (platform: string) => `ci-platform-${platform.replace(/\//g, '-')}`;
 /** How often a build waiting for another worker's platform looks at its job. */
 const PLATFORM_POLL_MS = 250;
 /**
@@ -99,8 +99,7 @@ export class SharedBuildQueue {
    */
   async workPlatforms(platforms: string[], concurrency: number, run: (job: PlatformJob, signal: AbortSignal) => Promise<PlatformJobResult>): Promise<void> {
     for (const platform of platforms) {
-      const queue = platformQueue(platform);
-      await this.ensureQueue(queue, { policy: 'standard', heartbeatSeconds: HEARTBEAT_SECONDS, retryLimit: 2, retryDelay: 1, expireInSeconds: this.jobSeconds });
+      const queue = await this.platformQueue(platform);
       await this.boss.work<PlatformJob>(queue, { localConcurrency: concurrency, pollingIntervalSeconds: 0.5 }, async ([job]) => (job ? run(job.data, job.signal) : undefined));
     }
   }
@@ -110,8 +109,7 @@ export class SharedBuildQueue {
    * job: a worker running it stops.
    */
   async buildPlatform(job: PlatformJob, signal: AbortSignal): Promise<PlatformJobResult> {
-    const queue = platformQueue(job.platform);
-    await this.ensureQueue(queue, { policy: 'standard', heartbeatSeconds: HEARTBEAT_SECONDS, retryLimit: 2, retryDelay: 1, expireInSeconds: this.jobSeconds });
+    const queue = await this.platformQueue(job.platform);
     const id = await this.boss.send(queue, job as unknown as object);
     if (!id) throw new Error(`the shared queue did not take the ${job.platform} job`);
     const cancel = () => void this.boss.cancel(queue, id).catch(() => undefined);
@@ -138,12 +136,25 @@ export class SharedBuildQueue {
     }
   }
 
+  /** A platform's queue, created on first use: a dead worker's platform job goes to another, as builds do. */
+  private async platformQueue(platform: string): Promise<string> {
+    const name = platformQueueName(platform);
+    await this.ensureQueue(name, { policy: 'standard', heartbeatSeconds: HEARTBEAT_SECONDS, retryLimit: 2, retryDelay: 1, expireInSeconds: this.jobSeconds });
+    return name;
+  }
+
+  /** Queues known to exist: each platform's is looked up once per process, not once per job. */
+  private readonly queues = new Set<string>();
+
   private async ensureQueue(name: string, options: Parameters<PgBoss['createQueue']>[1]): Promise<void> {
-    if (await this.boss.getQueue(name)) return;
-    // Another process may create it meanwhile.
-    await this.boss.createQueue(name, options).catch(async (error: unknown) => {
-      if (!(await this.boss.getQueue(name))) throw error;
-    });
+    if (this.queues.has(name)) return;
+    if (!(await this.boss.getQueue(name))) {
+      // Another process may create it meanwhile.
+      await this.boss.createQueue(name, options).catch(async (error: unknown) => {
+        if (!(await this.boss.getQueue(name))) throw error;
+      });
+    }
+    this.queues.add(name);
   }
 
   /** Stops taking builds; lets running ones finish within `graceMs`. */

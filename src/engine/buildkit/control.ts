@@ -101,6 +101,8 @@ export type SolveOutcome = { response: Record<string, string>; error?: undefined
  * API or the connection breaks; a failed build is an outcome with its error.
  */
 export async function solve(modem: HijackingModem, options: SolveOptions, onStatus: (message: Buffer) => void, signal: AbortSignal): Promise<SolveOutcome> {
+  // A build stopped before it began (a sibling platform failed) is never sent: no abort would reach it later.
+  if (signal.aborted) throw signal.reason;
   const socket = await upgrade(modem);
   const client = http2.connect('http://buildkit', { createConnection: () => socket });
   client.on('error', () => {}); // each call's stream reports what failed

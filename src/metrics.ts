@@ -73,7 +73,7 @@ export class Metrics implements BuildObserver {
     });
     new Gauge({
       name: 'ci_service_worker_engine_info',
-      help: 'The engine each worker builds on, as it describes itself (kind, version, API version, image store): always 1.',
+      help: 'The engine each worker builds on, as it describes itself (kind, version, API version, image store, BuildKit), and whether the registry takes what its image store pushes: always 1.',
       labelNames: ['worker', 'engine'],
       registers,
       async collect() {

@@ -74,14 +74,22 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
     ...(core.shared ? { platformHosts: platformHosts(config, core, core.shared.queue) } : {}),
     now: core.now,
   };
-  // The engine as it last described itself: recorded on this worker and on each build it finishes.
+  // The engine as it last described itself: named on each build it finishes, and (with whether the registry takes
+  // what its image store pushes) on this worker's record, which /metrics shows.
   let engineName: string | undefined;
+  let workerEngine: string | undefined;
   let nativePlatforms: string[] | undefined;
   const describeEngine = async () => {
     const described = await engine.describe();
     engineName = engineLabel(described);
     nativePlatforms = described.platforms.native.map((platform) => normalisePlatform(platform) ?? platform);
     return described;
+  };
+  const describeForRecord = async () => {
+    const described = await describeEngine();
+    // Remembered by the registry client (ten minutes; a refusal one): a beat does not try the registry each time.
+    const takes = await core.registry.takesImagesOf(described.imageStore, STAGING_REPOSITORY);
+    workerEngine = `${engineLabel(described)}; ${takes === true ? 'the registry takes its images' : 'the registry refuses its images'}`;
   };
   const worker = createWorker(config, logger, core, (request, session) => runBuild(request, ports, session), () => engineName);
 
@@ -106,9 +114,9 @@ export async function openBuildHost(config: Config, logger: Logger, core: Core):
     async start() {
       // Seen on /metrics (ci_service_worker_last_seen_seconds, ci_service_worker_engine_info) while it runs.
       const beat = () =>
-        describeEngine()
+        describeForRecord()
           .catch(() => undefined)
-          .then(() => store.recordWorker(config.workerName, core.now(), engineName, nativePlatforms))
+          .then(() => store.recordWorker(config.workerName, core.now(), workerEngine, nativePlatforms))
           .catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not record this worker as seen'));
       await beat();
       presence = setInterval(beat, WORKER_PRESENCE_MS);

@@ -12,6 +12,7 @@ import type { BuildView } from '../../src/http/build-view.js';
 import { mergedPullRequest, pullRequestEvent, pushEvent, sendDelivery } from '../support/deliveries.js';
 import { BUSYBOX_IMAGE, docker, dockerUnavailable, ensureBusyboxImage, fileInImage, pruneAllBuildCache, pulled, secondEngine } from '../support/docker-environment.js';
 import { GitHubStandIn, type StandInRepository } from '../support/github-stand-in.js';
+import { OciRefusingRegistry } from '../support/refusing-registry.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
 
@@ -391,6 +392,46 @@ describe('BuildKit builds (real engine and registry)', { skip }, () => {
       assert.match(build.error!, /^docker build failed: the --mount option requires BuildKit.*: this Dockerfile needs BuildKit; set BUILDER=buildkit \(the default\) on ci_service$/);
     });
   });
+
+  describe('a registry that refuses OCI manifests (what the containerd image store pushes)', () => {
+    let refusing: OciRefusingRegistry;
+    let picky: TestService;
+    before(async () => {
+      refusing = await new OciRefusingRegistry(registry).start();
+      picky = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: refusing.address });
+    });
+    after(async () => {
+      await picky?.stop();
+      // What the engine tagged for this registry's address (a build pushed before it was refused).
+      const address = refusing?.address;
+      for (const image of address ? await docker.listImages() : []) {
+        if ((image.RepoTags ?? []).some((tag) => tag.startsWith(`${address}/`))) await docker.getImage(image.Id).remove({ force: true }).catch(() => {});
+      }
+      await refusing?.close();
+    });
+
+    it('/healthz, the start-up log and the worker\'s record on /metrics say whether it takes this engine\'s images; a build on the containerd store fails at its push saying why', async () => {
+      const health = (await (await fetch(`${picky.url}/healthz`)).json()) as { engine: EngineDescription & { registryTakesItsImages: true | string } };
+      const containerd = health.engine.imageStore === 'containerd';
+      const metrics = await (await fetch(`${picky.url}/metrics`)).text();
+      const info = metrics.split('\n').find((line) => line.startsWith('ci_service_worker_engine_info{'));
+      const build = await built(picky, await buildkitRepository('refused-oci'));
+      if (containerd) {
+        assert.match(String(health.engine.registryTakesItsImages), /^no: the registry refused an OCI image manifest and index \(what the containerd image store pushes\): 400 .*MANIFEST_INVALID/);
+        assert.match(picky.logLines.join('\n'), /the registry does not take what this engine's image store pushes: builds will fail at their push/);
+        assert.match(info ?? '', new RegExp(`engine="${escape(engineLabel(health.engine))}; the registry refuses its images"\\} 1$`), info);
+        assert.equal(build.status, 'failed');
+        assert.equal(build.failedStage, 'push');
+        assert.match(build.error!, /400 Bad Request \(the registry refused the image's manifest: it does not take what this engine's image store pushes/);
+      } else {
+        // The classic store pushes Docker's manifests, which this registry takes.
+        assert.equal(health.engine.registryTakesItsImages, true);
+        assert.match(info ?? '', new RegExp(`engine="${escape(engineLabel(health.engine))}; the registry takes its images"\\} 1$`), info);
+        assert.equal(build.status, 'succeeded', build.error);
+        assert.equal(refusing.refused, 0);
+      }
+    });
+  });
 });
 
 describe('the registry cache: a build host that never built the image reuses its layers (two real engines)', { skip }, () => {
@@ -522,3 +563,8 @@ describe('the build cache is kept under BUILD_CACHE_MB (real engine)', { skip },
     });
   });
 });
+
+/** `text` matched literally inside a regular expression. */
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { engineFailure, isTransient } from '../../src/engine/docker/docker-engine.js';
+import { engineFailure, isTransient, pushFailureHint } from '../../src/engine/docker/docker-engine.js';
 import { ImageBuildError, PushError } from '../../src/domain/errors.js';
 
 /** What dockerode throws for an HTTP answer of the engine: its status, and the engine's sentence in `json`. */
@@ -36,5 +36,14 @@ describe('engine failures are classified by what they are, not by digits in thei
     assert.equal(isTransient('received unexpected HTTP status: 503 Service Unavailable'), true);
     assert.equal(isTransient('executor failed running [/bin/sh -c exit 1]: exit code: 1'), false);
     assert.equal(isTransient('curl: (22) The requested URL returned error: 500 after 1 timeout'), false);
+  });
+
+  it('a push the registry refused names the refusal as both stores report it, not the registry\'s reach', () => {
+    const containerd = 'failed commit on ref "manifest-sha256:d07f": unexpected status from PUT request to http://127.0.0.1:5000/v2/a/manifests/1.0.0: 400 Bad Request';
+    for (const line of [containerd, 'manifest invalid: manifest invalid']) {
+      assert.equal(isTransient(line), false, line);
+      assert.match(pushFailureHint(line), /^the registry refused the image's manifest/, line);
+    }
+    assert.match(pushFailureHint('dial tcp 127.0.0.1:5000: connect: connection refused'), /^is the registry running/);
   });
 });

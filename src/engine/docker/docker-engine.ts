@@ -288,10 +288,7 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
       throw engineFailure(error, 'push', reference);
     });
     if (outcome.error !== undefined) {
-      throw new PushError(
-        `pushing ${reference} failed: ${outcome.error} (is the registry running, and reachable from the Docker engine at that address?)`,
-        isTransient(outcome.error),
-      );
+      throw new PushError(`pushing ${reference} failed: ${outcome.error} (${pushFailureHint(outcome.error)})`, isTransient(outcome.error));
     }
     // Never a digest read from a status line: its words differ between stores and versions.
     return outcome.aux.map((aux) => aux.Digest).find((value): value is string => typeof value === 'string');
@@ -303,6 +300,20 @@ function builtImageId(aux: Record<string, unknown>[]): string {
   const id = aux.map((entry) => entry.ID).find((value): value is string => typeof value === 'string');
   if (!id) throw new ImageBuildError('the engine ended the build without naming the image it built', true);
   return id;
+}
+
+/**
+ * A registry's refusal of a pushed manifest, as the classic store reports it (`manifest invalid`) and as the
+ * containerd store does (the PUT of the manifest answered 400).
+ */
+const MANIFEST_REFUSED = /manifest invalid|MANIFEST_INVALID|\/manifests\/\S*: 400 Bad Request/i;
+
+/** What to check when the engine says a push failed. */
+export function pushFailureHint(streamError: string): string {
+  if (MANIFEST_REFUSED.test(streamError)) {
+    return "the registry refused the image's manifest: it does not take what this engine's image store pushes (the containerd store pushes OCI manifests, which registries of distribution 2.7 or later, registry:2 among them, take); /healthz's engine.registryTakesItsImages says what it refused";
+  }
+  return 'is the registry running, and reachable from the Docker engine at that address?';
 }
 
 /** Whether an error line inside an engine stream says the registry could not be reached. */

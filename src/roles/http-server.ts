@@ -123,8 +123,12 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       : undefined;
 
   const server = await new Promise<Server>((resolve, reject) => {
-    const listening = app.listen(config.port, () => resolve(listening));
-    listening.once('error', reject);
+    // Express 5 calls back on an error too (a port in use): that is a start that failed, said plainly.
+    const listening = app.listen(config.port, (error?: Error) => {
+      if (!error) return resolve(listening);
+      const code = (error as NodeJS.ErrnoException).code;
+      reject(code === 'EADDRINUSE' ? new Error(`port ${config.port} is in use by another process: stop it, or set PORT to a free port`) : error);
+    });
   });
   // Slow bodies and idle sockets are cut early: an unsigned sender cannot hold connections for minutes.
   server.requestTimeout = config.requestTimeoutMs;

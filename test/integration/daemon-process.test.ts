@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +19,21 @@ describe('the daemon process', () => {
     const daemon = await startDaemon({ BUILDER: 'kaniko' }, { waitUntilUp: false });
     assert.equal(await daemon.exited, 1);
     assert.match(daemon.output(), /ci_service cannot start: invalid configuration: BUILDER must be "buildkit" \(the default\) or "legacy"/);
+  });
+
+  it('stops at start-up on a port another process holds, saying so', async () => {
+    const holder = http.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, resolve));
+    const port = (holder.address() as AddressInfo).port;
+    try {
+      const dataDir = await mkdtemp(path.join(tmpdir(), 'ci-port-'));
+      const daemon = await startDaemon({ PORT: String(port), DATA_DIR: dataDir, GITHUB_API_URL: 'http://127.0.0.1:9' }, { waitUntilUp: false });
+      assert.equal(await daemon.exited, 1);
+      assert.match(daemon.output(), new RegExp(`ci_service failed to start: port ${port} is in use by another process: stop it, or set PORT to a free port`));
+      await rm(dataDir, { recursive: true, force: true });
+    } finally {
+      holder.close();
+    }
   });
 
   it('with nothing set: generates WEBHOOK_SECRET and ADMIN_TOKEN, keeps them (0600), prints each once, and the pages need the token', async () => {

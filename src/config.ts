@@ -46,6 +46,9 @@ const environmentSchema = z.object({
     .default('https://api.github.com')
     .transform((url) => url.replace(/\/+$/, '')),
   GITHUB_TOKEN: optionalText,
+  GITHUB_APP_ID: optionalText.pipe(z.string().regex(/^[0-9]{1,12}$/, "must be the GitHub App's numeric id (its settings page shows it as App ID)").optional()),
+  GITHUB_APP_PRIVATE_KEY: optionalText,
+  GITHUB_APP_PRIVATE_KEY_FILE: optionalText,
   REGISTRY: z
     .string()
     .trim()
@@ -140,6 +143,10 @@ export interface Config {
   webhookSecret: string | undefined;
   githubApiUrl: string;
   githubToken: string | undefined;
+  /** A GitHub App set by hand (GITHUB_APP_ID and its key); one made with /setup is kept under DATA_DIR instead. */
+  githubApp: { id: string; privateKey: string } | { id: string; privateKeyFile: string } | undefined;
+  /** Where GitHub's pages are (the App set-up posts there): from GITHUB_API_URL. */
+  githubWebUrl: string;
   registry: string;
   /** Where ci_service itself reaches the registry's /v2/ (health); the engine uses `registry`. */
   registryUrl: string;
@@ -227,6 +234,25 @@ function secretGrants(list: string[], setting: string, given: Record<string, str
 }
 
 
+/** The GitHub App the environment names (its key, or the file holding it), checked for what goes together. */
+function githubAppOf(values: z.infer<typeof environmentSchema>): Config['githubApp'] {
+  const { GITHUB_APP_ID: id, GITHUB_APP_PRIVATE_KEY: key, GITHUB_APP_PRIVATE_KEY_FILE: keyFile } = values;
+  if (!id && !key && !keyFile) return undefined;
+  if (key && keyFile) throw new ConfigError('invalid configuration: set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_FILE, not both');
+  if (!id) throw new ConfigError('invalid configuration: GITHUB_APP_PRIVATE_KEY needs GITHUB_APP_ID, the App\'s numeric id (its settings page shows it)');
+  if (!key && !keyFile) throw new ConfigError('invalid configuration: GITHUB_APP_ID needs the App\'s private key: GITHUB_APP_PRIVATE_KEY (the .pem file\'s text) or GITHUB_APP_PRIVATE_KEY_FILE (its path)');
+  if (values.GITHUB_TOKEN) throw new ConfigError('invalid configuration: set GITHUB_TOKEN or a GitHub App (GITHUB_APP_ID), not both: ci_service acts on GitHub as one of them');
+  // Compose files and .env lines carry the key's newlines as "\n".
+  return { id, ...(key ? { privateKey: key.replace(/\\n/g, '\n') } : { privateKeyFile: keyFile! }) };
+}
+
+/** GitHub's web pages for its API: github.com for api.github.com, the host itself for GitHub Enterprise's /api/v3. */
+export function githubWebUrl(apiUrl: string): string {
+  const url = new URL(apiUrl);
+  if (url.hostname === 'api.github.com') return 'https://github.com';
+  return `${url.origin}${url.pathname.replace(/\/api\/v3\/?$/, '').replace(/\/+$/, '')}`;
+}
+
 /** Reads and validates the environment once; a bad value throws a ConfigError saying how to fix it. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   // An empty variable means "not set" (compose passes every variable, empty ones included).
@@ -237,6 +263,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
   const values = result.data;
+  const githubApp = githubAppOf(values);
+  if (githubApp && values.WEBHOOK_REPOSITORIES.length > 0) {
+    throw new ConfigError("invalid configuration: a GitHub App's webhook is the App's own (ci_service keeps its URL current): leave WEBHOOK_REPOSITORIES unset with GITHUB_APP_ID");
+  }
   if (values.WEBHOOK_REPOSITORIES.length > 0 && !values.GITHUB_TOKEN) {
     throw new ConfigError(
       'invalid configuration: WEBHOOK_REPOSITORIES needs GITHUB_TOKEN, a token allowed to manage the repositories\' webhooks ("Webhooks: read and write")',
@@ -281,6 +311,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     webhookSecret: values.WEBHOOK_SECRET,
     githubApiUrl: values.GITHUB_API_URL,
     githubToken: values.GITHUB_TOKEN,
+    githubApp,
+    githubWebUrl: githubWebUrl(values.GITHUB_API_URL),
     registry: values.REGISTRY,
     registryUrl: (values.REGISTRY_URL ?? defaultRegistryUrl(values.REGISTRY)).replace(/\/+$/, ''),
     registryAuth:

@@ -71,11 +71,23 @@ const MAX_KEPT_BYTES = 4096;
  */
 async function keptIn(file: string, secret: KeptSecret): Promise<string> {
   const fix = `delete it (ci_service then generates a new ${secret.variable}), or set ${secret.variable}`;
+  const text = (await readKeptFile(file, `a kept ${secret.variable}`, fix, MAX_KEPT_BYTES)).trim();
+  if (text === '') throw new Error(`${file} is empty: ${fix}, or write one in it`);
+  if (text.length < MIN_KEPT_CHARS) throw new Error(`${file} holds a ${secret.variable} of ${text.length} characters, fewer than ${MIN_KEPT_CHARS}: ${fix}`);
+  return text;
+}
+
+/**
+ * A file ci_service keeps a secret in, read only as ci_service would have written it: a regular file (a link is
+ * not followed: it could point anywhere), owned by this user, readable by nobody else (0600), at most `maxBytes`.
+ * Anything else throws, naming `what` the file is and how to `fix` it.
+ */
+export async function readKeptFile(file: string, what: string, fix: string, maxBytes: number): Promise<string> {
   let handle;
   try {
     handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new Error(`${file} is a symbolic link, and a kept ${secret.variable} must be a file of its own: ${fix}`);
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new Error(`${file} is a symbolic link, and ${what} must be a file of its own: ${fix}`);
     throw error;
   }
   try {
@@ -84,11 +96,8 @@ async function keptIn(file: string, secret: KeptSecret): Promise<string> {
     const uid = process.getuid?.();
     if (uid !== undefined && stats.uid !== uid) throw new Error(`${file} belongs to user ${stats.uid}, not to ci_service's user (${uid}): ${fix}, or chown it`);
     if ((stats.mode & 0o077) !== 0) throw new Error(`${file} may be read by others (mode ${(stats.mode & 0o777).toString(8)}): chmod 600 it, or ${fix}`);
-    if (stats.size > MAX_KEPT_BYTES) throw new Error(`${file} is ${stats.size} bytes, not a kept secret: ${fix}`);
-    const text = (await handle.readFile('utf8')).trim();
-    if (text === "") throw new Error(`${file} is empty: ${fix}, or write one in it`);
-    if (text.length < MIN_KEPT_CHARS) throw new Error(`${file} holds a ${secret.variable} of ${text.length} characters, fewer than ${MIN_KEPT_CHARS}: ${fix}`);
-    return text;
+    if (stats.size > maxBytes) throw new Error(`${file} is ${stats.size} bytes, more than ${what} holds: ${fix}`);
+    return await handle.readFile('utf8');
   } finally {
     await handle.close();
   }

@@ -44,7 +44,15 @@ export type Decision =
   | { kind: 'release'; push: ReleasePush }
   | { kind: 'cancel'; cancel: PullRequestCancel }
   | { kind: 'held'; held: HeldPullRequest }
+  /** GitHub's Re-run on a check run (its build) or on a check suite (every build of its runs; GitHub lists them). */
+  | { kind: 'rerun'; rerun: CheckRerun }
+  /** The check run's Cancel button. */
+  | { kind: 'cancel_build'; buildId: string; by: string }
   | { kind: 'ignored'; reason: string };
+
+export type CheckRerun =
+  | { of: 'run'; repository: Repository; buildId: string; by: string }
+  | { of: 'suite'; repository: Repository; checkSuiteId: number; sha: string; by: string };
 
 /** The pull request actions that put a new head commit up for review. */
 const BUILD_ACTIONS = ['opened', 'synchronize', 'reopened', 'ready_for_review'];
@@ -53,6 +61,8 @@ const sha = z.string().regex(/^[0-9a-f]{40}$/, 'must be a 40-character commit SH
 /** What GitHub allows in account and repository names: nothing that could change the path of an API URL. */
 const OWNER_LOGIN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 const REPOSITORY_NAME = /^[A-Za-z0-9._-]{1,100}$/;
+/** Who sent an event: an account, or an App's bot (`name[bot]`). Logged and shown only. */
+const SENDER_LOGIN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}(\[bot\])?$/;
 /** Git refs and GitHub's names are short; a payload's are stored and shown, so they are bounded. */
 const MAX_REF_CHARS = 1024;
 const MAX_NAME_CHARS = 256;
@@ -93,6 +103,24 @@ const pushEvent = z.object({
   repository: repositorySchema.extend({ default_branch: z.string().min(1).max(MAX_REF_CHARS), pushed_at: z.union([z.number(), z.string().max(MAX_NAME_CHARS)]).nullable().optional() }),
 });
 
+const checkRunEvent = z.object({
+  action: z.string(),
+  check_run: z.object({ external_id: z.string().max(MAX_NAME_CHARS).nullable().optional(), head_sha: sha }),
+  requested_action: z.object({ identifier: z.string().max(MAX_NAME_CHARS) }).optional(),
+  sender: z.object({ login: z.string().regex(SENDER_LOGIN, 'must be a GitHub account name') }).optional(),
+  repository: repositorySchema,
+});
+
+const checkSuiteEvent = z.object({
+  action: z.string(),
+  check_suite: z.object({ id: z.number().int(), head_sha: sha }),
+  sender: z.object({ login: z.string().regex(SENDER_LOGIN, 'must be a GitHub account name') }).optional(),
+  repository: repositorySchema,
+});
+
+/** A check run's external_id is the id of the build it shows (check-runs.ts). */
+const BUILD_ID = /^[A-Za-z0-9-]{1,64}$/;
+
 /**
  * GitHub redelivers for three days; a delivery about an older event is a replay (its body is signed, its delivery
  * id is not): it could rebuild an old head, or cancel the newest. Answered, never built.
@@ -109,7 +137,9 @@ export function decideBuild(event: string, deliveryId: string, payload: unknown,
     const push = parse(pushEvent, payload, 'push');
     return tooOld(push.repository.pushed_at, now) ?? decidePush(deliveryId, push, policy);
   }
-  if (event !== 'pull_request') return ignored(`event "${event}" does not trigger builds (pull_request and push do)`);
+  if (event === 'check_run') return decideCheckRun(parse(checkRunEvent, payload, 'check_run'), policy);
+  if (event === 'check_suite') return decideCheckSuite(parse(checkSuiteEvent, payload, 'check_suite'), policy);
+  if (event !== 'pull_request') return ignored(`event "${event}" does not trigger builds (pull_request, push, and a check's Re-run do)`);
   const pullRequest = parse(pullRequestEvent, payload, 'pull_request');
   return tooOld(pullRequest.pull_request.updated_at, now) ?? decidePullRequest(deliveryId, pullRequest, policy);
 }
@@ -170,6 +200,27 @@ function decidePush(deliveryId: string, event: z.infer<typeof pushEvent>, policy
     return ignored(`branch ${branch} is not in BASE_BRANCHES: pushes to it publish nothing`);
   }
   return { kind: 'release', push: { deliveryId, repository, sha: event.after, ref: event.ref, rulesRef: `refs/heads/${event.repository.default_branch}` } };
+}
+
+/** Re-run and Cancel, from the App's own check runs (GitHub sends those actions to the App that made the run). */
+function decideCheckRun(event: z.infer<typeof checkRunEvent>, policy: TriggerPolicy): Decision {
+  const repository = toRepository(event.repository);
+  if (!listAllows(policy.allowedRepositories, repository.fullName)) return ignored(`repository ${repository.fullName} is not in ALLOWED_REPOSITORIES`);
+  const buildId = event.check_run.external_id ?? '';
+  const by = event.sender?.login ?? 'someone on GitHub';
+  if (event.action !== 'rerequested' && event.action !== 'requested_action') return ignored(`check_run action "${event.action}" asks nothing of ci_service`);
+  if (!BUILD_ID.test(buildId)) return ignored('the check run names no build of ci_service (its external_id)');
+  if (event.action === 'rerequested') return { kind: 'rerun', rerun: { of: 'run', repository, buildId, by } };
+  const identifier = event.requested_action?.identifier;
+  if (identifier !== 'cancel') return ignored(`the check run's action "${identifier ?? ''}" is not one of ci_service's (cancel)`);
+  return { kind: 'cancel_build', buildId, by };
+}
+
+function decideCheckSuite(event: z.infer<typeof checkSuiteEvent>, policy: TriggerPolicy): Decision {
+  const repository = toRepository(event.repository);
+  if (!listAllows(policy.allowedRepositories, repository.fullName)) return ignored(`repository ${repository.fullName} is not in ALLOWED_REPOSITORIES`);
+  if (event.action !== 'rerequested') return ignored(`check_suite action "${event.action}" asks nothing of ci_service`);
+  return { kind: 'rerun', rerun: { of: 'suite', repository, checkSuiteId: event.check_suite.id, sha: event.check_suite.head_sha, by: event.sender?.login ?? 'someone on GitHub' } };
 }
 
 function ignored(reason: string): Decision {

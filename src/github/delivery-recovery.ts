@@ -24,6 +24,8 @@ const MAX_REQUESTS_PER_DELIVERY = 3;
 const PAGE = 100;
 const MAX_PAGES = 10;
 const ABOUT = 'webhook deliveries';
+/** What the App's deliveries are logged and counted under. */
+const APP = 'the GitHub App';
 
 /**
  * Pure: the deliveries to ask GitHub for again, oldest first (a pull request's heads arrive in their order): those
@@ -48,8 +50,10 @@ export function planRedeliveries(attempts: HookDeliveryAttempt[], requested: Rea
 
 export interface DeliveryRecoveryOptions {
   github: AxiosInstance;
-  /** owner/name of each repository whose hook ci_service manages (WEBHOOK_REPOSITORIES). */
+  /** owner/name of each repository whose hook ci_service manages (WEBHOOK_REPOSITORIES), in token mode. */
   repositories: string[];
+  /** True while ci_service acts as a GitHub App: the App's webhook deliveries (`/app/hook/deliveries`) are read instead. */
+  asApp: () => boolean;
   /** 0: only at start. */
   intervalMs: number;
   /** Counts each delivery GitHub was asked to send again (metrics). */
@@ -85,6 +89,14 @@ export class DeliveryRecovery {
   }
 
   private async recover(signal: AbortSignal): Promise<number> {
+    if (this.options.asApp()) {
+      try {
+        return await this.recoverHook(APP, '/app/hook', signal);
+      } catch (error) {
+        this.options.logger.warn({ component: 'delivery-recovery', error: describeError(error) }, "could not check the GitHub App's webhook deliveries; trying again later");
+        return 0;
+      }
+    }
     let recovered = 0;
     for (const repository of this.options.repositories) {
       try {
@@ -97,34 +109,39 @@ export class DeliveryRecovery {
   }
 
   private async recoverRepository(repository: string, signal: AbortSignal): Promise<number> {
-    const { github, logger } = this.options;
-    const hooks = await listHooks(github, repository, ABOUT, signal);
+    const hooks = await listHooks(this.options.github, repository, ABOUT, signal);
     let recovered = 0;
-    for (const hook of hooks.filter(isOurHook)) {
-      const attempts = await this.recentDeliveries(repository, hook.id, signal);
-      for (const delivery of planRedeliveries(attempts, this.requested, (this.options.now ?? (() => new Date()))())) {
-        hooksApiAnswer(await github.post(`/repos/${repository}/hooks/${hook.id}/deliveries/${delivery.id}/attempts`, undefined, { signal }), repository, ABOUT);
-        this.requested.set(delivery.guid, (this.requested.get(delivery.guid) ?? 0) + 1);
-        this.options.onRecovered(repository);
-        recovered += 1;
-        logger.info(
-          { component: 'delivery-recovery', repository, deliveryId: delivery.guid, event: delivery.event, action: delivery.action ?? undefined, failedWith: delivery.status_code || 'no answer', deliveredAt: delivery.delivered_at },
-          'asked GitHub to redeliver a delivery that failed',
-        );
-      }
+    for (const hook of hooks.filter(isOurHook)) recovered += await this.recoverHook(repository, `/repos/${repository}/hooks/${hook.id}`, signal);
+    return recovered;
+  }
+
+  /** One hook's failed deliveries asked for again: a repository's (`/repos/…/hooks/{id}`) or the App's (`/app/hook`). */
+  private async recoverHook(owner: string, hookPath: string, signal: AbortSignal): Promise<number> {
+    const { github, logger } = this.options;
+    let recovered = 0;
+    const attempts = await this.recentDeliveries(owner, hookPath, signal);
+    for (const delivery of planRedeliveries(attempts, this.requested, (this.options.now ?? (() => new Date()))())) {
+      hooksApiAnswer(await github.post(`${hookPath}/deliveries/${delivery.id}/attempts`, undefined, { signal }), owner, ABOUT);
+      this.requested.set(delivery.guid, (this.requested.get(delivery.guid) ?? 0) + 1);
+      this.options.onRecovered(owner);
+      recovered += 1;
+      logger.info(
+        { component: 'delivery-recovery', repository: owner, deliveryId: delivery.guid, event: delivery.event, action: delivery.action ?? undefined, failedWith: delivery.status_code || 'no answer', deliveredAt: delivery.delivered_at },
+        'asked GitHub to redeliver a delivery that failed',
+      );
     }
     return recovered;
   }
 
   /** The hook's deliveries of the last three days, following GitHub's cursor pages (newest first). */
-  private async recentDeliveries(repository: string, hookId: number, signal: AbortSignal): Promise<HookDeliveryAttempt[]> {
+  private async recentDeliveries(owner: string, hookPath: string, signal: AbortSignal): Promise<HookDeliveryAttempt[]> {
     const attempts: HookDeliveryAttempt[] = [];
     const oldest = Date.now() - REDELIVERABLE_MS;
     let cursor: string | undefined;
     for (let page = 0; page < MAX_PAGES; page += 1) {
       const response = hooksApiAnswer(
-        await this.options.github.get<HookDeliveryAttempt[]>(`/repos/${repository}/hooks/${hookId}/deliveries`, { params: { per_page: PAGE, ...(cursor ? { cursor } : {}) }, signal }),
-        repository,
+        await this.options.github.get<HookDeliveryAttempt[]>(`${hookPath}/deliveries`, { params: { per_page: PAGE, ...(cursor ? { cursor } : {}) }, signal }),
+        owner,
         ABOUT,
       );
       attempts.push(...response.data);

@@ -1,6 +1,7 @@
 import type { AxiosInstance } from 'axios';
 import type { Repository } from '../domain/build-request.js';
 import type { ForkApproval } from './decide-build.js';
+import type { GitHubAuth } from './github-auth.js';
 import { repositoryPath } from './github-client.js';
 
 /** Permissions that may approve a fork's head: GitHub reports maintain as write; triage as read. */
@@ -16,12 +17,13 @@ const MAY_APPROVE = new Set(['admin', 'write']);
 export class ForkApprovals {
   constructor(
     private readonly http: AxiosInstance,
-    private readonly hasToken: boolean,
+    /** Without credentials GitHub does not say who may write. */
+    private readonly auth: Pick<GitHubAuth, 'mode'>,
   ) {}
 
   /** `signal` bounds the whole check: it runs while GitHub waits for the delivery's answer. */
   async refusal(repository: Repository, sha: string, approval: ForkApproval, signal: AbortSignal): Promise<string | undefined> {
-    if (!this.hasToken) return `not built: set GITHUB_TOKEN so ci_service can check that whoever labels a fork's pull request may write to ${repository.fullName}`;
+    if (this.auth.mode === 'none') return `not built: set up the GitHub App or GITHUB_TOKEN so ci_service can check that whoever labels a fork's pull request may write to ${repository.fullName}`;
     const base = `/repos/${repositoryPath(repository)}`;
     const pull = await this.get<{ state?: string; head?: { sha?: string }; labels?: { name?: string }[] }>(`${base}/pulls/${approval.prNumber}`, signal);
     if (pull === undefined) return `not built: GitHub has no pull request #${approval.prNumber} in ${repository.fullName}`;

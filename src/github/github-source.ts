@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { GitTree, GitTreeEntry, SourceFetcher } from '../source/source-fetcher.js';
 import type { Repository } from '../domain/build-request.js';
 import { describeError, SourceError } from '../domain/errors.js';
+import { GitHubAppAccessError, type GitHubAuth } from './github-auth.js';
 
 /** GitHub's REST API (or GitHub Enterprise, or a stand-in) as a SourceFetcher. */
 export class GitHubSource implements SourceFetcher {
@@ -11,8 +12,8 @@ export class GitHubSource implements SourceFetcher {
     /** The one GitHub client (github-client.ts). */
     private readonly http: AxiosInstance,
     private readonly apiUrl: string,
-    /** Whether that client sends GITHUB_TOKEN: a private repository's 404 then means something else. */
-    private readonly hasToken: boolean,
+    /** How that client acts on GitHub: without credentials, a private repository's 404 means something else. */
+    private readonly auth: Pick<GitHubAuth, 'mode'>,
   ) {}
 
   async readFile(repository: Repository, ref: string, filePath: string, maxBytes: number, signal: AbortSignal): Promise<string | undefined> {
@@ -85,6 +86,7 @@ export class GitHubSource implements SourceFetcher {
       response = await send();
     } catch (error) {
       if (axios.isCancel(error) || (error instanceof Error && error.name === 'AbortError')) throw error;
+      if (error instanceof GitHubAppAccessError) throw new SourceError(`${error.message} (fetching ${what} of ${repository.fullName})`);
       throw new SourceError(`GitHub API at ${this.apiUrl} not reachable while fetching ${what} (${describeError(error)})`, true);
     }
     if (response.status === 200 || response.status === 404) return response;
@@ -95,19 +97,23 @@ export class GitHubSource implements SourceFetcher {
   private statusError(response: AxiosResponse, repository: Repository, what: string): SourceError {
     const status = response.status;
     const where = `fetching ${what} of ${repository.fullName}`;
-    if (status === 401) return new SourceError(`GitHub rejected GITHUB_TOKEN (401) ${where}: it is wrong or expired; set a valid token`);
-    if (status === 429 || (status === 403 && response.headers['x-ratelimit-remaining'] === '0')) {
-      return new SourceError(`GitHub rate limit reached (${status}) ${where}: set GITHUB_TOKEN for a higher limit, or wait`, true, rateLimitWaitMs(response.headers));
+    if (status === 401) {
+      return new SourceError(this.auth.mode === 'app' ? `GitHub rejected the App's installation token (401) ${where}, a new one too: check the App's installation on ${repository.fullName}` : `GitHub rejected GITHUB_TOKEN (401) ${where}: it is wrong or expired; set a valid token`);
     }
-    if (status === 403) return new SourceError(`GitHub refused access (403) ${where}: give GITHUB_TOKEN read access to ${repository.fullName}`);
+    if (status === 429 || (status === 403 && response.headers['x-ratelimit-remaining'] === '0')) {
+      return new SourceError(`GitHub rate limit reached (${status}) ${where}: ${this.auth.mode === 'none' ? 'set up the GitHub App or GITHUB_TOKEN for a higher limit, or wait' : 'wait'}`, true, rateLimitWaitMs(response.headers));
+    }
+    if (status === 403) {
+      return new SourceError(this.auth.mode === 'app' ? `GitHub refused access (403) ${where}: give the GitHub App "Contents: read" and accept the new permission on its installation` : `GitHub refused access (403) ${where}: give GITHUB_TOKEN read access to ${repository.fullName}`);
+    }
     if (status >= 500) return new SourceError(`GitHub answered ${status} ${where}; it will be retried`, true);
     return new SourceError(`GitHub answered ${status} ${where}`);
   }
 
   private throwIfPrivateWithoutToken(repository: Repository): void {
-    if (repository.private && !this.hasToken) {
+    if (repository.private && this.auth.mode === 'none') {
       throw new SourceError(
-        `${repository.fullName} is private and GITHUB_TOKEN is not set: set GITHUB_TOKEN to a token that can read its contents`,
+        `${repository.fullName} is private and ci_service has no credentials for GitHub: set up the GitHub App (/setup), or set GITHUB_TOKEN to a token that can read its contents`,
       );
     }
   }

@@ -7,7 +7,10 @@ import type { RepositoryHook } from './plan-webhook.js';
  */
 export function hooksApiAnswer<T extends { status: number }>(response: T, repository: string, about: string): T {
   if (response.status >= 200 && response.status < 300) return response;
-  const hint = response.status === 404 || response.status === 403 ? ': GITHUB_TOKEN needs admin rights on the repository ("Webhooks: read and write")' : '';
+  const app = repository === 'the GitHub App';
+  const hint = response.status === 404 || response.status === 403 || (app && response.status === 401)
+    ? app ? ": GitHub refused the App's own token: check GITHUB_APP_ID and its key" : ': GITHUB_TOKEN needs admin rights on the repository ("Webhooks: read and write")'
+    : '';
   throw new Error(`GitHub answered ${response.status} for the ${about} of ${repository}${hint}`);
 }
 

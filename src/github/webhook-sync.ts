@@ -7,8 +7,10 @@ import { planWebhook, webhookUrl } from './plan-webhook.js';
 
 export interface WebhookSyncOptions {
   github: AxiosInstance;
-  /** owner/name of each repository whose webhook ci_service manages. */
+  /** owner/name of each repository whose webhook ci_service manages (token mode). */
   repositories: string[];
+  /** True while ci_service acts as a GitHub App: the App's one webhook is kept pointed at us instead. */
+  asApp: () => boolean;
   secret: string;
   /** Where GitHub reaches us now, or undefined while no tunnel is up. */
   publicUrl: () => Promise<string | undefined>;
@@ -20,8 +22,9 @@ export interface WebhookSyncOptions {
 const ABOUT = 'webhooks';
 
 /**
- * Keeps one webhook (pull_request and push) per repository pointing at our public URL: on start, and again
- * whenever the URL changes (a free ngrok URL changes at every restart of the tunnel).
+ * Keeps one webhook (pull_request and push) per repository pointing at our public URL, or (as a GitHub App) the
+ * App's own webhook (`PATCH /app/hook/config`): on start, and again whenever the URL changes (a free ngrok URL
+ * changes at every restart of the tunnel).
  */
 export class WebhookSync {
   private syncedUrl: string | undefined;
@@ -53,8 +56,21 @@ export class WebhookSync {
       log.warn({ error: describeError(error) }, 'cannot learn the public URL yet');
       return;
     }
-    if (!publicUrl || publicUrl === this.syncedUrl) return;
+    const asApp = this.options.asApp();
+    // What was synced names the hook too: an App set up while running has its webhook set at the next pass.
+    const target = `${asApp ? 'app' : 'repositories'} ${publicUrl}`;
+    if (!publicUrl || target === this.syncedUrl) return;
     const url = webhookUrl(publicUrl);
+    if (asApp) {
+      try {
+        hooksApiAnswer(await this.options.github.patch('/app/hook/config', { url, content_type: 'json', insecure_ssl: '0' }, { signal }), 'the GitHub App', ABOUT);
+        log.info({ url }, "the GitHub App's webhook set");
+        this.syncedUrl = target;
+      } catch (error) {
+        log.warn({ error: describeError(error) }, "could not set the GitHub App's webhook; trying again later");
+      }
+      return;
+    }
     let allDone = true;
     for (const repository of this.options.repositories) {
       try {
@@ -65,7 +81,7 @@ export class WebhookSync {
         log.warn({ repository, error: describeError(error) }, 'could not set the webhook; trying again later');
       }
     }
-    if (allDone) this.syncedUrl = publicUrl;
+    if (allDone) this.syncedUrl = target;
   }
 
   private async syncRepository(repository: string, url: string, signal: AbortSignal): Promise<string> {

@@ -9,6 +9,7 @@ import { FOLLOW_BUILD_JS, PAGE_CSS } from './pages.js';
 import { requireAdmin } from './require-admin.js';
 import { unverifiedBodyBudget, WEBHOOK_BODY_BUDGET } from './unverified-body-budget.js';
 import { webhookRoute, type WebhookDependencies } from './webhook-route.js';
+import { setupRoutes, type SetupDependencies } from './setup-routes.js';
 
 
 export interface AppDependencies {
@@ -17,6 +18,8 @@ export interface AppDependencies {
   store: BuildStore;
   actions: Omit<BuildActionDependencies, 'store' | 'adminToken' | 'now'>;
   metrics?: Registry;
+  /** The GitHub App's set-up (/setup); absent where a process serves no set-up. */
+  setup?: Omit<SetupDependencies, 'adminToken' | 'logger'>;
   /** Rebuild and cancel need it; unless OPEN_PAGES, so do pages, the builds API and /metrics. The webhook and /healthz stay open. */
   adminToken?: string;
   /** OPEN_PAGES=true: pages, the builds API and /metrics answer without the token. */
@@ -42,6 +45,8 @@ export function createApp(deps: AppDependencies): express.Express {
 
   // Changes: always with ADMIN_TOKEN, from this site only.
   app.use(buildActionsRoutes({ ...deps.actions, store: deps.store, adminToken: deps.adminToken, now: deps.now }));
+  // Its own guard: GitHub sends the browser back to /setup/callback, which the signed state authorises.
+  if (deps.setup) app.use(setupRoutes({ ...deps.setup, adminToken: deps.adminToken, logger: deps.logger }));
   // Everything registered below needs ADMIN_TOKEN, unless OPEN_PAGES.
   if (!deps.openPages) app.use(requireAdmin(deps.adminToken));
   const metrics = deps.metrics;

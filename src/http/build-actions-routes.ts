@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { Router, type RequestHandler, type Response, type Request } from 'express';
 import type { BuildRecord } from '../domain/build-record.js';
 import type { BuildStore } from '../queue/build-store.js';
-import { admitBuild, type AdmissionPorts } from '../admission/admit-build.js';
+import type { AdmissionPorts } from '../admission/admit-build.js';
+import { rebuild } from '../admission/rebuild.js';
 import { buildView } from './build-view.js';
 import { wantsHtml } from './negotiate.js';
 import { requireAdmin } from './require-admin.js';
@@ -28,14 +28,13 @@ export function buildActionsRoutes(deps: BuildActionDependencies): Router {
   const guard = [sameOrigin, deps.adminToken ? requireAdmin(deps.adminToken) : refuseWithoutToken];
 
   router.post('/builds/:id/rebuild', ...guard, async (req, res) => {
-    const build = await deps.store.get(req.params.id as string);
-    if (!build) return notFound(res, req.params.id as string);
-    if (build.status === 'queued' || build.status === 'running') {
-      res.status(409).json({ error: `build ${build.id} is ${build.status}: rebuild it once it has finished, or cancel it first` });
+    const outcome = await rebuild({ ...deps.admission, store: deps.store }, req.params.id as string);
+    if (outcome.kind === 'unknown') return notFound(res, req.params.id as string);
+    if (outcome.kind === 'unfinished') {
+      res.status(409).json({ error: `build ${outcome.build.id} is ${outcome.build.status}: rebuild it once it has finished, or cancel it first` });
       return;
     }
-    const request = { ...build.request, deliveryId: `rebuild-${randomUUID()}`, rebuildOf: build.id };
-    const admission = await admitBuild(deps.admission, request);
+    const admission = outcome.admission;
     if (admission.kind === 'queue_full') {
       res.status(503).set('Retry-After', '60').json({ error: `build queue is full (${admission.queued} builds waiting, MAX_QUEUED_BUILDS=${deps.admission.maxQueuedBuilds}): try again later` });
       return;

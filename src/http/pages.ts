@@ -39,7 +39,7 @@ function statusBadge(status: BuildStatus): string {
   return `<span class="status status-${status}">${escapeHtml(STATUS_LABEL[status])}</span>`;
 }
 
-function layout(title: string, body: string, options: { refreshSeconds?: number; script?: string } = {}): string {
+export function layout(title: string, body: string, options: { refreshSeconds?: number; script?: string } = {}): string {
   return `<!doctype html>
 <html lang="en">
 <head>

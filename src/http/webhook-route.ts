@@ -1,7 +1,9 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { describeError, PayloadError } from '../domain/errors.js';
 import { admitBuild, type Admission, type AdmissionPorts, type PullRequestCancel } from '../admission/admit-build.js';
-import { decideBuild, type Decision, type ForkApproval, type HeldPullRequest, type TriggerPolicy } from '../github/decide-build.js';
+import { decideBuild, type CheckRerun, type Decision, type ForkApproval, type HeldPullRequest, type TriggerPolicy } from '../github/decide-build.js';
+import { rebuild, type Rebuild } from '../admission/rebuild.js';
+import type { BuildStore } from '../queue/build-store.js';
 import type { BuildRequest, Repository } from '../domain/build-request.js';
 import type { ReleasePush } from '../domain/release-push.js';
 import type { DeliveryVerifier } from '../github/verify-delivery.js';
@@ -15,12 +17,22 @@ export interface WebhookDependencies {
   policy: TriggerPolicy;
   /** Stores, queues and supersedes, as a rebuild does too; its `cancelPullRequest` also answers a closed pull request. */
   admission: AdmissionPorts;
+  /** Finds the build a check's Re-run names. */
+  store: Pick<BuildStore, 'get' | 'add'>;
   /** Reads the pushed commit's release rules: the build they ask for, or why none. Throws when GitHub does not answer. */
   releaseRequest: (push: ReleasePush) => Promise<{ build: BuildRequest } | { ignored: string }>;
   /** Tells the pull request why it is not built (its commit status); never fails the delivery. */
   hold: (held: HeldPullRequest) => void;
   /** Why a label does not approve a fork's head, asked of GitHub; undefined: it does. Throws when GitHub does not answer. */
   forkApprovalRefusal: (repository: Repository, sha: string, approval: ForkApproval) => Promise<string | undefined>;
+  /** GitHub's Re-run and a check run's Cancel (GitHub App mode). */
+  checks: {
+    /** The builds a check suite's runs show, as GitHub lists them (their external_ids). Throws when GitHub does not answer. */
+    buildsOfSuite: (repository: Repository, checkSuiteId: number) => Promise<string[]>;
+    cancel: (id: string, reason: string) => Promise<BuildRecord | undefined>;
+  };
+  /** A delivery through a GitHub App names the installation it came from: its repository's requests use it. */
+  rememberInstallation?: (fullName: string, installationId: number) => void;
   /** False once shutdown began: deliveries get 503, so GitHub shows them as failed and they can be redelivered. */
   isAccepting: () => boolean;
   /** Counts each delivery's outcome (metrics). */
@@ -65,7 +77,9 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       if (!event) throw new PayloadError('missing X-GitHub-Event header');
       if (!deliveryId) throw new PayloadError('missing X-GitHub-Delivery header');
       if (deliveryId.length > MAX_HEADER_CHARS || event.length > MAX_HEADER_CHARS) throw new PayloadError(`X-GitHub-Delivery and X-GitHub-Event are at most ${MAX_HEADER_CHARS} characters`);
-      decision = decideBuild(event, deliveryId, parseBody(req, verdict.text), deps.policy, deps.now());
+      const payload = parseBody(req, verdict.text);
+      rememberInstallation(deps, payload);
+      decision = decideBuild(event, deliveryId, payload, deps.policy, deps.now());
     } catch (error) {
       if (!(error instanceof PayloadError)) throw error;
       record('bad_request', 'warn', { reason: error.message }, 'delivery refused');
@@ -79,6 +93,10 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
       hold(deps, decision.held, res, record);
     } else if (decision.kind === 'cancel') {
       await cancelPullRequest(deps, decision.cancel, res, record);
+    } else if (decision.kind === 'rerun') {
+      await rerun(deps, decision.rerun, res, record);
+    } else if (decision.kind === 'cancel_build') {
+      await cancelBuild(deps, decision.buildId, decision.by, res, record);
     } else if (decision.kind === 'release') {
       const request = await releaseRequest(deps, decision.push, res, record);
       if (request) await admit(deps, request, res, record);
@@ -123,6 +141,56 @@ async function cancelPullRequest(deps: WebhookDependencies, cancel: PullRequestC
   }
   record('cancelled', 'info', { reason: cancel.reason, cancelled: cancelled.length }, 'pull request builds cancelled');
   answer(res, 200, { cancelled: cancelled.map((build) => build.id), reason: cancel.reason });
+}
+
+/** The installation a delivery came through (`installation.id`), remembered for its repository. */
+function rememberInstallation(deps: WebhookDependencies, payload: unknown): void {
+  const { installation, repository } = (payload ?? {}) as { installation?: { id?: unknown }; repository?: { full_name?: unknown } };
+  if (typeof installation?.id === 'number' && typeof repository?.full_name === 'string') deps.rememberInstallation?.(repository.full_name, installation.id);
+}
+
+/** GitHub's Re-run: each finished build of the check run (or of the suite's runs) built again, as a rebuild is. */
+async function rerun(deps: WebhookDependencies, asked: CheckRerun, res: Response, record: RecordOutcome): Promise<void> {
+  let ids: string[];
+  let outcomes: Rebuild[];
+  try {
+    ids = asked.of === 'run' ? [asked.buildId] : await deps.checks.buildsOfSuite(asked.repository, asked.checkSuiteId);
+    outcomes = [];
+    for (const id of ids) outcomes.push(await rebuild({ ...deps.admission, store: deps.store }, id, asked.repository.fullName));
+  } catch (error) {
+    record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
+    answer(res, 503, { error: `could not re-run the builds (${describeError(error)}): redeliver later` }, { 'Retry-After': '30' });
+    return;
+  }
+  const admitted = outcomes.flatMap((outcome) => (outcome.kind === 'admitted' && outcome.admission.kind !== 'queue_full' ? [outcome.admission.build] : []));
+  const unfinished = outcomes.flatMap((outcome) => (outcome.kind === 'unfinished' ? [outcome.build.id] : []));
+  if (admitted.length === 0) {
+    const reason = unfinished.length > 0 ? `build ${unfinished.join(', ')} has not finished: re-run it once it has` : outcomes.some((outcome) => outcome.kind === 'admitted') ? 'the build queue is full' : 'no build of ci_service to re-run';
+    record('ignored', 'info', { reason, by: asked.by }, 'delivery ignored');
+    answer(res, 200, { ignored: reason });
+    return;
+  }
+  record('queued', 'info', { buildIds: admitted.map((build) => build.id), by: asked.by }, 'check re-run from GitHub');
+  answer(res, 202, { builds: admitted.map(buildView) });
+}
+
+/** A check run's Cancel button: the build is cancelled, wherever it runs. */
+async function cancelBuild(deps: WebhookDependencies, buildId: string, by: string, res: Response, record: RecordOutcome): Promise<void> {
+  let cancelled: BuildRecord | undefined;
+  try {
+    cancelled = await deps.checks.cancel(buildId, `cancelled from GitHub by ${by}`);
+  } catch (error) {
+    record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
+    answer(res, 503, { error: 'the build store is not answering, so the build was not cancelled: redeliver it once ci_service is healthy' }, { 'Retry-After': '30' });
+    return;
+  }
+  if (!cancelled) {
+    record('ignored', 'info', { reason: 'finished already', buildId }, 'delivery ignored');
+    answer(res, 200, { ignored: `build ${buildId} is not queued or running` });
+    return;
+  }
+  record('cancelled', 'info', { buildId, by }, 'build cancelled from GitHub');
+  answer(res, 200, { cancelled: [buildId] });
 }
 
 /** A pushed ref's build, when its commit's release rules ask for one; otherwise it is answered here. */

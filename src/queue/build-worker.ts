@@ -197,6 +197,7 @@ export class BuildWorker {
     const lost = (error: LostClaimError) => controller.abort(error);
     const reporter = this.reporter(build.id, attempt, lost);
     log.info({ repository: build.request.repository.fullName, sha: build.request.sha, resumed: claimed.resumed, attempt }, 'build started');
+    this.notify('started', claimed);
 
     const timeout = new BuildTimeoutError(
       `build did not finish within BUILD_TIMEOUT_S=${Math.round(this.options.timeoutMs / 1000)} s; raise it or make the build faster`,

@@ -1,9 +1,15 @@
 import type { Config } from '../config.js';
 import { describeError } from '../domain/errors.js';
 import type { BuildObserver } from '../domain/build-observer.js';
+import { readFile } from 'node:fs/promises';
 import { CommitStatusReporter } from '../github/commit-status.js';
 import type { AxiosInstance } from 'axios';
+import { CheckRunReporter } from '../github/check-runs.js';
+import { GitHubAuth } from '../github/github-auth.js';
 import { createGitHubClient } from '../github/github-client.js';
+import { keptApp } from '../github/kept-app.js';
+import type { Repository } from '../domain/build-request.js';
+import type { BuildRecord } from '../domain/build-record.js';
 import { GitHubSource } from '../github/github-source.js';
 import type { Logger } from '../logger.js';
 import { Metrics } from '../metrics.js';
@@ -20,11 +26,13 @@ export interface Core {
   /** With DATABASE_URL: builds wait in the shared queue, for any worker process. */
   shared: { queue: SharedBuildQueue; imageLock: ImageLock } | undefined;
   github: AxiosInstance;
+  /** As whom ci_service acts on GitHub: nobody, GITHUB_TOKEN's person, or the GitHub App (which /setup may make while it runs). */
+  githubAuth: GitHubAuth;
   source: GitHubSource;
   registry: RegistryClient;
   metrics: Metrics;
-  /** Commit statuses, with GITHUB_TOKEN. */
-  statuses: CommitStatusReporter | undefined;
+  /** What GitHub shows of each build: check runs as an App, commit statuses with GITHUB_TOKEN, nothing without either. */
+  reports: GitHubReports;
   observers: BuildObserver[];
   /** Builds waiting and building: the shared queue's (every process's) with PostgreSQL, this process's with SQLite. */
   queueCounts: () => Promise<{ queued: number; running: number }>;
@@ -43,17 +51,23 @@ export async function openCore(config: Config, logger: Logger, localCounts: () =
     : SqliteBuildStore.inDataDir(config.dataDir);
   const queueCounts = async () => (shared ? store.counts() : localCounts());
   const metrics = new Metrics(queueCounts, () => store.workers());
-  const github = createGitHubClient(config.githubApiUrl, config.githubToken);
-  const statuses = config.githubToken ? new CommitStatusReporter(github, config.publicUrl, logger) : undefined;
+  const githubAuth = new GitHubAuth(config.githubApiUrl, config.githubToken);
+  const app = await configuredApp(config);
+  if (app) githubAuth.useApp(app);
+  const github = createGitHubClient(config.githubApiUrl, githubAuth);
+  if (app) void sayWhichApp(github, githubAuth, logger);
+  const logTail = async (id: string, lines: number) => ((await store.readLogAfter(id, 0, 1_000_000))?.lines ?? []).slice(-lines);
+  const reports = new GitHubReports(githubAuth, new CheckRunReporter(github, config.publicUrl, logTail, logger), new CommitStatusReporter(github, config.publicUrl, logger));
   return {
     store,
     shared,
     github,
-    source: new GitHubSource(github, config.githubApiUrl, config.githubToken !== undefined),
+    githubAuth,
+    source: new GitHubSource(github, config.githubApiUrl, githubAuth),
     registry: new RegistryClient(config.registryUrl, config.registry, config.registryAuth),
     metrics,
-    statuses,
-    observers: statuses ? [metrics, statuses] : [metrics],
+    reports,
+    observers: [metrics, reports],
     queueCounts,
     now,
   };
@@ -78,5 +92,70 @@ async function connectPostgres(url: string, logger: Logger, onAdmit: AdmissionHo
     return store;
   } catch (error) {
     throw new Error(`cannot use the PostgreSQL database at DATABASE_URL (${host}${pathname}): ${describeError(error)}`);
+  }
+}
+
+/**
+ * The GitHub App ci_service acts as: the one set by hand (GITHUB_APP_ID with its key, or the key's file), else the
+ * one /setup made and kept under DATA_DIR; a key that is not the RSA key GitHub gives refuses the start.
+ */
+async function configuredApp(config: Config) {
+  if (config.githubApp) {
+    const privateKey = 'privateKey' in config.githubApp ? config.githubApp.privateKey : await readFile(config.githubApp.privateKeyFile, 'utf8').catch((error: unknown) => {
+      throw new Error(`cannot read GITHUB_APP_PRIVATE_KEY_FILE ${'privateKeyFile' in config.githubApp! ? config.githubApp.privateKeyFile : ''}: ${describeError(error)}`);
+    });
+    const app = { id: config.githubApp.id, privateKey };
+    try {
+      new GitHubAuth(config.githubApiUrl, undefined).useApp(app);
+    } catch (error) {
+      throw new Error(`${'privateKey' in config.githubApp ? 'GITHUB_APP_PRIVATE_KEY' : 'GITHUB_APP_PRIVATE_KEY_FILE'}: ${describeError(error).replace(/^the GitHub App's private key /, 'it ')}`);
+    }
+    return app;
+  }
+  return config.githubToken ? undefined : keptApp(config.dataDir);
+}
+
+/** Each build on GitHub as the current way of acting there allows: check runs as an App, statuses with a token. */
+export class GitHubReports implements BuildObserver {
+  constructor(
+    private readonly auth: GitHubAuth,
+    private readonly checks: CheckRunReporter,
+    private readonly statuses: CommitStatusReporter,
+  ) {}
+
+  private get current(): BuildObserver & { held(repository: Repository, sha: string, description: string): Promise<void> } | undefined {
+    return this.auth.mode === 'app' ? this.checks : this.auth.mode === 'token' ? this.statuses : undefined;
+  }
+
+  queued(build: BuildRecord) {
+    return this.current?.queued?.(build);
+  }
+
+  started(build: BuildRecord) {
+    return this.current?.started?.(build);
+  }
+
+  finished(build: BuildRecord) {
+    return this.current?.finished?.(build);
+  }
+
+  /** A fork's pull request that waits for a maintainer: GitHub shows how to allow it. */
+  held(repository: Repository, sha: string, description: string): Promise<void> | undefined {
+    return this.current?.held(repository, sha, description);
+  }
+}
+
+/**
+ * Names the App at start, as GitHub knows it (GET /app with its JWT); an App id that does not match the key is
+ * said here, not at the first build. Not awaited: a GitHub that is slow to answer does not hold up the start.
+ */
+async function sayWhichApp(github: AxiosInstance, auth: GitHubAuth, logger: Logger): Promise<void> {
+  const response = await github.get<{ id?: number; slug?: string; html_url?: string }>('/app', { timeout: 10_000 }).catch((error: unknown) => ({ status: 0, data: { message: describeError(error) } }));
+  if (response.status === 200) {
+    logger.info({ appId: auth.currentApp?.id, slug: (response.data as { slug?: string }).slug }, 'acting on GitHub as a GitHub App');
+  } else if (response.status === 401) {
+    logger.error({ appId: auth.currentApp?.id }, auth.refusedJwt());
+  } else {
+    logger.warn({ status: response.status, detail: response.data }, 'could not ask GitHub about the GitHub App yet');
   }
 }

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.js';
+import { describeError } from '../domain/errors.js';
 import type { BuildRecord } from '../domain/build-record.js';
 import { ADMIN_TOKEN, keptSecret, WEBHOOK_SECRET } from '../kept-secrets.js';
 import { DeliveryRecovery } from '../github/delivery-recovery.js';
@@ -12,6 +13,9 @@ import type { BuildWorker } from '../queue/build-worker.js';
 import { SPEC_FILE, SPEC_MAX_BYTES, STAGING_REPOSITORY } from '../rules/build-spec.js';
 import { releaseRequest } from '../rules/release-rules.js';
 import { ForkApprovals } from '../github/fork-approval.js';
+import { buildsOfCheckSuite } from '../github/check-runs.js';
+import { convertManifest } from '../github/app-manifest.js';
+import { keepApp } from '../github/kept-app.js';
 import type { AdmissionPorts } from '../admission/admit-build.js';
 import type { BuildHost } from './build-host.js';
 import type { Core } from './core.js';
@@ -42,7 +46,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
   // With OPEN_PAGES only a token set by hand guards rebuild and cancel; otherwise one is kept if none is set.
   const adminToken = config.openPages ? config.adminToken : await keptSecret(ADMIN_TOKEN, config.adminToken, config.dataDir, logger);
   let accepting = true;
-  const forkApprovals = new ForkApprovals(core.github, config.githubToken !== undefined);
+  const forkApprovals = new ForkApprovals(core.github, core.githubAuth);
   // The shared queue took the build in the transaction that stored it; this process's queue takes it here.
   const submit = core.shared ? (build: BuildRecord) => worker.announceQueued(build) : (build: BuildRecord) => worker.submit(build);
   // One way to admit a build, for deliveries and rebuilds alike (admission/admit-build.ts).
@@ -56,7 +60,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
   };
   const app = createApp({
     webhook: {
-      verifyDelivery: createDeliveryVerifier(webhookSecret),
+      verifyDelivery: createDeliveryVerifier(() => [webhookSecret, ...(core.githubAuth.currentApp?.webhookSecret ? [core.githubAuth.currentApp.webhookSecret] : [])]),
       policy: {
         allowedRepositories: config.allowedRepositories,
         baseBranches: config.baseBranches,
@@ -69,8 +73,14 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       admission,
       releaseRequest: (push) =>
         releaseRequest(push, () => core.source.readFile(push.repository, push.rulesRef, SPEC_FILE, SPEC_MAX_BYTES, AbortSignal.timeout(GITHUB_WHILE_DELIVERY_WAITS_MS))),
-      hold: (held) => void core.statuses?.held(held.repository, held.sha, held.description),
+      hold: (held) => void core.reports.held(held.repository, held.sha, held.description)?.catch((error: unknown) => logger.warn({ error: describeError(error) }, 'could not tell GitHub of a held pull request')),
       forkApprovalRefusal: (repository, sha, approval) => forkApprovals.refusal(repository, sha, approval, AbortSignal.timeout(GITHUB_WHILE_DELIVERY_WAITS_MS)),
+      store,
+      checks: {
+        buildsOfSuite: (repository, checkSuiteId) => buildsOfCheckSuite(core.github, repository, checkSuiteId, AbortSignal.timeout(GITHUB_WHILE_DELIVERY_WAITS_MS)),
+        cancel: (id, reason) => worker.cancel(id, reason),
+      },
+      rememberInstallation: (fullName, installationId) => core.githubAuth.rememberInstallation(fullName, installationId),
       isAccepting: () => accepting,
       onOutcome: (outcome) => metrics.delivery(outcome),
       logger,
@@ -93,6 +103,16 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
     store,
     actions: { admission, cancel: (id, reason) => worker.cancel(id, reason) },
     metrics: metrics.registry,
+    setup: {
+      publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),
+      githubWebUrl: config.githubWebUrl,
+      currentApp: () => core.githubAuth.currentApp,
+      convert: (code) => convertManifest(core.github, code),
+      adopt: async (app) => {
+        await keepApp(config.dataDir, app);
+        core.githubAuth.useApp(app);
+      },
+    },
     adminToken,
     openPages: config.openPages,
     logger,
@@ -100,22 +120,21 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
   });
 
   // The servers keep GitHub's webhooks pointed at them, and ask GitHub to redeliver what failed.
+  // As a GitHub App (set by hand, or by /setup while running) the App's webhook is kept right and its deliveries
+  // recovered; with GITHUB_TOKEN, those of WEBHOOK_REPOSITORIES.
+  const asApp = () => core.githubAuth.mode === 'app';
+  const publicUrl = publicUrlSource(config.publicUrl, config.ngrokApiUrl);
+  const mayAct = config.webhookRepositories.length > 0 || !config.githubToken;
   const webhookSync =
-    config.webhookRepositories.length > 0
-      ? new WebhookSync({
-          github: core.github,
-          repositories: config.webhookRepositories,
-          secret: webhookSecret,
-          publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),
-          intervalMs: config.webhookSyncIntervalMs,
-          logger,
-        })
+    mayAct && (config.publicUrl || config.ngrokApiUrl)
+      ? new WebhookSync({ github: core.github, repositories: config.webhookRepositories, asApp, secret: webhookSecret, publicUrl, intervalMs: config.webhookSyncIntervalMs, logger })
       : undefined;
   const deliveryRecovery =
-    config.webhookRepositories.length > 0 && config.githubToken
+    (config.webhookRepositories.length > 0 && config.githubToken) || !config.githubToken
       ? new DeliveryRecovery({
           github: core.github,
-          repositories: config.webhookRepositories,
+          repositories: config.githubToken ? config.webhookRepositories : [],
+          asApp,
           intervalMs: config.deliveryRecoveryIntervalMs,
           onRecovered: (repository) => metrics.deliveryRecovered(repository),
           logger,

@@ -31,13 +31,15 @@ describe('ADMIN_TOKEN and /metrics', () => {
     };
     const app = createApp({
       webhook: {
-        verifyDelivery: createDeliveryVerifier(SECRET),
+        verifyDelivery: createDeliveryVerifier(() => [SECRET]),
         policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head', pullRequests: true, buildDrafts: false, trustForks: false, forkLabel: 'ci:build-fork' },
         // Cancelling is the worker's, tested with it; releases read GitHub, tested with the stand-in.
         admission,
         releaseRequest: async () => ({ ignored: 'no release rules here' }),
         hold: () => {},
         forkApprovalRefusal: async () => undefined,
+        store,
+        checks: { buildsOfSuite: async () => [], cancel: async () => undefined },
         isAccepting: () => true,
         onOutcome: (outcome) => metrics.delivery(outcome),
         logger: createLogger('silent'),

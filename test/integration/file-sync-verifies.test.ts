@@ -32,7 +32,7 @@ describe('the file sync sends what was fetched and verified (a real engine)', { 
     await writeFile(path.join(repo, 'Dockerfile'), 'FROM scratch\nCOPY app.txt /app.txt\n');
     await writeFile(path.join(repo, 'app.txt'), 'reviewed\n');
     const repository = await github.addRepository('octo/verified', repo);
-    const source = new GitHubSource(axios.create({ baseURL: github.url, validateStatus: () => true }), github.url, false);
+    const source = new GitHubSource(axios.create({ baseURL: github.url, validateStatus: () => true }), github.url, { mode: 'none' });
     const checkouts = await Checkouts.open(path.join(folder, 'checkouts'), source);
     const engine = new DockerEngine(docker, undefined, 'buildkit');
     const tag = `ci-test-file-sync:${Date.now()}`;

@@ -9,6 +9,7 @@ import type { BuildRecord } from '../../src/domain/build-record.js';
 import { SourceError } from '../../src/domain/errors.js';
 import { CommitStatusReporter } from '../../src/github/commit-status.js';
 import { DeliveryRecovery } from '../../src/github/delivery-recovery.js';
+import { GitHubAuth } from '../../src/github/github-auth.js';
 import { createGitHubClient } from '../../src/github/github-client.js';
 import { GitHubSource } from '../../src/github/github-source.js';
 import { createLogger } from '../../src/logger.js';
@@ -49,7 +50,7 @@ describe('ci_service against GitHub as GitHub answers (the stand-in; no engine)'
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
     try {
       const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/webhook?from=ci_service`;
-      const client = createGitHubClient(github.url, TOKEN);
+      const client = createGitHubClient(github.url, new GitHubAuth(github.url, TOKEN));
       await client.post('/repos/octo-org/paged/hooks', { name: 'web', active: true, events: ['pull_request'], config: { url, content_type: 'json', secret: 's' } });
       // 130 deliveries: with GitHub's pages of at most 100, the oldest (the refused one) is on the second page.
       for (let index = 0; index < 130; index += 1) await github.deliver('octo-org/paged', 'pull_request', { action: 'closed', index });
@@ -57,7 +58,7 @@ describe('ci_service against GitHub as GitHub answers (the stand-in; no engine)'
       assert.equal(github.deliveries.get(hook!.id)!.filter((delivery) => delivery.status_code === 503).length, 1);
 
       redelivering = true;
-      const recovery = new DeliveryRecovery({ github: client, repositories: ['octo-org/paged'], intervalMs: 0, onRecovered: () => {}, logger: silent });
+      const recovery = new DeliveryRecovery({ github: client, repositories: ['octo-org/paged'], asApp: () => false, intervalMs: 0, onRecovered: () => {}, logger: silent });
       assert.equal(await recovery.recoverNow(), 1);
       await waitUntil(() => github.deliveries.get(hook!.id)!.some((delivery) => delivery.redelivery));
       const redelivered = github.deliveries.get(hook!.id)!.filter((delivery) => delivery.redelivery);
@@ -72,7 +73,7 @@ describe('ci_service against GitHub as GitHub answers (the stand-in; no engine)'
   it('a tree GitHub truncates is not the whole commit: the checkout downloads the tarball instead', async () => {
     const folder = await mkdtemp(path.join(tmpdir(), 'ci-truncated-'));
     try {
-      const source = new GitHubSource(createGitHubClient(github.url, TOKEN), github.url, true);
+      const source = new GitHubSource(createGitHubClient(github.url, new GitHubAuth(github.url, TOKEN)), github.url, { mode: 'token' });
       const checkouts = await Checkouts.open(folder, source);
       const options = { context: '', dockerfile: 'Dockerfile', maxBytes: 1 << 30, maxArchiveBytes: 1 << 30, maxEntries: 10_000 };
       const commit = (text: string) => github.addRepository('octo-org/truncated', path.join(FIXTURES, 'hello'), { extraFiles: { 'changing.txt': text } });
@@ -94,7 +95,7 @@ describe('ci_service against GitHub as GitHub answers (the stand-in; no engine)'
 
   it('a rate limit is waited out: a secondary limit for its Retry-After, a spent quota until its reset', async () => {
     const repository = await github.addRepository('octo-org/limited', path.join(FIXTURES, 'hello'));
-    const source = new GitHubSource(createGitHubClient(github.url, TOKEN), github.url, true);
+    const source = new GitHubSource(createGitHubClient(github.url, new GitHubAuth(github.url, TOKEN)), github.url, { mode: 'token' });
     const read = () => source.readFile(repository, repository.sha, 'dockerInfo.json', 65_536, new AbortController().signal);
     const refusal = async () => {
       const error = await read().then(() => undefined, (thrown: unknown) => thrown);
@@ -116,7 +117,7 @@ describe('ci_service against GitHub as GitHub answers (the stand-in; no engine)'
 
   it('a status description over 140 characters is refused by GitHub (422): ci_service sends one it takes', async () => {
     const repository = await github.addRepository('octo-org/long-status', path.join(FIXTURES, 'hello'));
-    const client = createGitHubClient(github.url, TOKEN);
+    const client = createGitHubClient(github.url, new GitHubAuth(github.url, TOKEN));
     const refused = await client.post(`/repos/octo-org/long-status/statuses/${repository.sha}`, { state: 'failure', description: 'x'.repeat(141), context: 'c' }, { validateStatus: () => true });
     assert.equal(refused.status, 422);
     const reporter = new CommitStatusReporter(client, undefined, silent);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { GitHubAuth } from '../../src/github/github-auth.js';
 import { createGitHubClient } from '../../src/github/github-client.js';
 import { GitHubSource } from '../../src/github/github-source.js';
 import { GitHubStandIn } from '../support/github-stand-in.js';
@@ -21,7 +22,7 @@ describe('the GitHub client has a timeout (the stand-in, 300 ms instead of 30 s)
 
   it('a request that gets no answer fails', async () => {
     github.hang(/^\/repos\/octo-org\/silent\//);
-    const client = createGitHubClient(github.url, undefined, 300);
+    const client = createGitHubClient(github.url, new GitHubAuth(github.url, undefined), 300);
     const started = Date.now();
     await assert.rejects(client.get('/repos/octo-org/silent/hooks'), /timeout of 300ms exceeded/);
     assert.ok(Date.now() - started < 2000);
@@ -30,7 +31,7 @@ describe('the GitHub client has a timeout (the stand-in, 300 ms instead of 30 s)
   it('a download that stops sending halfway fails', async () => {
     const repository = await github.addRepository('octo-org/stalling', path.join(FIXTURES, 'hello'), { extraFiles: { 'large.txt': 'x'.repeat(4 * 1024 * 1024) } });
     github.breakTarball(repository.sha, 'stall');
-    const source = new GitHubSource(createGitHubClient(github.url, undefined, 300), github.url, false);
+    const source = new GitHubSource(createGitHubClient(github.url, new GitHubAuth(github.url, undefined), 300), github.url, { mode: 'none' });
     const download = await source.tarball(repository, repository.sha, new AbortController().signal);
     const started = Date.now();
     await assert.rejects(

@@ -215,7 +215,7 @@ describe('a merged pull request becomes an image in the registry (real Docker en
       const build = await mergeAndWait(tokenless, repository);
       assert.equal(build.status, 'failed');
       assert.equal(build.failedStage, 'fetch');
-      assert.match(build.error!, /octo-org\/private-no-token is private and GITHUB_TOKEN is not set/);
+      assert.match(build.error!, /octo-org\/private-no-token is private and ci_service has no credentials for GitHub: set up the GitHub App \(\/setup\), or set GITHUB_TOKEN/);
     } finally {
       await tokenless.stop();
     }

@@ -33,13 +33,15 @@ describe('POST /webhook', () => {
     };
     const app = createApp({
       webhook: {
-        verifyDelivery: createDeliveryVerifier(SECRET),
+        verifyDelivery: createDeliveryVerifier(() => [SECRET]),
         policy: { allowedRepositories: [], baseBranches: [], buildRef: 'head', pullRequests: true, buildDrafts: false, trustForks: false, forkLabel: 'ci:build-fork' },
         // Cancelling is the worker's, tested with it; releases read GitHub, tested with the stand-in.
         admission,
         releaseRequest: async () => ({ ignored: 'no release rules here' }),
         hold: () => {},
         forkApprovalRefusal: async () => undefined,
+        store,
+        checks: { buildsOfSuite: async () => [], cancel: async () => undefined },
         isAccepting: () => accepting,
         logger: createLogger('silent'),
         now: () => new Date(),

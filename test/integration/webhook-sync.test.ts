@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { GitHubAuth } from '../../src/github/github-auth.js';
 import { createGitHubClient } from '../../src/github/github-client.js';
 import { publicUrlSource, WebhookSync } from '../../src/github/webhook-sync.js';
 import { createLogger } from '../../src/logger.js';
@@ -43,7 +44,7 @@ describe('webhook set-up without clicking', () => {
   });
 
   function sync(repositories: string[], publicUrl = publicUrlSource(undefined, ngrok.url)): WebhookSync {
-    return new WebhookSync({ github: createGitHubClient(github.url, TOKEN), repositories, secret: SECRET, publicUrl, intervalMs: 60_000, logger });
+    return new WebhookSync({ github: createGitHubClient(github.url, new GitHubAuth(github.url, TOKEN)), repositories, asApp: () => false, secret: SECRET, publicUrl, intervalMs: 60_000, logger });
   }
 
   it("creates a pull_request webhook with the secret at the tunnel's URL", async () => {
@@ -103,8 +104,9 @@ describe('webhook set-up without clicking', () => {
     const hanging = await new GitHubStandIn(TOKEN).start();
     hanging.hang(/\/hooks$/);
     const stuck = new WebhookSync({
-      github: createGitHubClient(hanging.url, TOKEN),
+      github: createGitHubClient(hanging.url, new GitHubAuth(hanging.url, TOKEN)),
       repositories: ['octo-org/hanging'],
+      asApp: () => false,
       secret: SECRET,
       publicUrl: publicUrlSource('https://ci.example.com', undefined),
       intervalMs: 60_000,

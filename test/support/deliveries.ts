@@ -122,3 +122,28 @@ export function pushEvent(repository: Repository, sha: string, ref: string, dele
   payload.repository.owner.name = repository.owner;
   return payload;
 }
+
+/** Points a recorded payload's repository at ours. */
+function ofRepository(payload: Record<string, any>, repository: Repository): Record<string, any> {
+  Object.assign(payload.repository, { name: repository.name, full_name: repository.fullName, private: repository.private, html_url: repository.htmlUrl });
+  payload.repository.owner.login = repository.owner;
+  return payload;
+}
+
+/**
+ * A check run's event as GitHub sends it to the App that made the run: `rerequested` (its Re-run) or
+ * `requested_action` (one of its buttons, `identifier`).
+ */
+export function checkRunEvent(repository: Repository, run: { id: number; external_id: string | null; head_sha: string }, action: 'rerequested' | 'requested_action', identifier?: string): Record<string, any> {
+  const payload = examplePayloads('check_run').find((example) => example.action === action)!;
+  Object.assign(payload.check_run, { id: run.id, external_id: run.external_id, head_sha: run.head_sha });
+  if (identifier !== undefined) payload.requested_action = { identifier };
+  return ofRepository(payload, repository);
+}
+
+/** A check suite's Re-run (`rerequested`), as GitHub sends it to the App whose suite it is. */
+export function checkSuiteEvent(repository: Repository, suite: { id: number; head_sha: string }): Record<string, any> {
+  const payload = examplePayloads('check_suite').find((example) => example.action === 'rerequested')!;
+  Object.assign(payload.check_suite, { id: suite.id, head_sha: suite.head_sha });
+  return ofRepository(payload, repository);
+}

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Repository } from '../../src/domain/build-request.js';
 import { signature256 } from './deliveries.js';
+import { GitHubAppStandIn } from './github-app-stand-in.js';
 
 const run = promisify(execFile);
 
@@ -48,6 +49,8 @@ export interface RecordedRequest {
   method: string;
   path: string;
   authorization: string | undefined;
+  /** The status answered, once answered. */
+  status?: number;
 }
 
 /**
@@ -57,6 +60,11 @@ export interface RecordedRequest {
  */
 export class GitHubStandIn {
   readonly requests: RecordedRequest[] = [];
+  /** GitHub Apps: the manifest flow, JWTs, installations and their tokens, check runs, the App's webhook. */
+  readonly apps = new GitHubAppStandIn(
+    () => this.url,
+    (fullName) => [...this.repositories.values()].some((repository) => repository.fullName.toLowerCase() === fullName.toLowerCase()),
+  );
   private readonly repositories = new Map<string, StandInRepository>();
   /** Pull requests by owner/name#number, as GET /repos/{owner}/{repo}/pulls/{number} shows them (a few fields). */
   private readonly pullRequests = new Map<string, { state: 'open' | 'closed'; headSha: string; labels: string[] }>();
@@ -212,61 +220,110 @@ export class GitHubStandIn {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const served = await this.handleAppsAndRest(req, res);
+    if (!served) sendJson(res, 404, { message: 'Not Found' });
+  }
+
+  private async handleAppsAndRest(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const url = new URL(req.url ?? '/', this.url);
-    this.requests.push({ method: req.method ?? 'GET', path: url.pathname + url.search, authorization: req.headers.authorization });
-    if (this.hangs.some((pattern) => pattern.test(url.pathname))) return;
+    const recorded: RecordedRequest = { method: req.method ?? 'GET', path: url.pathname + url.search, authorization: req.headers.authorization };
+    this.requests.push(recorded);
+    res.on('finish', () => (recorded.status = res.statusCode));
+    if (this.hangs.some((pattern) => pattern.test(url.pathname))) return true; // no answer, ever
     const limited = this.rateLimits.find((candidate) => candidate.remaining > 0 && candidate.pattern.test(url.pathname));
     if (limited) {
       limited.remaining -= 1;
-      return this.refuseForRateLimit(res, limited.kind, limited.retryAfterS);
+      this.refuseForRateLimit(res, limited.kind, limited.retryAfterS);
+      return true;
     }
     const failure = this.failures.find((candidate) => candidate.remaining > 0 && candidate.pattern.test(url.pathname));
     if (failure) {
       failure.remaining -= 1;
-      return sendJson(res, failure.status, { message: 'stand-in failure' });
+      sendJson(res, failure.status, { message: 'stand-in failure' });
+      return true;
+    }
+    const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => sendJson(res, status, body, headers);
+    if (await this.apps.handle(req, res, url, answer, () => readJson(req), () => readForm(req))) return true;
+    // GitHub answers 401 to a token it does not know, or one that expired (an App's installation token after its
+    // hour, or revoked), whatever the path: the REST API's paths below are read with a valid token, or none.
+    if (req.headers.authorization !== undefined && !url.pathname.startsWith('/codeload/') && !this.knownCredential(req)) {
+      sendJson(res, 401, { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest', status: '401' });
+      return true;
     }
 
     const status = url.pathname.match(/^\/repos\/[^/]+\/[^/]+\/statuses\/([0-9a-f]{40})$/);
     if (status && req.method === 'POST') {
-      if (!this.token || req.headers.authorization !== `Bearer ${this.token}`) return sendJson(res, 404, { message: 'Not Found' });
+      if (!this.authorized(req, statusRepository(url.pathname))) {
+        sendJson(res, 404, { message: 'Not Found' });
+        return true;
+      }
       const posted = (await readJson(req)) as Record<string, string>;
       // GitHub's limit on a status's description.
       if ((posted.description ?? '').length > STATUS_DESCRIPTION_LIMIT) {
-        return sendJson(res, 422, {
+        sendJson(res, 422, {
           message: 'Validation Failed',
           errors: [{ resource: 'Status', code: 'custom', field: 'description', message: `description is too long (maximum is ${STATUS_DESCRIPTION_LIMIT} characters)` }],
           documentation_url: 'https://docs.github.com/rest/commits/statuses#create-a-commit-status',
         });
+        return true;
       }
       this.statuses.set(status[1]!, [...(this.statuses.get(status[1]!) ?? []), posted]);
-      return sendJson(res, 201, { id: Date.now(), ...posted });
+      sendJson(res, 201, { id: Date.now(), ...posted });
+      return true;
     }
     const pull = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/pulls\/([0-9]+)$/);
-    if (pull && req.method === 'GET') return this.servePullRequest(req, res, pull[1]!, Number(pull[2]));
+    if (pull && req.method === 'GET') {
+      await this.servePullRequest(req, res, pull[1]!, Number(pull[2]));
+      return true;
+    }
     const permission = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/collaborators\/([^/]+)\/permission$/);
-    if (permission && req.method === 'GET') return this.servePermission(req, res, permission[1]!, decodeURIComponent(permission[2]!));
+    if (permission && req.method === 'GET') {
+      await this.servePermission(req, res, permission[1]!, decodeURIComponent(permission[2]!));
+      return true;
+    }
     const deliveries = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/hooks\/([0-9]+)\/deliveries(?:\/([0-9]+)\/attempts)?$/);
-    if (deliveries) return this.serveDeliveries(req, res, deliveries[1]!, Number(deliveries[2]), deliveries[3] === undefined ? undefined : Number(deliveries[3]));
+    if (deliveries) {
+      await this.serveDeliveries(req, res, deliveries[1]!, Number(deliveries[2]), deliveries[3] === undefined ? undefined : Number(deliveries[3]));
+      return true;
+    }
     const hooks = url.pathname.match(/^\/repos\/([^/]+\/[^/]+)\/hooks(?:\/([0-9]+))?$/);
-    if (hooks) return this.serveHooks(req, res, hooks[1]!, hooks[2] === undefined ? undefined : Number(hooks[2]));
+    if (hooks) {
+      await this.serveHooks(req, res, hooks[1]!, hooks[2] === undefined ? undefined : Number(hooks[2]));
+      return true;
+    }
     const contents = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/contents\/(.+)$/);
-    if (contents) return this.serveContents(req, res, contents[1]!, contents[2]!, decodeURIComponent(contents[3]!), url.searchParams.get('ref') ?? '');
+    if (contents) {
+      await this.serveContents(req, res, contents[1]!, contents[2]!, decodeURIComponent(contents[3]!), url.searchParams.get('ref') ?? '');
+      return true;
+    }
     const tree = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/git\/trees\/([0-9a-f]{40})$/);
-    if (tree) return this.serveTree(req, res, tree[1]!, tree[2]!, tree[3]!);
+    if (tree) {
+      await this.serveTree(req, res, tree[1]!, tree[2]!, tree[3]!);
+      return true;
+    }
     const blob = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/git\/blobs\/([0-9a-f]{40})$/);
-    if (blob) return this.serveBlob(req, res, `${blob[1]}/${blob[2]}`, blob[3]!);
+    if (blob) {
+      await this.serveBlob(req, res, `${blob[1]}/${blob[2]}`, blob[3]!);
+      return true;
+    }
     const tarball = url.pathname.match(/^\/repos\/([^/]+)\/([^/]+)\/tarball\/([0-9a-f]{40})$/);
-    if (tarball) return this.redirectToCodeload(req, res, tarball[1]!, tarball[2]!, tarball[3]!);
+    if (tarball) {
+      await this.redirectToCodeload(req, res, tarball[1]!, tarball[2]!, tarball[3]!);
+      return true;
+    }
     const codeload = url.pathname.match(/^\/codeload\/([^/]+)\/([^/]+)\/legacy\.tar\.gz\/([0-9a-f]{40})$/);
-    if (codeload) return this.serveTarball(res, codeload[1]!, codeload[2]!, codeload[3]!, url.searchParams.get('token'));
-    return sendJson(res, 404, { message: 'Not Found' });
+    if (codeload) {
+      await this.serveTarball(res, codeload[1]!, codeload[2]!, codeload[3]!, url.searchParams.get('token'));
+      return true;
+    }
+    return false;
   }
 
   /** GET /repos/{owner}/{repo}/pulls/{number}: the fields GitHub sends that matter here, in GitHub's shapes. */
   private servePullRequest(req: IncomingMessage, res: ServerResponse, fullName: string, number: number) {
     const pullRequest = this.pullRequests.get(`${fullName}#${number}`);
     const repository = [...this.repositories.values()].find((candidate) => candidate.fullName === fullName);
-    if (!pullRequest || !repository || (repository.private && req.headers.authorization !== `Bearer ${this.token}`)) return sendJson(res, 404, { message: 'Not Found' });
+    if (!pullRequest || !repository || (repository.private && !this.authorized(req, fullName))) return sendJson(res, 404, { message: 'Not Found' });
     return sendJson(res, 200, {
       number,
       state: pullRequest.state,
@@ -280,7 +337,7 @@ export class GitHubStandIn {
    * otherwise); `permission` is admin, write, read or none (maintain reads as write, triage as read), `role_name` the role.
    */
   private servePermission(req: IncomingMessage, res: ServerResponse, fullName: string, login: string) {
-    if (!this.token || req.headers.authorization !== `Bearer ${this.token}`) {
+    if (!this.authorized(req, fullName)) {
       return sendJson(res, 401, { message: 'Requires authentication', documentation_url: 'https://docs.github.com/rest/collaborators/collaborators#get-repository-permissions-for-a-user' });
     }
     const permission = this.permissions.get(`${fullName}@${login.toLowerCase()}`) ?? 'read';
@@ -401,6 +458,23 @@ export class GitHubStandIn {
     );
   }
 
+  /** The personal token, or an App installation's token that may act on the repository (while it lives). */
+  private authorized(req: IncomingMessage, fullName: string): boolean {
+    return (this.token !== undefined && req.headers.authorization === `Bearer ${this.token}`) || this.apps.mayActOn(req, fullName);
+  }
+
+  /** The personal token, or an installation token GitHub issued that has not expired. */
+  private knownCredential(req: IncomingMessage): boolean {
+    if (this.token !== undefined && req.headers.authorization === `Bearer ${this.token}`) return true;
+    return this.apps.issued(req)?.live === true;
+  }
+
+  /** A codeload URL's token: the one it was issued for. */
+  private tokenMayRead(token: string | null, fullName: string): boolean {
+    if (!token) return false;
+    return token === this.token || this.apps.mayActOn({ headers: { authorization: `Bearer ${token}` } } as IncomingMessage, fullName);
+  }
+
   private knows(owner: string, name: string): boolean {
     return [...this.repositories.values()].some((repository) => repository.fullName === `${owner}/${name}` && !repository.private);
   }
@@ -411,7 +485,7 @@ export class GitHubStandIn {
     const sha = /^[0-9a-f]{40}$/.test(ref) ? ref : this.branches.get(`${owner}/${name}@${branch}`);
     const repository = this.repositories.get(`${owner}/${name}@${sha}`);
     if (!repository) return undefined;
-    if (repository.private && req.headers.authorization !== `Bearer ${this.token}`) return undefined;
+    if (repository.private && !this.authorized(req, `${owner}/${name}`)) return undefined;
     return repository;
   }
 
@@ -444,7 +518,7 @@ export class GitHubStandIn {
   /** GET /repos/{owner}/{repo}/git/blobs/{id} with the raw media type, read from the committed work tree. */
   private async serveBlob(req: IncomingMessage, res: ServerResponse, fullName: string, blobId: string) {
     const blob = this.blobs.get(blobId);
-    const visible = blob && blob.fullName === fullName && [...this.repositories.values()].some((repository) => repository.fullName === fullName && (!repository.private || req.headers.authorization === `Bearer ${this.token}`));
+    const visible = blob && blob.fullName === fullName && [...this.repositories.values()].some((repository) => repository.fullName === fullName && (!repository.private || this.authorized(req, fullName)));
     if (!blob || !visible) return sendJson(res, 404, { message: 'Not Found' });
     const file = path.join(blob.gitDir, blob.path);
     const content = blob.symlink ? Buffer.from(await readlink(file)) : await readFile(file);
@@ -465,14 +539,14 @@ export class GitHubStandIn {
       res.end();
       return;
     }
-    const token = repository.private ? `?token=${this.token}` : '';
+    const token = repository.private ? `?token=${encodeURIComponent(bearerOf(req) ?? '')}` : '';
     res.writeHead(302, { location: `${this.url}/codeload/${owner}/${name}/legacy.tar.gz/${sha}${token}` });
     res.end();
   }
 
   private serveTarball(res: ServerResponse, owner: string, name: string, sha: string, token: string | null) {
     const repository = this.repositories.get(`${owner}/${name}@${sha}`);
-    if (!repository || (repository.private && token !== this.token)) return sendJson(res, 404, { message: 'Not Found' });
+    if (!repository || (repository.private && !this.tokenMayRead(token, `${owner}/${name}`))) return sendJson(res, 404, { message: 'Not Found' });
     const prefix = `${owner}-${name}-${sha.slice(0, 7)}/`;
     const broken = this.brokenTarballs.get(sha);
     if (broken) return this.serveBrokenTarball(res, repository, prefix, broken);
@@ -498,7 +572,22 @@ export class GitHubStandIn {
 
 export type TarballBreak = 'truncate' | 'reset' | 'stall';
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+function bearerOf(req: IncomingMessage): string | undefined {
+  return /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1];
+}
+
+function statusRepository(pathname: string): string {
+  const [, , owner, name] = pathname.split('/');
+  return `${owner}/${name}`;
+}
+
+async function readJson(req: IncomingMessage): Promise<any> {
   const chunks: Buffer[] = [];
   for await (const chunk of req) chunks.push(chunk as Buffer);
   return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');

@@ -23,7 +23,7 @@ async function newFolder(): Promise<string> {
 }
 before(async () => {
   github = await new GitHubStandIn().start();
-  source = new GitHubSource(axios.create({ baseURL: github.url, validateStatus: () => true }), github.url, false);
+  source = new GitHubSource(axios.create({ baseURL: github.url, validateStatus: () => true }), github.url, { mode: 'none' });
 });
 after(async () => {
   await github.close();

@@ -134,11 +134,23 @@ describe('configuration', () => {
       OPEN_PAGES: ['true', (c) => c.openPages, true],
       RUN_AS: ['1000:999', (c) => c.runAs, { uid: 1000, gid: 999 }],
       LOG_LEVEL: ['debug', (c) => c.logLevel, 'debug'],
+      // A GitHub App instead of GITHUB_TOKEN and WEBHOOK_REPOSITORIES: tried apart from them (below).
+      GITHUB_APP_ID: ['12345', (c) => c.githubApp?.id, '12345'],
+      GITHUB_APP_PRIVATE_KEY: ['-----BEGIN RSA PRIVATE KEY-----\\nMII\\n-----END RSA PRIVATE KEY-----', (c) => c.githubApp && 'privateKey' in c.githubApp && c.githubApp.privateKey, '-----BEGIN RSA PRIVATE KEY-----\nMII\n-----END RSA PRIVATE KEY-----'],
+      GITHUB_APP_PRIVATE_KEY_FILE: ['/run/secrets/app.pem', (c) => c.githubApp && 'privateKeyFile' in c.githubApp && c.githubApp.privateKeyFile, '/run/secrets/app.pem'],
     };
     assert.deepEqual(Object.keys(expectations).sort(), [...documented].sort(), 'a value to try for every documented variable');
-    const env = Object.fromEntries(Object.entries(expectations).map(([name, [value]]) => [name, value]));
+    const app = ['GITHUB_APP_ID', 'GITHUB_APP_PRIVATE_KEY', 'GITHUB_APP_PRIVATE_KEY_FILE'];
+    const env = Object.fromEntries(Object.entries(expectations).filter(([name]) => !app.includes(name)).map(([name, [value]]) => [name, value]));
     const config = loadConfig({ ...env, NPM_TOKEN: 'npm-value' });
-    for (const [name, [, read, expected]] of Object.entries(expectations)) assert.deepEqual(read(config), expected, name);
+    for (const [name, [, read, expected]] of Object.entries(expectations)) {
+      if (app.includes(name)) {
+        const key = name === 'GITHUB_APP_PRIVATE_KEY_FILE' ? 'GITHUB_APP_PRIVATE_KEY_FILE' : 'GITHUB_APP_PRIVATE_KEY';
+        assert.deepEqual(read(loadConfig({ ...base, GITHUB_APP_ID: expectations.GITHUB_APP_ID![0], [key]: expectations[key]![0] })), expected, name);
+      } else {
+        assert.deepEqual(read(config), expected, name);
+      }
+    }
   });
 
   it('names every bad value and its rule in one message', () => {
@@ -152,6 +164,18 @@ describe('configuration', () => {
         return true;
       },
     );
+  });
+
+  it('takes a GitHub App or a token, not both, and the App whole; finds GitHub\'s pages from its API', () => {
+    assert.throws(() => loadConfig({ ...base, GITHUB_APP_ID: '1' }), /GITHUB_APP_ID needs the App's private key: GITHUB_APP_PRIVATE_KEY/);
+    assert.throws(() => loadConfig({ ...base, GITHUB_APP_PRIVATE_KEY: 'k' }), /GITHUB_APP_PRIVATE_KEY needs GITHUB_APP_ID/);
+    assert.throws(() => loadConfig({ ...base, GITHUB_APP_ID: '1', GITHUB_APP_PRIVATE_KEY: 'k', GITHUB_APP_PRIVATE_KEY_FILE: '/k' }), /set GITHUB_APP_PRIVATE_KEY or GITHUB_APP_PRIVATE_KEY_FILE, not both/);
+    assert.throws(() => loadConfig({ ...base, GITHUB_APP_ID: '1', GITHUB_APP_PRIVATE_KEY: 'k', GITHUB_TOKEN: 't' }), /set GITHUB_TOKEN or a GitHub App \(GITHUB_APP_ID\), not both/);
+    assert.throws(() => loadConfig({ ...base, GITHUB_APP_ID: '1', GITHUB_APP_PRIVATE_KEY: 'k', WEBHOOK_REPOSITORIES: 'octo/app' }), /leave WEBHOOK_REPOSITORIES unset with GITHUB_APP_ID/);
+    assert.throws(() => loadConfig({ ...base, GITHUB_APP_ID: 'my-app', GITHUB_APP_PRIVATE_KEY: 'k' }), /GITHUB_APP_ID must be the GitHub App's numeric id/);
+    assert.equal(loadConfig(base).githubWebUrl, 'https://github.com');
+    assert.equal(loadConfig({ ...base, GITHUB_API_URL: 'https://ghe.example.com/api/v3/' }).githubWebUrl, 'https://ghe.example.com');
+    assert.equal(loadConfig({ ...base, GITHUB_API_URL: 'http://127.0.0.1:9000' }).githubWebUrl, 'http://127.0.0.1:9000');
   });
 
   it('wants a token and a public URL for webhook set-up', () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decideBuild, type Decision, type TriggerPolicy } from '../../src/github/decide-build.js';
 import { PayloadError } from '../../src/domain/errors.js';
-import { examplePayloads, examplePullRequest } from '../support/deliveries.js';
+import { checkRunEvent, checkSuiteEvent, examplePayloads, examplePullRequest } from '../support/deliveries.js';
 
 const ANY: TriggerPolicy = { allowedRepositories: [], baseBranches: [], buildRef: 'head', pullRequests: true, buildDrafts: false, trustForks: false, forkLabel: 'ci:build-fork' };
 
@@ -242,6 +242,29 @@ describe('decideBuild', () => {
       const payload = merged();
       payload.repository.html_url = 'https://ghe.example.com/codertocat/hello-world/';
       decisionOf(decideBuild('pull_request', 'd', payload, ANY), 'build');
+    });
+  });
+
+  describe('a check\'s Re-run and Cancel (GitHub App events)', () => {
+    const repository = { owner: 'octo', name: 'app', fullName: 'octo/app', htmlUrl: 'https://github.com/octo/app', private: false };
+    it('a check run\'s Re-run names its build; its Cancel button the build to cancel; other actions ask nothing', () => {
+      const rerun = checkRunEvent(repository, { id: 1, external_id: 'build-1', head_sha: 'a'.repeat(40) }, 'rerequested');
+      assert.deepEqual(decisionOf(decideBuild('check_run', 'd', rerun, ANY), 'rerun').rerun, { of: 'run', repository, buildId: 'build-1', by: rerun.sender.login });
+      const cancel = checkRunEvent(repository, { id: 1, external_id: 'build-1', head_sha: 'a'.repeat(40) }, 'requested_action', 'cancel');
+      assert.equal(decisionOf(decideBuild('check_run', 'd', cancel, ANY), 'cancel_build').buildId, 'build-1');
+      const other = checkRunEvent(repository, { id: 1, external_id: 'build-1', head_sha: 'a'.repeat(40) }, 'requested_action', 'deploy');
+      assert.match(decisionOf(decideBuild('check_run', 'd', other, ANY), 'ignored').reason, /"deploy" is not one of ci_service's/);
+      const foreign = checkRunEvent(repository, { id: 1, external_id: null, head_sha: 'a'.repeat(40) }, 'rerequested');
+      assert.match(decisionOf(decideBuild('check_run', 'd', foreign, ANY), 'ignored').reason, /names no build of ci_service/);
+      const elsewhere = decideBuild('check_run', 'd', rerun, { ...ANY, allowedRepositories: ['octo/other'] });
+      assert.match(decisionOf(elsewhere, 'ignored').reason, /not in ALLOWED_REPOSITORIES/);
+    });
+
+    it('a suite\'s Re-run names the suite (its runs are listed by GitHub); a bot may send it', () => {
+      const suite = checkSuiteEvent(repository, { id: 42, head_sha: 'b'.repeat(40) });
+      assert.match(suite.sender.login, /\[bot\]$/);
+      assert.deepEqual(decisionOf(decideBuild('check_suite', 'd', suite, ANY), 'rerun').rerun, { of: 'suite', repository, checkSuiteId: 42, sha: 'b'.repeat(40), by: suite.sender.login });
+      assert.throws(() => decideBuild('check_suite', 'd', { ...suite, check_suite: { id: 'x' } }, ANY), PayloadError);
     });
   });
 });

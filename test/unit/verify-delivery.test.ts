@@ -5,7 +5,7 @@ import { createDeliveryVerifier } from '../../src/github/verify-delivery.js';
 import { examplePullRequest, signature256 } from '../support/deliveries.js';
 
 const SECRET = "It's a Secret to Everybody";
-const verify = createDeliveryVerifier(SECRET);
+const verify = createDeliveryVerifier(() => [SECRET]);
 const text = JSON.stringify(examplePullRequest('opened'));
 const body = Buffer.from(text);
 

@@ -1,3 +1,4 @@
+import { repositoryPath } from './github-client.js';
 import type { AxiosInstance } from 'axios';
 import type { Logger } from 'pino';
 import type { BuildObserver } from '../domain/build-observer.js';
@@ -72,7 +73,7 @@ export class CommitStatusReporter implements BuildObserver {
   }
 
   private async send(repository: Repository, sha: string, status: { state: State; description: string; context: string }, fields: Record<string, unknown>): Promise<void> {
-    const response = await this.github.post(`/repos/${repository.owner}/${repository.name}/statuses/${sha}`, status, { timeout: 10_000 }).catch(
+    const response = await this.github.post(`/repos/${repositoryPath(repository)}/statuses/${sha}`, status, { timeout: 10_000 }).catch(
       (error: unknown) => ({ status: 0, statusText: error instanceof Error ? error.message : String(error) }),
     );
     if (response.status === 201) return;

@@ -1,3 +1,4 @@
+import { repositoryPath } from './github-client.js';
 import type { AxiosInstance } from 'axios';
 import type { Logger } from 'pino';
 import { describeError } from '../domain/errors.js';
@@ -111,7 +112,7 @@ export class DeliveryRecovery {
   private async recoverRepository(repository: string, signal: AbortSignal): Promise<number> {
     const hooks = await listHooks(this.options.github, repository, ABOUT, signal);
     let recovered = 0;
-    for (const hook of hooks.filter(isOurHook)) recovered += await this.recoverHook(repository, `/repos/${repository}/hooks/${hook.id}`, signal);
+    for (const hook of hooks.filter(isOurHook)) recovered += await this.recoverHook(repository, `/repos/${repositoryPath(repository)}/hooks/${hook.id}`, signal);
     return recovered;
   }
 

@@ -41,7 +41,8 @@ export function createGitHubClient(apiUrl: string, auth: GitHubAuth, timeoutMs =
 
 type RetriedConfig = InternalAxiosRequestConfig & { refreshToken?: boolean };
 
-/** `owner/name` as a path of GitHub's API (`/repos/{owner}/{repo}/…`), each part encoded. */
-export function repositoryPath(repository: Pick<Repository, 'owner' | 'name'>): string {
-  return `${encodeURIComponent(repository.owner)}/${encodeURIComponent(repository.name)}`;
+/** `owner/name` as a path of GitHub's API (`/repos/{owner}/{repo}/…`), each part encoded: the one way URLs name a repository. */
+export function repositoryPath(repository: Pick<Repository, 'owner' | 'name'> | string): string {
+  const [owner, name] = typeof repository === 'string' ? repository.split('/') : [repository.owner, repository.name];
+  return `${encodeURIComponent(owner ?? '')}/${encodeURIComponent(name ?? '')}`;
 }

@@ -1,3 +1,4 @@
+import { repositoryPath } from './github-client.js';
 import type { AxiosInstance } from 'axios';
 import type { RepositoryHook } from './plan-webhook.js';
 
@@ -16,5 +17,5 @@ export function hooksApiAnswer<T extends { status: number }>(response: T, reposi
 
 /** The repository's hooks (ours and others'), as GitHub lists them. */
 export async function listHooks(github: AxiosInstance, repository: string, about: string, signal: AbortSignal): Promise<RepositoryHook[]> {
-  return hooksApiAnswer(await github.get<RepositoryHook[]>(`/repos/${repository}/hooks`, { params: { per_page: 100 }, signal }), repository, about).data;
+  return hooksApiAnswer(await github.get<RepositoryHook[]>(`/repos/${repositoryPath(repository)}/hooks`, { params: { per_page: 100 }, signal }), repository, about).data;
 }

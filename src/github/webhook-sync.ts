@@ -1,3 +1,4 @@
+import { repositoryPath } from './github-client.js';
 import axios, { type AxiosInstance } from 'axios';
 import { describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
@@ -90,14 +91,14 @@ export class WebhookSync {
     const body = { active: true, events: ['pull_request', 'push'], config: { url, content_type: 'json', secret, insecure_ssl: '0' } };
     let action: string;
     if ('create' in plan.write) {
-      hooksApiAnswer(await github.post(`/repos/${repository}/hooks`, { name: 'web', ...body }, { signal }), repository, ABOUT);
+      hooksApiAnswer(await github.post(`/repos/${repositoryPath(repository)}/hooks`, { name: 'web', ...body }, { signal }), repository, ABOUT);
       action = 'created';
     } else {
-      hooksApiAnswer(await github.patch(`/repos/${repository}/hooks/${plan.write.update}`, body, { signal }), repository, ABOUT);
+      hooksApiAnswer(await github.patch(`/repos/${repositoryPath(repository)}/hooks/${plan.write.update}`, body, { signal }), repository, ABOUT);
       action = `updated hook ${plan.write.update}`;
     }
     for (const id of plan.remove) {
-      hooksApiAnswer(await github.delete(`/repos/${repository}/hooks/${id}`, { signal }), repository, ABOUT);
+      hooksApiAnswer(await github.delete(`/repos/${repositoryPath(repository)}/hooks/${id}`, { signal }), repository, ABOUT);
       action += `, removed duplicate hook ${id}`;
     }
     return action;

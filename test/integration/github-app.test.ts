@@ -146,6 +146,39 @@ describe('as a GitHub App: check runs, annotations, Re-run and Cancel from GitHu
     assert.match(run.output.title!, /^Cancelled: cancelled from GitHub by /);
   });
 
+  it('a fork\'s pull request held for the label is a check run that says how to allow it', async () => {
+    const repository = await github.addRepository('octo-org/app-hello', path.join(FIXTURES, 'hello'), { branch: null, extraFiles: { 'nonce.txt': randomUUID() } });
+    assert.equal(await github.apps.deliver(app.id, 'pull_request', pullRequestEvent(repository, repository.sha, { number: 9, headRepository: 'stranger/app-hello' }), installation), 200);
+    await waitFor(async () => github.apps.runsOf(repository.fullName, repository.sha).length > 0, 10_000, 'the held check run');
+    const [run] = github.apps.runsOf(repository.fullName, repository.sha);
+    assert.deepEqual([run!.name, run!.status, run!.conclusion, run!.details_url], ['ci_service/pr-build', 'completed', 'action_required', publicUrl]);
+    assert.match(run!.output.summary!, /not built: the head is in stranger\/app-hello, a fork\. A maintainer can add the label "ci:build-fork" to build it/);
+  });
+
+  it('a log of very long lines still makes a check run GitHub takes (its text cut to GitHub\'s limit)', async () => {
+    const repository = await github.addRepository('octo-org/app-slow', path.join(FIXTURES, 'slow'), {
+      extraFiles: { 'nonce.txt': randomUUID(), Dockerfile: 'FROM ci-test-busybox:latest\nCOPY nonce.txt /nonce.txt\nRUN for i in 1 2 3 4 5 6 7 8; do head -c 20000 /dev/zero | tr "\\0" x; echo; done\n' },
+      image: 'ci-test/app-long-log',
+    });
+    const build = await merged(repository);
+    assert.equal(build.status, 'succeeded', build.error);
+    const run = await finalRun(repository, build.id);
+    assert.ok(run.output.text!.length <= 65_535 && run.output.text!.length > 60_000, String(run.output.text!.length));
+    assert.ok(!ci.logLines.some((line) => line.includes('could not update the check run') && line.includes(build.id)), 'GitHub took every update');
+  });
+
+  it('a delivery the App\'s webhook did not take is recovered through /app/hook/deliveries', async () => {
+    const repository = await github.addRepository('octo-org/app-token', path.join(FIXTURES, 'hello'), { extraFiles: { 'nonce.txt': randomUUID() }, image: 'ci-test/app-recovered' });
+    const hook = app.hookUrl;
+    app.hookUrl = 'http://127.0.0.1:9/webhook'; // ci_service out of reach: GitHub records the failure
+    assert.equal(await github.apps.deliver(app.id, 'pull_request', mergedPullRequest(repository, repository.sha), installation), 0);
+    app.hookUrl = hook;
+    assert.equal(await ci.service.deliveryRecovery!.recoverNow(), 1);
+    const build = (await waitForBuildOf(repository.sha, (candidate) => candidate.status === 'succeeded'))!;
+    assert.ok(build, 'built once GitHub sent it again');
+    assert.ok(github.apps.appDeliveries.get(app.id)!.some((delivery) => delivery.redelivery && delivery.status_code === 202));
+  });
+
   it('an installation token that expired is replaced: the request is answered 401 once, then sent with a new token', async () => {
     github.apps.revokeTokens();
     const repository = await github.addRepository('octo-org/app-token', path.join(FIXTURES, 'hello'), { private: true, extraFiles: { 'nonce.txt': randomUUID() }, image: 'ci-test/app-token' });

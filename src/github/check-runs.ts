@@ -46,8 +46,9 @@ export function annotationsOf(build: BuildRecord): CheckAnnotation[] {
   return [];
 }
 
-/** Pure: the check run GitHub shows for a build, in the Checks API's fields (annotations aside). */
-export function checkRunFor(build: BuildRecord, publicUrl: string | undefined, logTail: string[]) {
+/** Pure: the check run GitHub shows for a build, in the Checks API's fields (annotations aside), from its whole log. */
+export function checkRunFor(build: BuildRecord, publicUrl: string | undefined, log: string[]) {
+  const logTail = log.slice(-LOG_TAIL_LINES);
   const base = {
     name: STATUS_CONTEXTS[build.request.trigger.kind],
     head_sha: build.request.sha,
@@ -73,7 +74,7 @@ export function checkRunFor(build: BuildRecord, publicUrl: string | undefined, l
     completed_at: (build.finishedAt ?? new Date()).toISOString(),
     output: {
       title: clip(titleOf(build), 200),
-      summary: clip(summaryOf(build), OUTPUT_FIELD_LIMIT),
+      summary: clip(summaryOf(build, log), OUTPUT_FIELD_LIMIT),
       ...(logTail.length > 0 ? { text: tailText(logTail) } : {}),
     },
     actions: [],
@@ -86,7 +87,9 @@ function titleOf(build: BuildRecord): string {
   return build.error ?? 'The build failed';
 }
 
-function summaryOf(build: BuildRecord): string {
+function summaryOf(build: BuildRecord, log: string[]): string {
+  // BuildKit's steps served from the cache, as the log shows them (`#5 CACHED`); the legacy builder's `Using cache`.
+  const cached = log.filter((line) => /^#\d+ CACHED$/.test(line) || line.trim() === '---> Using cache').length;
   const seconds = build.startedAt && build.finishedAt ? Math.round((build.finishedAt.getTime() - build.startedAt.getTime()) / 1000) : undefined;
   const rows: [string, string | undefined][] = [
     ['Image', build.image],
@@ -94,6 +97,7 @@ function summaryOf(build: BuildRecord): string {
     ['Tags', build.tags.length > 0 ? build.tags.join(', ') : undefined],
     ['Platforms', build.platforms?.map((platform) => `${platform.platform} (${platform.how}${platform.worker ? ` on ${platform.worker}` : ''})`).join(', ')],
     ['Duration', seconds === undefined ? undefined : `${seconds} s`],
+    ['Cache', log.length > 0 ? `${cached} ${cached === 1 ? 'step' : 'steps'} from the build cache` : undefined],
     ['Worker', build.worker],
     ['Engine', build.engine],
     ['Failed at', build.failedStage],
@@ -134,7 +138,8 @@ export class CheckRunReporter implements BuildObserver {
   constructor(
     private readonly github: AxiosInstance,
     private readonly publicUrl: string | undefined,
-    private readonly logTail: (buildId: string, lines: number) => Promise<string[]>,
+    /** The build's whole log (its tail is shown; its cache use counted). */
+    private readonly logOf: (buildId: string) => Promise<string[]>,
     private readonly logger: Logger,
   ) {}
 
@@ -148,7 +153,7 @@ export class CheckRunReporter implements BuildObserver {
 
   finished(build: BuildRecord): Promise<void> {
     return this.inOrder(build, async () => {
-      await this.send(build, await this.logTail(build.id, LOG_TAIL_LINES).catch(() => []));
+      await this.send(build, await this.logOf(build.id).catch(() => []));
       this.runIds.delete(build.id);
     });
   }
@@ -177,9 +182,9 @@ export class CheckRunReporter implements BuildObserver {
     return next;
   }
 
-  private async send(build: BuildRecord, logTail: string[]): Promise<void> {
+  private async send(build: BuildRecord, log: string[]): Promise<void> {
     const repository = build.request.repository;
-    const run = checkRunFor(build, this.publicUrl, logTail);
+    const run = checkRunFor(build, this.publicUrl, log);
     const annotations = annotationsOf(build);
     const fields = { buildId: build.id, status: run.status };
     const id = this.runIds.get(build.id) ?? (await this.findRun(build));

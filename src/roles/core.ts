@@ -56,8 +56,8 @@ export async function openCore(config: Config, logger: Logger, localCounts: () =
   if (app) githubAuth.useApp(app);
   const github = createGitHubClient(config.githubApiUrl, githubAuth);
   if (app) void sayWhichApp(github, githubAuth, logger);
-  const logTail = async (id: string, lines: number) => ((await store.readLogAfter(id, 0, 1_000_000))?.lines ?? []).slice(-lines);
-  const reports = new GitHubReports(githubAuth, new CheckRunReporter(github, config.publicUrl, logTail, logger), new CommitStatusReporter(github, config.publicUrl, logger));
+  const logOf = async (id: string) => (await store.readLogAfter(id, 0, 1_000_000))?.lines ?? [];
+  const reports = new GitHubReports(githubAuth, new CheckRunReporter(github, config.publicUrl, logOf, logger), new CommitStatusReporter(github, config.publicUrl, logger));
   return {
     store,
     shared,

@@ -95,6 +95,7 @@ describe('as a GitHub App: check runs, annotations, Re-run and Cancel from GitHu
     assert.equal(run.output.title, `Pushed ${build.image} (${build.digest!.slice(0, 19)})`);
     assert.match(run.output.summary!, new RegExp(`\\| Digest \\| ${build.digest} \\|`));
     assert.match(run.output.summary!, /\| Engine \| docker /);
+    assert.match(run.output.summary!, /\| Cache \| \d+ steps? from the build cache \|/);
     assert.match(run.output.text!, /building slowly/);
     assert.deepEqual(run.actions, []);
     // Every repository request carried an installation token; the App's own ones its JWT, which GitHub took.
@@ -179,13 +180,25 @@ describe('as a GitHub App: check runs, annotations, Re-run and Cancel from GitHu
     assert.ok(github.apps.appDeliveries.get(app.id)!.some((delivery) => delivery.redelivery && delivery.status_code === 202));
   });
 
-  it('an installation token that expired is replaced: the request is answered 401 once, then sent with a new token', async () => {
+  it('an installation token that was revoked, or expired, is replaced: the request is answered 401 once, then sent with a new token', async () => {
     github.apps.revokeTokens();
-    const repository = await github.addRepository('octo-org/app-token', path.join(FIXTURES, 'hello'), { private: true, extraFiles: { 'nonce.txt': randomUUID() }, image: 'ci-test/app-token' });
-    const build = await merged(repository);
-    assert.equal(build.status, 'succeeded', build.error);
-    const refused = github.requests.filter((request) => request.path.startsWith('/repos/octo-org/app-token/') && request.status === 401);
-    assert.ok(refused.length >= 1, 'the revoked token was refused first');
+    github.apps.tokenLifetimeMs = 1500;
+    try {
+      const repository = await github.addRepository('octo-org/app-token', path.join(FIXTURES, 'hello'), { private: true, extraFiles: { 'nonce.txt': randomUUID() }, image: 'ci-test/app-token' });
+      const build = await merged(repository);
+      assert.equal(build.status, 'succeeded', build.error);
+      const refused = () => github.requests.filter((request) => request.path.startsWith('/repos/octo-org/app-token/') && request.status === 401).length;
+      assert.ok(refused() >= 1, 'the revoked token was refused first');
+      // The new token lives 1.5 s (GitHub's live an hour): the cached one has expired by the next build.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      const before = refused();
+      const next = await github.addRepository('octo-org/app-token', path.join(FIXTURES, 'hello'), { private: true, extraFiles: { 'nonce.txt': randomUUID(), 'dockerInfo.json': JSON.stringify({ service_name: 'ci-test/app-token', version: '1.0.1' }) } });
+      const again = await merged(next);
+      assert.equal(again.status, 'succeeded', again.error);
+      assert.ok(refused() > before, 'the expired token was refused, then replaced');
+    } finally {
+      github.apps.tokenLifetimeMs = 3600_000;
+    }
   });
 
   it('a repository the App is not installed on, or a suspended installation: the build fails saying what to do', async () => {

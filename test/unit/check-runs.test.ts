@@ -55,6 +55,9 @@ describe('a build as a check run (pure)', () => {
     assert.ok(huge.output.title.length <= 200);
     assert.ok((huge.output as { text?: string }).text!.length <= OUTPUT_FIELD_LIMIT);
     assert.match((huge.output as { text?: string }).text!, /last line\n```$/);
+    const cached = checkRunFor(build({ status: 'succeeded', tags: ['r/a:1', 'r/a:latest'] }), undefined, ['#4 [1/2] FROM base', '#4 CACHED', '#5 [2/2] COPY . .', '#5 DONE 0.1s']);
+    assert.match(cached.output.summary, /\| Tags \| r\/a:1, r\/a:latest \|/);
+    assert.match(cached.output.summary, /\| Cache \| 1 step from the build cache \|/);
     assert.equal(checkRunFor(build({ request: { ...build().request, trigger: { kind: 'pull_request', prNumber: 1, baseRef: 'main', headRef: 't' } } }), undefined, []).name, 'ci_service/pr-build');
   });
 

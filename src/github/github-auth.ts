@@ -1,6 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
-import { createAppAuth } from '@octokit/auth-app';
-import { request as octokitRequest } from '@octokit/request';
+import type { createAppAuth } from '@octokit/auth-app';
+import type { request as octokitRequest } from '@octokit/request';
 
 /** A GitHub App as ci_service keeps it: set by hand (GITHUB_APP_ID and its key), or made by /setup. */
 export interface GitHubApp {
@@ -64,8 +64,10 @@ export class GitHubAuth {
     return this.mode !== 'none';
   }
 
-  useApp(app: GitHubApp): void {
+  /** Acts as `app` from now on. @octokit/auth-app is loaded here: a daemon in token mode does not carry it. */
+  async useApp(app: GitHubApp): Promise<void> {
     checkAppPrivateKey(app.privateKey, 'the GitHub App\'s private key');
+    const [{ createAppAuth }, { request: octokitRequest }] = await Promise.all([import('@octokit/auth-app'), import('@octokit/request')]);
     const request = octokitRequest.defaults({ baseUrl: this.apiUrl, headers: { 'user-agent': 'ci_service' } });
     this.app = { spec: app, auth: createAppAuth({ appId: app.id, privateKey: app.privateKey, request }), request };
     this.installations.clear();

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { CommitStatusReporter } from '../github/commit-status.js';
 import type { AxiosInstance } from 'axios';
 import { CheckRunReporter } from '../github/check-runs.js';
-import { GitHubAuth } from '../github/github-auth.js';
+import { checkAppPrivateKey, GitHubAuth } from '../github/github-auth.js';
 import { createGitHubClient } from '../github/github-client.js';
 import { keptApp } from '../github/kept-app.js';
 import type { Repository } from '../domain/build-request.js';
@@ -53,7 +53,7 @@ export async function openCore(config: Config, logger: Logger, localCounts: () =
   const metrics = new Metrics(queueCounts, () => store.workers());
   const githubAuth = new GitHubAuth(config.githubApiUrl, config.githubToken);
   const app = await configuredApp(config);
-  if (app) githubAuth.useApp(app);
+  if (app) await githubAuth.useApp(app);
   const github = createGitHubClient(config.githubApiUrl, githubAuth);
   if (app) void sayWhichApp(github, githubAuth, logger);
   const logOf = async (id: string) => (await store.readLogAfter(id, 0, 1_000_000))?.lines ?? [];
@@ -106,7 +106,7 @@ async function configuredApp(config: Config) {
     });
     const app = { id: config.githubApp.id, privateKey };
     try {
-      new GitHubAuth(config.githubApiUrl, undefined).useApp(app);
+      checkAppPrivateKey(privateKey, "the GitHub App's private key");
     } catch (error) {
       throw new Error(`${'privateKey' in config.githubApp ? 'GITHUB_APP_PRIVATE_KEY' : 'GITHUB_APP_PRIVATE_KEY_FILE'}: ${describeError(error).replace(/^the GitHub App's private key /, 'it ')}`);
     }

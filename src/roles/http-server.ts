@@ -110,7 +110,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       convert: (code) => convertManifest(core.github, code),
       adopt: async (app) => {
         await keepApp(config.dataDir, app);
-        core.githubAuth.useApp(app);
+        await core.githubAuth.useApp(app);
       },
     },
     adminToken,

@@ -1,5 +1,6 @@
 import type { AxiosInstance } from 'axios';
 import type { GitHubApp } from './github-auth.js';
+import { expectAnswer } from './github-client.js';
 
 /**
  * Trades the code GitHub sent back after making an App from its manifest for the App itself:
@@ -12,11 +13,9 @@ export async function convertManifest(github: AxiosInstance, code: string): Prom
     .catch((error: unknown) => {
       throw new Error(`GitHub did not answer the App's conversion (${error instanceof Error ? error.message : String(error)}): start again`);
     });
-  if (response.status === 404 || response.status === 422) {
-    throw new Error(`GitHub refused the code it sent back (${response.status}${response.data?.message ? `: ${response.data.message}` : ''}): a code works once, within an hour of GitHub making the App. The App GitHub made meanwhile can be deleted from its settings`);
-  }
-  const data = response.data;
-  if (response.status !== 201 || typeof data.id !== 'number' || typeof data.pem !== 'string') {
+  const refused = 'a code works once, within an hour of GitHub making the App. The App GitHub made meanwhile can be deleted from its settings';
+  const data = expectAnswer(response, [201], 'the code it sent back (POST /app-manifests/{code}/conversions)', { 404: refused, 422: refused }).data;
+  if (typeof data.id !== 'number' || typeof data.pem !== 'string') {
     throw new Error(`GitHub answered ${response.status} to the App's conversion, without the App's id and key`);
   }
   return {

@@ -4,7 +4,7 @@ import type { BuildObserver } from '../domain/build-observer.js';
 import type { BuildRecord } from '../domain/build-record.js';
 import type { Repository } from '../domain/build-request.js';
 import { STATUS_CONTEXTS } from './commit-status.js';
-import { repositoryPath } from './github-client.js';
+import { answerDetail, expectAnswer, repositoryPath } from './github-client.js';
 
 /** GitHub's limits on a check run's output (422 beyond them): 65,535 characters a field, 50 annotations a request. */
 export const OUTPUT_FIELD_LIMIT = 65_535;
@@ -219,7 +219,8 @@ export class CheckRunReporter implements BuildObserver {
   }
 
   private refused(response: { status: number; data?: unknown; statusText?: string }, fields: Record<string, unknown>, message: string): void {
-    const detail = typeof response.data === 'object' && response.data !== null ? JSON.stringify(response.data).slice(0, 500) : response.statusText;
+    const errors = (response.data as { errors?: unknown } | undefined)?.errors;
+    const detail = `${answerDetail(response).slice(2, -1)}${Array.isArray(errors) ? ` ${JSON.stringify(errors).slice(0, 500)}` : ''}`;
     const hint = response.status === 403 ? ' (the GitHub App needs "Checks: read and write")' : response.status === 422 ? ' (GitHub refused its fields)' : '';
     this.logger.warn({ ...fields, status: response.status, reason: detail }, `${message}${hint}`);
   }
@@ -238,6 +239,6 @@ export async function buildsOfCheckSuite(github: AxiosInstance, repository: Repo
     `/repos/${repositoryPath(repository)}/check-suites/${checkSuiteId}/check-runs`,
     { params: { filter: 'latest', per_page: 100 }, signal },
   );
-  if (response.status !== 200) throw new Error(`GitHub answered ${response.status} for the check runs of suite ${checkSuiteId} in ${repository.fullName}`);
+  expectAnswer(response, [200], `the check runs of suite ${checkSuiteId} in ${repository.fullName}`);
   return [...new Set((response.data.check_runs ?? []).flatMap((run) => (run.external_id ? [run.external_id] : [])))];
 }

@@ -2,7 +2,7 @@ import type { AxiosInstance } from 'axios';
 import type { Repository } from '../domain/build-request.js';
 import type { ForkApproval } from './decide-build.js';
 import type { GitHubAuth } from './github-auth.js';
-import { repositoryPath } from './github-client.js';
+import { expectAnswer, repositoryPath } from './github-client.js';
 
 /** Permissions that may approve a fork's head: GitHub reports maintain as write; triage as read. */
 const MAY_APPROVE = new Set(['admin', 'write']);
@@ -38,12 +38,7 @@ export class ForkApprovals {
   }
 
   private async get<T>(path: string, signal: AbortSignal): Promise<T | undefined> {
-    const response = await this.http.get<T>(path, { signal });
-    if (response.status === 404) return undefined;
-    if (response.status !== 200) {
-      const message = (response.data as { message?: unknown } | undefined)?.message;
-      throw new Error(`GitHub answered ${response.status} to ${path}${typeof message === 'string' ? ` (${message})` : ''}`);
-    }
-    return response.data;
+    const response = expectAnswer(await this.http.get<T>(path, { signal }), [200, 404], path);
+    return response.status === 404 ? undefined : response.data;
   }
 }

@@ -46,3 +46,30 @@ export function repositoryPath(repository: Pick<Repository, 'owner' | 'name'> | 
   const [owner, name] = typeof repository === 'string' ? repository.split('/') : [repository.owner, repository.name];
   return `${encodeURIComponent(owner ?? '')}/${encodeURIComponent(name ?? '')}`;
 }
+
+/** GitHub answered a call with a status it does not expect: the status, GitHub's own message, and what to do. */
+export class GitHubAnswerError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The response, when GitHub answered one of the `expected` statuses; otherwise a GitHubAnswerError saying what was
+ * asked (`what`), GitHub's message and, where `hints` has one for the status, what to change. The one way a call
+ * that must succeed reads GitHub's answer (the build's downloads have SourceError, the reports only log).
+ */
+export function expectAnswer<T extends { status: number; data?: unknown }>(response: T, expected: number[], what: string, hints: Partial<Record<number, string>> = {}): T {
+  if (expected.includes(response.status)) return response;
+  throw new GitHubAnswerError(response.status, `GitHub answered ${response.status} to ${what}${answerDetail(response)}${hints[response.status] ? `: ${hints[response.status]}` : ''}`);
+}
+
+/** GitHub's own words in an answer (its `message`), to log or to show; empty when it gave none. */
+export function answerDetail(response: { data?: unknown; statusText?: string }): string {
+  const message = (response.data as { message?: unknown } | undefined)?.message;
+  if (typeof message === 'string' && message !== '') return ` (${message.slice(0, 300)})`;
+  return response.statusText ? ` (${response.statusText})` : '';
+}

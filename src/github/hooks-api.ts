@@ -1,18 +1,16 @@
-import { repositoryPath } from './github-client.js';
 import type { AxiosInstance } from 'axios';
+import { expectAnswer, repositoryPath } from './github-client.js';
 import type { RepositoryHook } from './plan-webhook.js';
 
 /**
- * A 2xx from GitHub's repository hooks API, or an error saying what the token lacks. `about` names what was asked
- * for ("webhooks", "webhook deliveries").
+ * A 2xx from GitHub's hooks API (a repository's, or the App's own `/app/hook`), or an error saying what the
+ * credentials lack. `about` names what was asked for ("webhooks", "webhook deliveries").
  */
-export function hooksApiAnswer<T extends { status: number }>(response: T, repository: string, about: string): T {
-  if (response.status >= 200 && response.status < 300) return response;
-  const app = repository === 'the GitHub App';
-  const hint = response.status === 404 || response.status === 403 || (app && response.status === 401)
-    ? app ? ": GitHub refused the App's own token: check GITHUB_APP_ID and its key" : ': GITHUB_TOKEN needs admin rights on the repository ("Webhooks: read and write")'
-    : '';
-  throw new Error(`GitHub answered ${response.status} for the ${about} of ${repository}${hint}`);
+export function hooksApiAnswer<T extends { status: number; data?: unknown }>(response: T, repository: string, about: string): T {
+  const hint = repository === 'the GitHub App'
+    ? "GitHub refused the App's own token: check GITHUB_APP_ID and its key"
+    : 'GITHUB_TOKEN needs admin rights on the repository ("Webhooks: read and write")';
+  return expectAnswer(response, [200, 201, 202, 204], `the ${about} of ${repository}`, { 401: hint, 403: hint, 404: hint });
 }
 
 /** The repository's hooks (ours and others'), as GitHub lists them. */

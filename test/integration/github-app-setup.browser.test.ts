@@ -69,7 +69,7 @@ describe('the GitHub App set-up page in a real browser', { skip }, () => {
     const state = new URL((await page.locator('form[method=post]').getAttribute('action'))!).searchParams.get('state')!;
     const refused = await page.goto(`${ci.url}/setup/callback?code=a-code-github-never-gave&state=${encodeURIComponent(state)}`);
     assert.equal(refused?.status(), 502);
-    assert.match(await page.locator('main').innerText(), /GitHub refused the code it sent back \(404: Not Found\): a code works once, within an hour of GitHub making the App/);
+    assert.match(await page.locator('main').innerText(), /GitHub answered 404 to the code it sent back \(POST \/app-manifests\/\{code\}\/conversions\) \(Not Found\): a code works once, within an hour of GitHub making the App/);
     const forged = await page.goto(`${ci.url}/setup/callback?code=x&state=${Date.now()}.0000`);
     assert.equal(forged?.status(), 400);
     assert.match(await page.locator('main').innerText(), /did not start at this ci_service's \/setup, or is older than an hour/);

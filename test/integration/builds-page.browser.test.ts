@@ -1,30 +1,17 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { ARTIFACTS, browserUnavailable, launchChromium } from '../support/browser.js';
 import type { BuildView } from '../../src/http/build-view.js';
 import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
-import { dockerUnavailable, ensureBusyboxImage } from '../support/docker-environment.js';
+import { ensureBusyboxImage } from '../support/docker-environment.js';
 import { GitHubStandIn } from '../support/github-stand-in.js';
 import { LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, TEST_SECRET, type TestService } from '../support/service-harness.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
-const ARTIFACTS = path.join(import.meta.dirname, '..', '..', 'test-artifacts');
-const CHROMIUM = '/usr/bin/chromium';
-
-async function browserUnavailable(): Promise<string | undefined> {
-  const docker = await dockerUnavailable();
-  if (docker) return docker;
-  if (existsSync(CHROMIUM)) return undefined;
-  const reason = `needs Debian's chromium at ${CHROMIUM} (apt-get install chromium)`;
-  if (process.env.CI) throw new Error(`CI must run the browser test, but it ${reason}`);
-  console.warn(`\n!!! SKIPPING the browser test: it ${reason}\n`);
-  return reason;
-}
-
 const skip = await browserUnavailable();
 
 describe('the builds page in a real browser', { skip }, () => {
@@ -38,11 +25,7 @@ describe('the builds page in a real browser', { skip }, () => {
     github = await new GitHubStandIn().start();
     registry = await new LocalRegistry().start();
     ci = await startTestService({ GITHUB_API_URL: github.url, REGISTRY: registry.address });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    mkdirSync(ARTIFACTS, { recursive: true });
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -1,31 +1,18 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { stat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { ARTIFACTS, browserUnavailable, launchChromium } from '../support/browser.js';
 import { KEPT_APP_FILE } from '../../src/github/kept-app.js';
 import { mergedPullRequest } from '../support/deliveries.js';
-import { dockerUnavailable, ensureBusyboxImage } from '../support/docker-environment.js';
+import { ensureBusyboxImage } from '../support/docker-environment.js';
 import { GitHubStandIn } from '../support/github-stand-in.js';
 import { freePort, LocalRegistry, waitFor } from '../support/registry.js';
 import { startTestService, type TestService } from '../support/service-harness.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'repos');
-const ARTIFACTS = path.join(import.meta.dirname, '..', '..', 'test-artifacts');
-const CHROMIUM = '/usr/bin/chromium';
-
-async function browserUnavailable(): Promise<string | undefined> {
-  const docker = await dockerUnavailable();
-  if (docker) return docker;
-  if (existsSync(CHROMIUM)) return undefined;
-  const reason = `needs Debian's chromium at ${CHROMIUM} (apt-get install chromium)`;
-  if (process.env.CI) throw new Error(`CI must run the browser test, but it ${reason}`);
-  console.warn(`\n!!! SKIPPING the browser test: it ${reason}\n`);
-  return reason;
-}
-
 const skip = await browserUnavailable();
 
 /**
@@ -48,11 +35,7 @@ describe('the GitHub App set-up page in a real browser', { skip }, () => {
     const port = await freePort();
     publicUrl = `http://127.0.0.1:${port}`;
     ci = await startTestService({ PORT: String(port), PUBLIC_URL: publicUrl, GITHUB_API_URL: github.url, REGISTRY: registry.address, ADMIN_TOKEN: adminToken });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
-    mkdirSync(ARTIFACTS, { recursive: true });
+    browser = await launchChromium();
   });
 
   after(async () => {

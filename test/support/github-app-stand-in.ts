@@ -1,7 +1,7 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import escapeHtml from 'escape-html';
-import { signature256 } from './deliveries.js';
+import { postDelivery } from './hookshot.js';
 
 /** A GitHub App as GitHub holds it. */
 export interface StandInApp {
@@ -167,29 +167,10 @@ export class GitHubAppStandIn {
   }
 
   private async attempt(app: StandInApp, delivery: Pick<AppHookDelivery, 'guid' | 'event' | 'action' | 'body' | 'installation_id'>, redelivery: boolean): Promise<number> {
-    let statusCode = 0;
-    let status = 'failed to connect';
-    try {
-      const response = await fetch(app.hookUrl, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'x-github-event': delivery.event,
-          'x-github-delivery': delivery.guid,
-          'x-github-hook-installation-target-type': 'integration',
-          'x-github-hook-installation-target-id': String(app.id),
-          'x-hub-signature-256': signature256(app.webhookSecret, delivery.body),
-          'user-agent': 'GitHub-Hookshot/stand-in',
-        },
-        body: delivery.body,
-        signal: AbortSignal.timeout(10_000),
-      });
-      await response.arrayBuffer();
-      statusCode = response.status;
-      status = response.ok ? 'OK' : `Invalid HTTP Response: ${response.status}`;
-    } catch {
-      // Refused, or no answer within GitHub's 10 s.
-    }
+    const { statusCode, status } = await postDelivery(app.hookUrl, app.webhookSecret, delivery, {
+      'x-github-hook-installation-target-type': 'integration',
+      'x-github-hook-installation-target-id': String(app.id),
+    });
     const list = this.appDeliveries.get(app.id) ?? [];
     this.appDeliveries.set(app.id, list);
     list.push({ ...delivery, id: this.nextId++, delivered_at: new Date().toISOString(), redelivery, status_code: statusCode, status });

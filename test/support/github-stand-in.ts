@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Repository } from '../../src/domain/build-request.js';
-import { signature256 } from './deliveries.js';
 import { GitHubAppStandIn } from './github-app-stand-in.js';
+import { postDelivery } from './hookshot.js';
 
 const run = promisify(execFile);
 
@@ -392,22 +392,7 @@ export class GitHubStandIn {
   }
 
   private async attempt(hook: StoredHook, delivery: Pick<HookDelivery, 'guid' | 'event' | 'action' | 'body'>, redelivery: boolean): Promise<number> {
-    const signature = signature256(hook.config.secret ?? '', delivery.body);
-    let statusCode = 0;
-    let status = 'failed to connect';
-    try {
-      const response = await fetch(hook.config.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-github-event': delivery.event, 'x-github-delivery': delivery.guid, 'x-hub-signature-256': signature, 'user-agent': 'GitHub-Hookshot/stand-in' },
-        body: delivery.body,
-        signal: AbortSignal.timeout(10_000),
-      });
-      await response.arrayBuffer();
-      statusCode = response.status;
-      status = response.ok ? 'OK' : `Invalid HTTP Response: ${response.status}`;
-    } catch {
-      // Refused, or no answer within GitHub's 10 s.
-    }
+    const { statusCode, status } = await postDelivery(hook.config.url, hook.config.secret ?? '', delivery);
     const list = this.deliveries.get(hook.id) ?? [];
     this.deliveries.set(hook.id, list);
     list.push({ ...delivery, id: this.nextDeliveryId++, delivered_at: new Date().toISOString(), redelivery, status_code: statusCode, status });

@@ -201,7 +201,7 @@ describe('as a GitHub App: check runs, annotations, Re-run and Cancel from GitHu
     }
   });
 
-  it('a repository the App is not installed on, or a suspended installation: the build fails saying what to do', async () => {
+  it('a repository the App is not installed on, a suspended installation or a removed one: the build fails saying what to do', async () => {
     const elsewhere = await github.addRepository('octo-org/app-not-installed', path.join(FIXTURES, 'hello'), { private: true, image: 'ci-test/app-not-installed' });
     // Delivered without an installation (as a repository webhook would be): ci_service asks GitHub for it.
     assert.equal(await github.apps.deliver(app.id, 'pull_request', mergedPullRequest(elsewhere, elsewhere.sha)), 202);
@@ -214,6 +214,14 @@ describe('as a GitHub App: check runs, annotations, Re-run and Cancel from GitHu
     assert.equal(await github.apps.deliver(app.id, 'pull_request', mergedPullRequest(repository, repository.sha), suspended), 202);
     const refused = (await waitForBuildOf(repository.sha, (build) => build.status === 'failed'))!;
     assert.match(refused.error!, /the GitHub App's installation on octo-org\/app-suspended is suspended \(This installation has been suspended\): an owner of the account unsuspends it/);
+
+    const removed = github.apps.install(app.id, ['octo-org/app-removed']);
+    github.apps.uninstall(removed);
+    const gone = await github.addRepository('octo-org/app-removed', path.join(FIXTURES, 'hello'), { private: true, image: 'ci-test/app-removed' });
+    // A delivery sent just before the App was removed names the installation.
+    assert.equal(await github.apps.deliver(app.id, 'pull_request', mergedPullRequest(gone, gone.sha), removed), 202);
+    const lost = (await waitForBuildOf(gone.sha, (build) => build.status === 'failed'))!;
+    assert.match(lost.error!, new RegExp(`^the GitHub App's installation ${removed} on octo-org/app-removed is gone \\(removed\\): install it on the repository from`));
   });
 });
 

@@ -128,6 +128,12 @@ export class GitHubAppStandIn {
     return id;
   }
 
+  /** The App removed from an account: its installation, and the tokens it was given, are gone. */
+  uninstall(installationId: number): void {
+    this.installations.delete(installationId);
+    for (const [token, issued] of this.tokens) if (issued.installationId === installationId) this.tokens.delete(token);
+  }
+
   /** Every token issued so far stops working (GitHub revokes them when an installation changes). */
   revokeTokens(): void {
     this.tokens.clear();

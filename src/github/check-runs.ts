@@ -24,7 +24,7 @@ export interface CheckAnnotation {
   message: string;
 }
 
-/** Stages where the repository is at fault: its check run fails; the others (ci_service, the registry) too, said so. */
+/** The conclusions of the finished statuses that need no reading of the failure. */
 const CONCLUSIONS = { succeeded: 'success', cancelled: 'cancelled' } as const;
 
 /**

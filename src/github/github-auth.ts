@@ -59,11 +59,6 @@ export class GitHubAuth {
     return this.app?.spec;
   }
 
-  /** Whether requests carry credentials at all: a private repository's 404 means something else without. */
-  get authenticates(): boolean {
-    return this.mode !== 'none';
-  }
-
   /** Acts as `app` from now on. @octokit/auth-app is loaded here: a daemon in token mode does not carry it. */
   async useApp(app: GitHubApp): Promise<void> {
     checkAppPrivateKey(app.privateKey, 'the GitHub App\'s private key');
@@ -89,11 +84,23 @@ export class GitHubAuth {
     const repository = /^\/repos\/([^/]+)\/([^/]+)(?:\/|$)/.exec(path);
     if (!repository) return `Bearer ${await this.appJwt()}`;
     const fullName = `${decodeURIComponent(repository[1]!)}/${decodeURIComponent(repository[2]!)}`;
+    return `Bearer ${await this.installationToken(fullName, refresh)}`;
+  }
+
+  /**
+   * The token of the App's installation on the repository. An installation a delivery named may have gone since
+   * (the App removed, or removed and installed again under a new id): GitHub is then asked which one it is now.
+   */
+  private async installationToken(fullName: string, refresh: boolean, askedGitHub = false): Promise<string> {
+    const remembered = this.installations.has(fullName.toLowerCase());
     const installationId = await this.installationOf(fullName);
     try {
-      const { token } = await this.app.auth({ type: 'installation', installationId, refresh });
-      return `Bearer ${token}`;
+      return (await this.app!.auth({ type: 'installation', installationId, refresh })).token;
     } catch (error) {
+      if ((error as { status?: number }).status === 404 && remembered && !askedGitHub) {
+        this.installations.delete(fullName.toLowerCase());
+        return this.installationToken(fullName, refresh, true);
+      }
       throw this.accessError(error, fullName, installationId);
     }
   }

@@ -218,10 +218,17 @@ describe('as a GitHub App: check runs, annotations, Re-run and Cancel from GitHu
     const removed = github.apps.install(app.id, ['octo-org/app-removed']);
     github.apps.uninstall(removed);
     const gone = await github.addRepository('octo-org/app-removed', path.join(FIXTURES, 'hello'), { private: true, image: 'ci-test/app-removed' });
-    // A delivery sent just before the App was removed names the installation.
+    // A delivery sent just before the App was removed names the installation: GitHub, asked again, knows none.
     assert.equal(await github.apps.deliver(app.id, 'pull_request', mergedPullRequest(gone, gone.sha), removed), 202);
     const lost = (await waitForBuildOf(gone.sha, (build) => build.status === 'failed'))!;
-    assert.match(lost.error!, new RegExp(`^the GitHub App's installation ${removed} on octo-org/app-removed is gone \\(removed\\): install it on the repository from`));
+    assert.match(lost.error!, /^the GitHub App is not installed on octo-org\/app-removed: install it on the repository from/);
+
+    // Installed again (a new installation id), a delivery naming the old one still builds.
+    const reinstalled = await github.addRepository('octo-org/app-removed', path.join(FIXTURES, 'hello'), { private: true, extraFiles: { 'nonce.txt': randomUUID() }, image: 'ci-test/app-reinstalled' });
+    github.apps.install(app.id, ['octo-org/app-removed']);
+    assert.equal(await github.apps.deliver(app.id, 'pull_request', mergedPullRequest(reinstalled, reinstalled.sha), removed), 202);
+    const built = (await waitForBuildOf(reinstalled.sha, (build) => build.status !== 'queued' && build.status !== 'running'))!;
+    assert.equal(built.status, 'succeeded', built.error);
   });
 });
 

@@ -94,7 +94,7 @@ export function webhookRoute(deps: WebhookDependencies): RequestHandler {
     } else if (decision.kind === 'cancel') {
       await cancelPullRequest(deps, decision.cancel, res, record);
     } else if (decision.kind === 'rerun') {
-      await rerun(deps, decision.rerun, res, record);
+      await rerun(deps, deliveryId, decision.rerun, res, record);
     } else if (decision.kind === 'cancel_build') {
       await cancelBuild(deps, decision.buildId, decision.by, res, record);
     } else if (decision.kind === 'release') {
@@ -150,13 +150,16 @@ function rememberInstallation(deps: WebhookDependencies, payload: unknown): void
 }
 
 /** GitHub's Re-run: each finished build of the check run (or of the suite's runs) built again, as a rebuild is. */
-async function rerun(deps: WebhookDependencies, asked: CheckRerun, res: Response, record: RecordOutcome): Promise<void> {
+async function rerun(deps: WebhookDependencies, deliveryId: string, asked: CheckRerun, res: Response, record: RecordOutcome): Promise<void> {
   let ids: string[];
   let outcomes: Rebuild[];
   try {
     ids = asked.of === 'run' ? [asked.buildId] : await deps.checks.buildsOfSuite(asked.repository, asked.checkSuiteId);
     outcomes = [];
-    for (const id of ids) outcomes.push(await rebuild({ ...deps.admission, store: deps.store }, id, asked.repository.fullName));
+    // Each rebuild carries this delivery's id (one per build of a suite): GitHub's redelivery of it joins them.
+    for (const id of ids) {
+      outcomes.push(await rebuild({ ...deps.admission, store: deps.store }, id, { repository: asked.repository.fullName, deliveryId: ids.length === 1 ? deliveryId : `${deliveryId}:${id}` }));
+    }
   } catch (error) {
     record('store_unavailable', 'warn', { error: describeError(error) }, 'delivery refused');
     answer(res, 503, { error: `could not re-run the builds (${describeError(error)}): redeliver later` }, { 'Retry-After': '30' });
@@ -164,14 +167,21 @@ async function rerun(deps: WebhookDependencies, asked: CheckRerun, res: Response
   }
   const admitted = outcomes.flatMap((outcome) => (outcome.kind === 'admitted' && outcome.admission.kind !== 'queue_full' ? [outcome.admission.build] : []));
   const unfinished = outcomes.flatMap((outcome) => (outcome.kind === 'unfinished' ? [outcome.build.id] : []));
+  const full = outcomes.find((outcome) => outcome.kind === 'admitted' && outcome.admission.kind === 'queue_full');
+  if (full && admitted.length === 0) {
+    record('queue_full', 'warn', {}, 'delivery refused');
+    answer(res, 503, { error: `build queue is full (MAX_QUEUED_BUILDS=${deps.admission.maxQueuedBuilds}): redeliver later` }, { 'Retry-After': '60' });
+    return;
+  }
   if (admitted.length === 0) {
-    const reason = unfinished.length > 0 ? `build ${unfinished.join(', ')} has not finished: re-run it once it has` : outcomes.some((outcome) => outcome.kind === 'admitted') ? 'the build queue is full' : 'no build of ci_service to re-run';
+    const reason = unfinished.length > 0 ? `build ${unfinished.join(', ')} has not finished: re-run it once it has` : 'no build of ci_service to re-run';
     record('ignored', 'info', { reason, by: asked.by }, 'delivery ignored');
     answer(res, 200, { ignored: reason });
     return;
   }
-  record('queued', 'info', { buildIds: admitted.map((build) => build.id), by: asked.by }, 'check re-run from GitHub');
-  answer(res, 202, { builds: admitted.map(buildView) });
+  const redelivery = outcomes.every((outcome) => outcome.kind === 'admitted' && outcome.admission.kind === 'redelivery');
+  record(redelivery ? 'redelivery' : 'queued', 'info', { buildIds: admitted.map((build) => build.id), by: asked.by }, 'check re-run from GitHub');
+  answer(res, redelivery ? 200 : 202, { builds: admitted.map(buildView), ...(redelivery ? { redelivery: true } : {}) });
 }
 
 /** A check run's Cancel button: the build is cancelled, wherever it runs. */

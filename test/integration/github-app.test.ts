@@ -125,9 +125,14 @@ describe('as a GitHub App: check runs, annotations, Re-run and Cancel from GitHu
     const first = await merged(repository);
     assert.equal(first.status, 'succeeded', first.error);
     const run = await finalRun(repository, first.id);
-    assert.equal(await github.apps.deliver(app.id, 'check_run', checkRunEvent(repository, run, 'rerequested'), installation), 202);
+    const guid = randomUUID();
+    assert.equal(await github.apps.deliver(app.id, 'check_run', checkRunEvent(repository, run, 'rerequested'), installation, guid), 202);
     const again = (await waitForBuildOf(repository.sha, (build) => build.id !== first.id && build.status === 'succeeded'))!;
     assert.equal(again.rebuildOf, first.id);
+    // GitHub's redelivery of that Re-run (recovered, say) builds nothing more.
+    assert.equal(await github.apps.deliver(app.id, 'check_run', checkRunEvent(repository, run, 'rerequested'), installation, guid), 200);
+    const { builds } = (await (await fetch(`${ci.url}/builds?limit=50`)).json()) as { builds: BuildView[] };
+    assert.equal(builds.filter((build) => build.rebuildOf === first.id).length, 1);
     const rerun = await finalRun(repository, again.id);
     assert.equal(rerun.conclusion, 'success');
 

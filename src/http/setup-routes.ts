@@ -15,6 +15,8 @@ export interface SetupDependencies {
   githubWebUrl: string;
   /** The App ci_service acts as, if any. */
   currentApp: () => GitHubApp | undefined;
+  /** GITHUB_TOKEN is set: ci_service acts as that token's person, and makes no App. */
+  tokenMode: boolean;
   /** Trades GitHub's one-hour code for the App it made (POST /app-manifests/{code}/conversions). */
   convert: (code: string) => Promise<GitHubApp>;
   /** Keeps the App under DATA_DIR and acts as it from now on. */
@@ -56,7 +58,8 @@ export function setupRoutes(deps: SetupDependencies): Router {
   router.get('/setup', guard, async (req, res) => {
     const app = deps.currentApp();
     if (app) return page(res, 200, 'GitHub App', installedBody(app));
-    const publicUrl = await deps.publicUrl();
+    if (deps.tokenMode) return page(res, 409, 'GitHub App', '<h1>GitHub App</h1><p>ci_service acts on GitHub with <code>GITHUB_TOKEN</code>. To act as a GitHub App instead, unset <code>GITHUB_TOKEN</code> (and <code>WEBHOOK_REPOSITORIES</code>), restart, and come back.</p>');
+    const publicUrl = await deps.publicUrl().catch(() => undefined);
     if (!publicUrl) return page(res, 409, 'GitHub App', '<h1>Set up the GitHub App</h1><p>GitHub must reach ci_service: set <code>PUBLIC_URL</code> (or <code>NGROK_API_URL</code> for a tunnel), then come back.</p>');
     const organization = typeof req.query.organization === 'string' && /^[A-Za-z0-9][A-Za-z0-9-]{0,38}$/.test(req.query.organization) ? req.query.organization : undefined;
     const action = new URL(organization ? `/organizations/${organization}/settings/apps/new` : '/settings/apps/new', `${deps.githubWebUrl}/`);
@@ -80,6 +83,7 @@ export function setupRoutes(deps: SetupDependencies): Router {
       return page(res, 400, 'GitHub App', '<h1>Not set up</h1><p>This link did not start at this ci_service\'s <a href="/setup">/setup</a>, or is older than an hour: start again there.</p>');
     }
     if (deps.currentApp()) return page(res, 409, 'GitHub App', installedBody(deps.currentApp()!));
+    if (deps.tokenMode) return page(res, 409, 'GitHub App', '<h1>Not set up</h1><p>ci_service acts on GitHub with <code>GITHUB_TOKEN</code>: unset it to use a GitHub App.</p>');
     if (!/^[A-Za-z0-9_-]{1,200}$/.test(code)) return page(res, 400, 'GitHub App', '<h1>Not set up</h1><p>GitHub sent no code: start again at <a href="/setup">/setup</a>.</p>');
     let app: GitHubApp;
     try {

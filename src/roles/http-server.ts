@@ -107,6 +107,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
       publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),
       githubWebUrl: config.githubWebUrl,
       currentApp: () => core.githubAuth.currentApp,
+      tokenMode: config.githubToken !== undefined,
       convert: (code) => convertManifest(core.github, code),
       adopt: async (app) => {
         await keepApp(config.dataDir, app);

@@ -251,6 +251,19 @@ describe('a GitHub App set by hand that GitHub refuses', () => {
     }
   });
 
+  it('/setup needs the admin token, and makes no App where GITHUB_TOKEN is set (token mode)', async () => {
+    const adminToken = `setup-token-${randomUUID()}`;
+    const ci = await startTestService({ GITHUB_API_URL: 'http://127.0.0.1:9', GITHUB_TOKEN: 'ghp_token_mode', ADMIN_TOKEN: adminToken, PUBLIC_URL: 'https://ci.example.com' });
+    try {
+      assert.equal((await fetch(`${ci.url}/setup`)).status, 401);
+      const page = await fetch(`${ci.url}/setup`, { headers: { authorization: `Bearer ${adminToken}` } });
+      assert.equal(page.status, 409);
+      assert.match(await page.text(), /acts on GitHub with <code>GITHUB_TOKEN<\/code>/);
+    } finally {
+      await ci.stop();
+    }
+  });
+
   it('an App id that does not match the key is said at start (GitHub answers 401 to its JWT)', async () => {
     const github = await new GitHubStandIn().start();
     try {

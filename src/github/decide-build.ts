@@ -137,8 +137,14 @@ export function decideBuild(event: string, deliveryId: string, payload: unknown,
     const push = parse(pushEvent, payload, 'push');
     return tooOld(push.repository.pushed_at, now) ?? decidePush(deliveryId, push, policy);
   }
-  if (event === 'check_run') return decideCheckRun(parse(checkRunEvent, payload, 'check_run'), policy);
-  if (event === 'check_suite') return decideCheckSuite(parse(checkSuiteEvent, payload, 'check_suite'), policy);
+  // GitHub sends an App every check run and suite of its repositories (others' too: created, completed, a suite
+  // requested at each push); only a Re-run or a button of ours asks something, and only those are read closely.
+  if (event === 'check_run' || event === 'check_suite') {
+    const action = (payload as { action?: unknown } | null)?.action;
+    const asks = event === 'check_run' ? ['rerequested', 'requested_action'] : ['rerequested'];
+    if (typeof action !== 'string' || !asks.includes(action)) return ignored(`${event} action "${String(action)}" asks nothing of ci_service`);
+    return event === 'check_run' ? decideCheckRun(parse(checkRunEvent, payload, event), policy) : decideCheckSuite(parse(checkSuiteEvent, payload, event), policy);
+  }
   if (event !== 'pull_request') return ignored(`event "${event}" does not trigger builds (pull_request, push, and a check's Re-run do)`);
   const pullRequest = parse(pullRequestEvent, payload, 'pull_request');
   return tooOld(pullRequest.pull_request.updated_at, now) ?? decidePullRequest(deliveryId, pullRequest, policy);
@@ -208,7 +214,6 @@ function decideCheckRun(event: z.infer<typeof checkRunEvent>, policy: TriggerPol
   if (!listAllows(policy.allowedRepositories, repository.fullName)) return ignored(`repository ${repository.fullName} is not in ALLOWED_REPOSITORIES`);
   const buildId = event.check_run.external_id ?? '';
   const by = event.sender?.login ?? 'someone on GitHub';
-  if (event.action !== 'rerequested' && event.action !== 'requested_action') return ignored(`check_run action "${event.action}" asks nothing of ci_service`);
   if (!BUILD_ID.test(buildId)) return ignored('the check run names no build of ci_service (its external_id)');
   if (event.action === 'rerequested') return { kind: 'rerun', rerun: { of: 'run', repository, buildId, by } };
   const identifier = event.requested_action?.identifier;
@@ -219,7 +224,6 @@ function decideCheckRun(event: z.infer<typeof checkRunEvent>, policy: TriggerPol
 function decideCheckSuite(event: z.infer<typeof checkSuiteEvent>, policy: TriggerPolicy): Decision {
   const repository = toRepository(event.repository);
   if (!listAllows(policy.allowedRepositories, repository.fullName)) return ignored(`repository ${repository.fullName} is not in ALLOWED_REPOSITORIES`);
-  if (event.action !== 'rerequested') return ignored(`check_suite action "${event.action}" asks nothing of ci_service`);
   return { kind: 'rerun', rerun: { of: 'suite', repository, checkSuiteId: event.check_suite.id, sha: event.check_suite.head_sha, by: event.sender?.login ?? 'someone on GitHub' } };
 }
 

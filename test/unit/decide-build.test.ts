@@ -266,5 +266,13 @@ describe('decideBuild', () => {
       assert.deepEqual(decisionOf(decideBuild('check_suite', 'd', suite, ANY), 'rerun').rerun, { of: 'suite', repository, checkSuiteId: 42, sha: 'b'.repeat(40), by: suite.sender.login });
       assert.throws(() => decideBuild('check_suite', 'd', { ...suite, check_suite: { id: 'x' } }, ANY), PayloadError);
     });
+
+    it('every other check event (another App\'s runs, a suite requested at a push) is answered as ignored, whatever its shape', () => {
+      for (const [event, example] of [...examplePayloads('check_run').map((e) => ['check_run', e] as const), ...examplePayloads('check_suite').map((e) => ['check_suite', e] as const)]) {
+        if (example.action === 'rerequested' || example.action === 'requested_action') continue;
+        assert.match(decisionOf(decideBuild(event, 'd', example, ANY), 'ignored').reason, /asks nothing of ci_service/, `${event} ${example.action}`);
+      }
+      assert.match(decisionOf(decideBuild('check_suite', 'd', { action: 'completed' }, ANY), 'ignored').reason, /check_suite action "completed" asks nothing/);
+    });
   });
 });

@@ -3,7 +3,7 @@ import type { AxiosInstance } from 'axios';
 import type { Logger } from 'pino';
 import { describeError } from '../domain/errors.js';
 import { Periodic } from '../periodic.js';
-import { hooksApiAnswer, listHooks } from './hooks-api.js';
+import { APP_HOOK, hooksApiAnswer, listHooks } from './hooks-api.js';
 import { isOurHook } from './plan-webhook.js';
 
 /** One attempt as GitHub's hook deliveries API lists it (the fields we use). */
@@ -25,8 +25,6 @@ const MAX_REQUESTS_PER_DELIVERY = 3;
 const PAGE = 100;
 const MAX_PAGES = 10;
 const ABOUT = 'webhook deliveries';
-/** What the App's deliveries are logged and counted under. */
-const APP = 'the GitHub App';
 
 /**
  * Pure: the deliveries to ask GitHub for again, oldest first (a pull request's heads arrive in their order): those
@@ -92,7 +90,7 @@ export class DeliveryRecovery {
   private async recover(signal: AbortSignal): Promise<number> {
     if (this.options.asApp()) {
       try {
-        return await this.recoverHook(APP, '/app/hook', signal);
+        return await this.recoverHook(APP_HOOK, '/app/hook', signal);
       } catch (error) {
         this.options.logger.warn({ component: 'delivery-recovery', error: describeError(error) }, "could not check the GitHub App's webhook deliveries; trying again later");
         return 0;

@@ -3,7 +3,7 @@ import axios, { type AxiosInstance } from 'axios';
 import { describeError } from '../domain/errors.js';
 import type { Logger } from 'pino';
 import { Periodic } from '../periodic.js';
-import { hooksApiAnswer, listHooks } from './hooks-api.js';
+import { APP_HOOK, hooksApiAnswer, listHooks } from './hooks-api.js';
 import { planWebhook, webhookUrl } from './plan-webhook.js';
 
 export interface WebhookSyncOptions {
@@ -64,7 +64,7 @@ export class WebhookSync {
     const url = webhookUrl(publicUrl);
     if (asApp) {
       try {
-        hooksApiAnswer(await this.options.github.patch('/app/hook/config', { url, content_type: 'json', insecure_ssl: '0' }, { signal }), 'the GitHub App', ABOUT);
+        hooksApiAnswer(await this.options.github.patch('/app/hook/config', { url, content_type: 'json', insecure_ssl: '0' }, { signal }), APP_HOOK, ABOUT);
         log.info({ url }, "the GitHub App's webhook set");
         this.syncedUrl = target;
       } catch (error) {

@@ -5,11 +5,10 @@ import { readFile } from 'node:fs/promises';
 import { CommitStatusReporter } from '../github/commit-status.js';
 import type { AxiosInstance } from 'axios';
 import { CheckRunReporter } from '../github/check-runs.js';
-import { checkAppPrivateKey, GitHubAuth } from '../github/github-auth.js';
+import { checkAppPrivateKey, GitHubAuth, type GitHubApp } from '../github/github-auth.js';
 import { createGitHubClient } from '../github/github-client.js';
+import { GitHubReports } from '../github/github-reports.js';
 import { keptApp } from '../github/kept-app.js';
-import type { Repository } from '../domain/build-request.js';
-import type { BuildRecord } from '../domain/build-record.js';
 import { GitHubSource } from '../github/github-source.js';
 import type { Logger } from '../logger.js';
 import { Metrics } from '../metrics.js';
@@ -99,50 +98,24 @@ async function connectPostgres(url: string, logger: Logger, onAdmit: AdmissionHo
  * The GitHub App ci_service acts as: the one set by hand (GITHUB_APP_ID with its key, or the key's file), else the
  * one /setup made and kept under DATA_DIR; a key that is not the RSA key GitHub gives refuses the start.
  */
-async function configuredApp(config: Config) {
-  if (config.githubApp) {
-    const privateKey = 'privateKey' in config.githubApp ? config.githubApp.privateKey : await readFile(config.githubApp.privateKeyFile, 'utf8').catch((error: unknown) => {
-      throw new Error(`cannot read GITHUB_APP_PRIVATE_KEY_FILE ${'privateKeyFile' in config.githubApp! ? config.githubApp.privateKeyFile : ''}: ${describeError(error)}`);
-    });
-    const app = { id: config.githubApp.id, privateKey };
-    try {
-      checkAppPrivateKey(privateKey, "the GitHub App's private key");
-    } catch (error) {
-      throw new Error(`${'privateKey' in config.githubApp ? 'GITHUB_APP_PRIVATE_KEY' : 'GITHUB_APP_PRIVATE_KEY_FILE'}: ${describeError(error).replace(/^the GitHub App's private key /, 'it ')}`);
-    }
-    return app;
+async function configuredApp(config: Config): Promise<GitHubApp | undefined> {
+  const byHand = config.githubApp;
+  if (!byHand) return config.githubToken ? undefined : keptApp(config.dataDir);
+  const [variable, privateKey] =
+    'privateKey' in byHand
+      ? ['GITHUB_APP_PRIVATE_KEY', byHand.privateKey]
+      : [
+          'GITHUB_APP_PRIVATE_KEY_FILE',
+          await readFile(byHand.privateKeyFile, 'utf8').catch((error: unknown) => {
+            throw new Error(`cannot read GITHUB_APP_PRIVATE_KEY_FILE ${byHand.privateKeyFile}: ${describeError(error)}`);
+          }),
+        ];
+  try {
+    checkAppPrivateKey(privateKey, 'it');
+  } catch (error) {
+    throw new Error(`${variable}: ${describeError(error)}`);
   }
-  return config.githubToken ? undefined : keptApp(config.dataDir);
-}
-
-/** Each build on GitHub as the current way of acting there allows: check runs as an App, statuses with a token. */
-export class GitHubReports implements BuildObserver {
-  constructor(
-    private readonly auth: GitHubAuth,
-    private readonly checks: CheckRunReporter,
-    private readonly statuses: CommitStatusReporter,
-  ) {}
-
-  private get current(): BuildObserver & { held(repository: Repository, sha: string, description: string): Promise<void> } | undefined {
-    return this.auth.mode === 'app' ? this.checks : this.auth.mode === 'token' ? this.statuses : undefined;
-  }
-
-  queued(build: BuildRecord) {
-    return this.current?.queued?.(build);
-  }
-
-  started(build: BuildRecord) {
-    return this.current?.started?.(build);
-  }
-
-  finished(build: BuildRecord) {
-    return this.current?.finished?.(build);
-  }
-
-  /** A fork's pull request that waits for a maintainer: GitHub shows how to allow it. */
-  held(repository: Repository, sha: string, description: string): Promise<void> | undefined {
-    return this.current?.held(repository, sha, description);
-  }
+  return { id: byHand.id, privateKey };
 }
 
 /**

@@ -27,9 +27,9 @@ const GITHUB_WHILE_DELIVERY_WAITS_MS = 8_000;
 export interface HttpServer {
   url: string;
   server: Server;
-  /** Present when WEBHOOK_REPOSITORIES is set. */
+  /** Present when ci_service keeps a hook (WEBHOOK_REPOSITORIES', or a GitHub App's) and knows its public URL. */
   webhookSync: WebhookSync | undefined;
-  /** Present when WEBHOOK_REPOSITORIES and GITHUB_TOKEN are set. */
+  /** Present when ci_service keeps a hook: WEBHOOK_REPOSITORIES' with GITHUB_TOKEN, or without a token the App's. */
   deliveryRecovery: DeliveryRecovery | undefined;
   /** Deliveries are answered 503 from now on. */
   stopAccepting(): Promise<void>;
@@ -125,22 +125,22 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
   // recovered; with GITHUB_TOKEN, those of WEBHOOK_REPOSITORIES.
   const asApp = () => core.githubAuth.mode === 'app';
   const publicUrl = publicUrlSource(config.publicUrl, config.ngrokApiUrl);
-  const mayAct = config.webhookRepositories.length > 0 || !config.githubToken;
+  // WEBHOOK_REPOSITORIES needs GITHUB_TOKEN (config.ts); without a token, an App's hook is kept once there is one.
+  const keepsHooks = !config.githubToken || config.webhookRepositories.length > 0;
   const webhookSync =
-    mayAct && (config.publicUrl || config.ngrokApiUrl)
+    keepsHooks && (config.publicUrl || config.ngrokApiUrl)
       ? new WebhookSync({ github: core.github, repositories: config.webhookRepositories, asApp, secret: webhookSecret, publicUrl, intervalMs: config.webhookSyncIntervalMs, logger })
       : undefined;
-  const deliveryRecovery =
-    (config.webhookRepositories.length > 0 && config.githubToken) || !config.githubToken
-      ? new DeliveryRecovery({
-          github: core.github,
-          repositories: config.githubToken ? config.webhookRepositories : [],
-          asApp,
-          intervalMs: config.deliveryRecoveryIntervalMs,
-          onRecovered: (repository) => metrics.deliveryRecovered(repository),
-          logger,
-        })
-      : undefined;
+  const deliveryRecovery = keepsHooks
+    ? new DeliveryRecovery({
+        github: core.github,
+        repositories: config.webhookRepositories,
+        asApp,
+        intervalMs: config.deliveryRecoveryIntervalMs,
+        onRecovered: (repository) => metrics.deliveryRecovered(repository),
+        logger,
+      })
+    : undefined;
 
   const server = await new Promise<Server>((resolve, reject) => {
     // Express 5 calls back on an error too (a port in use): that is a start that failed, said plainly.

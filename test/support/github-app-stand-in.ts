@@ -1,7 +1,7 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import escapeHtml from 'escape-html';
-import { postDelivery } from './hookshot.js';
+import { postDelivery, type HookDelivery } from './hookshot.js';
 
 /** A GitHub App as GitHub holds it. */
 export interface StandInApp {
@@ -46,18 +46,9 @@ export interface StandInCheckRun {
   checkSuiteId: number;
 }
 
-/** One delivery to an App's webhook, as GET /app/hook/deliveries lists it (with the body, to redeliver). */
-export interface AppHookDelivery {
-  id: number;
-  guid: string;
-  event: string;
-  action: string | null;
-  delivered_at: string;
-  redelivery: boolean;
-  status_code: number;
-  status: string;
+/** One delivery to an App's webhook, as GET /app/hook/deliveries lists it: a hook's, with its installation. */
+export interface AppHookDelivery extends HookDelivery {
   installation_id: number | null;
-  body: string;
 }
 
 /** GitHub's limits (422 beyond them). */

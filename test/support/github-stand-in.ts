@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Repository } from '../../src/domain/build-request.js';
 import { GitHubAppStandIn } from './github-app-stand-in.js';
-import { postDelivery } from './hookshot.js';
+import { postDelivery, type HookDelivery } from './hookshot.js';
 
 const run = promisify(execFile);
 
@@ -31,19 +31,6 @@ export interface StoredHook {
   config: { url: string; content_type: string; secret?: string; insecure_ssl?: string };
 }
 
-/** One attempt to deliver an event to a hook, as GitHub's hook deliveries API lists it (with the body, to redeliver). */
-export interface HookDelivery {
-  id: number;
-  guid: string;
-  event: string;
-  action: string | null;
-  delivered_at: string;
-  redelivery: boolean;
-  /** 0 when the hook's URL did not answer. */
-  status_code: number;
-  status: string;
-  body: string;
-}
 
 export interface RecordedRequest {
   method: string;

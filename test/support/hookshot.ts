@@ -1,5 +1,19 @@
 import { signature256 } from './deliveries.js';
 
+/** One attempt to deliver an event to a hook, as GitHub's hook deliveries API lists it (with the body, to redeliver). */
+export interface HookDelivery {
+  id: number;
+  guid: string;
+  event: string;
+  action: string | null;
+  delivered_at: string;
+  redelivery: boolean;
+  /** 0 when the hook's URL did not answer. */
+  status_code: number;
+  status: string;
+  body: string;
+}
+
 /**
  * One attempt to deliver an event, as GitHub's Hookshot makes it: a signed JSON POST answered within 10 s.
  * Returns the status code and the words GitHub's deliveries API records for it (0: no answer).

@@ -1,29 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BuildRecord } from '../../src/domain/build-record.js';
+import { buildRecord } from '../support/build-records.js';
 import { annotationsOf, checkRunFor, OUTPUT_FIELD_LIMIT } from '../../src/github/check-runs.js';
 import { appManifest } from '../../src/http/setup-routes.js';
 
-function build(overrides: Partial<BuildRecord> = {}): BuildRecord {
-  return {
-    id: 'b1',
-    seq: 1,
-    request: {
-      deliveryId: 'd1',
-      repository: { owner: 'octo', name: 'app', fullName: 'octo/app', htmlUrl: 'https://github.com/octo/app', private: false },
-      sha: 'a'.repeat(40),
-      trigger: { kind: 'merge', prNumber: 7, baseRef: 'main' },
-    },
-    status: 'failed',
-    tags: [],
-    resumed: false,
-    attempt: 1,
-    createdAt: new Date('2026-11-25T11:55:00Z'),
-    startedAt: new Date('2026-11-25T11:55:00Z'),
-    finishedAt: new Date('2026-11-25T11:56:30Z'),
-    ...overrides,
-  };
-}
+const build = buildRecord;
 
 describe('a build as a check run (pure)', () => {
   it('annotates the failing step on its Dockerfile at its line, a platform\'s too; a bad dockerInfo.json on that file', () => {

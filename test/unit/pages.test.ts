@@ -2,31 +2,19 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatAge, formatDuration, renderBuildList, renderBuildPage } from '../../src/http/pages.js';
 import type { BuildRecord } from '../../src/domain/build-record.js';
+import { buildRecord } from '../support/build-records.js';
 
 const now = new Date('2026-11-25T12:00:00Z');
 const hostile = '<script>alert(1)</script>';
 
 function build(overrides: Partial<BuildRecord> = {}): BuildRecord {
-  return {
-    id: 'b1',
-    seq: 1,
-    request: {
-      deliveryId: 'd1',
-      repository: { owner: 'octo', name: 'app', fullName: 'octo/app', htmlUrl: 'https://github.com/octo/app', private: false },
-      sha: 'a'.repeat(40),
-      trigger: { kind: 'merge', prNumber: 7, baseRef: `feature/${hostile}` },
-    },
-    status: 'failed',
-    tags: [],
+  const base = buildRecord();
+  return buildRecord({
+    request: { ...base.request, trigger: { kind: 'merge', prNumber: 7, baseRef: `feature/${hostile}` } },
     error: `docker build failed: ${hostile}`,
     failedStage: 'build',
-    resumed: false,
-    attempt: 1,
-    createdAt: new Date('2026-11-25T11:55:00Z'),
-    startedAt: new Date('2026-11-25T11:55:00Z'),
-    finishedAt: new Date('2026-11-25T11:56:30Z'),
     ...overrides,
-  };
+  });
 }
 
 describe('builds pages', () => {

@@ -12,9 +12,10 @@ import { createRetry } from '../queue/retry.js';
 import type { SharedBuildQueue } from '../queue/shared-queue.js';
 import { runBuild } from '../pipeline/run-build.js';
 import { STAGING_REPOSITORY } from '../rules/build-spec.js';
-import { BuildWorker, type RunBuild } from '../queue/build-worker.js';
+import type { BuildWorker } from '../queue/build-worker.js';
 import { Checkouts } from '../source/checkout.js';
 import type { Core } from './core.js';
+import { createWorker } from './worker.js';
 
 /** How often a build host says it is alive, with its engine (ci_service_worker_last_seen_seconds). */
 const WORKER_PRESENCE_MS = 15_000;
@@ -185,22 +186,4 @@ async function runPlatformJobHere(job: PlatformJob, ports: BuildPorts, config: C
     logger.warn({ platform: job.platform, error: failure.message }, "a platform of another worker's build failed");
     return result(failure);
   }
-}
-
-/**
- * The worker: it runs builds with `run` and cancels them. A server (CI_ROLE=server) has one too, to cancel builds
- * in the store and tell the observers; it is never handed a build to run.
- */
-export function createWorker(config: Config, logger: Logger, core: Core, run: RunBuild, engine?: () => string | undefined): BuildWorker {
-  return new BuildWorker(core.store, run, {
-    ...(core.shared ? { imageLock: core.shared.imageLock } : {}),
-    ...(engine ? { engine } : {}),
-    observers: core.observers,
-    concurrency: config.buildConcurrency,
-    timeoutMs: config.buildTimeoutMs,
-    retry: { retries: config.buildRetries, baseDelayMs: config.buildRetryDelayMs, maxDelayMs: 60_000 },
-    workerName: config.workerName,
-    logger,
-    now: core.now,
-  });
 }

@@ -6,9 +6,8 @@ import type { Logger } from '../logger.js';
 import type { BuildStore } from '../queue/build-store.js';
 import type { BuildWorker } from '../queue/build-worker.js';
 import { RetentionSweeper } from '../queue/retention.js';
-import { createWorker, openBuildHost } from './build-host.js';
 import { openCore } from './core.js';
-import { startHttpServer } from './http-server.js';
+import { createWorker } from './worker.js';
 
 export interface RunningService {
   /** '' for a worker (CI_ROLE=worker), which serves no HTTP. */
@@ -28,20 +27,22 @@ export interface RunningService {
 }
 
 /**
- * The composition root, by role: each wires only what it uses. `all` serves HTTP and builds; `server` serves HTTP
- * and needs no engine (no Docker client, no checkouts); `worker` builds and serves nothing.
+ * The composition root, by role: each wires, and loads, only what it uses. `all` serves HTTP and builds; `server`
+ * serves HTTP and needs no engine (no Docker client, BuildKit session or checkouts: their modules are never
+ * loaded); `worker` builds and serves nothing (no express, no webhook verifier). Loading a module costs its memory
+ * for the process's whole life (bench/README.md: memory by role).
  */
 export async function startService(config: Config, logger: Logger): Promise<RunningService> {
   let localCounts = () => ({ queued: 0, running: 0 });
   const core = await openCore(config, logger, () => localCounts());
-  const host = config.role === 'server' ? undefined : await openBuildHost(config, logger, core);
+  const host = config.role === 'server' ? undefined : await (await import('./build-host.js')).openBuildHost(config, logger, core);
   // A server's worker stores and cancels builds and tells the observers; it is never handed one to run.
   const worker = host?.worker ?? createWorker(config, logger, core, () => Promise.reject(new Error('a CI_ROLE=server process runs no builds')));
   localCounts = () => worker.counts();
   const retention = config.retentionMs > 0 ? new RetentionSweeper(core.store, config.retentionMs, logger, core.now) : undefined;
   retention?.start();
   await host?.start();
-  const http = config.role === 'worker' ? undefined : await startHttpServer(config, logger, core, worker, host);
+  const http = config.role === 'worker' ? undefined : await (await import('./http-server.js')).startHttpServer(config, logger, core, worker, host);
 
   return {
     url: http?.url ?? '',

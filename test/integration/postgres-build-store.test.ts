@@ -4,10 +4,10 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDaemon } from '../support/daemon.js';
+import { startDaemon, type Daemon } from '../support/daemon.js';
 import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
 import { GitHubStandIn } from '../support/github-stand-in.js';
-import { LocalRegistry } from '../support/registry.js';
+import { LocalRegistry, waitFor } from '../support/registry.js';
 import type { BuildStore } from '../../src/queue/build-store.js';
 import { PostgresBuildStore } from '../../src/queue/postgres-build-store.js';
 import { buildStoreConformance, request } from '../support/build-store-conformance.js';
@@ -126,7 +126,7 @@ describe('the daemon on PostgreSQL (DATABASE_URL; real process, engine and regis
     await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('a CI_ROLE=server process needs no engine: it reaches none, keeps no checkouts, and /healthz says it builds nothing', async () => {
+  it('a CI_ROLE=server process needs no engine: it reaches none, keeps no checkouts, loads no engine module, and /healthz says it builds nothing', async () => {
     const serverData = await mkdtemp(path.join(tmpdir(), 'ci-server-role-'));
     // An engine address nothing answers at: a server that made a Docker client or probed it would say so.
     const nowhere = path.join(serverData, 'no-engine.sock');
@@ -139,6 +139,8 @@ describe('the daemon on PostgreSQL (DATABASE_URL; real process, engine and regis
       DOCKER_HOST: `unix://${nowhere}`,
       GITHUB_API_URL: github.url,
       REGISTRY: registry.address,
+      // Node names each CommonJS module it loads (express, dockerode, gRPC are): what the process carries in memory.
+      NODE_DEBUG: 'module',
     });
     try {
       const health = (await (await fetch(`${daemon.url}/healthz`)).json()) as { status: string; docker: string; engine?: unknown };
@@ -146,11 +148,35 @@ describe('the daemon on PostgreSQL (DATABASE_URL; real process, engine and regis
       assert.equal(health.docker, 'not used: this process builds nothing (CI_ROLE=server)');
       assert.equal(health.engine, undefined);
       assert.deepEqual((await readdir(serverData)).filter((name) => name === 'checkouts'), [], 'no checkouts folder');
-      assert.doesNotMatch(daemon.output(), /Docker engine|building with|no-engine\.sock/);
+      // Its own log, without Node's debug lines about modules.
+      const log = daemon.output().replace(/^MODULE \d+: .*$/gm, '');
+      assert.match(log, /"msg":"ci_service listening"/);
+      assert.doesNotMatch(log, /Docker engine|building with|no-engine\.sock/);
+      const loaded = packagesLoaded(await outputOnceStopped(daemon));
+      assert.ok(loaded.has('express'), `it serves: ${[...loaded].join(', ')}`);
+      for (const engineOnly of ['dockerode', 'docker-modem', 'ssh2', '@grpc/grpc-js']) assert.ok(!loaded.has(engineOnly), `a server loaded ${engineOnly}`);
     } finally {
       daemon.child.kill('SIGTERM');
       await daemon.exited;
       await rm(serverData, { recursive: true, force: true });
+    }
+  });
+
+  it('a CI_ROLE=worker process serves nothing, and loads no HTTP framework', async () => {
+    const workerData = await mkdtemp(path.join(tmpdir(), 'ci-worker-role-'));
+    const daemon = await startDaemon(
+      { DATABASE_URL: await server.createDatabase(), CI_ROLE: 'worker', WORKER_NAME: 'lean-worker', DATA_DIR: workerData, GITHUB_API_URL: github.url, REGISTRY: registry.address, NODE_DEBUG: 'module' },
+      { waitUntilUp: false },
+    );
+    try {
+      await waitFor(async () => daemon.output().includes('"msg":"taking builds from the shared queue"'), 30_000, `the worker to start:\n${daemon.output().slice(-2000)}`);
+      const loaded = packagesLoaded(await outputOnceStopped(daemon));
+      assert.ok(loaded.has('dockerode') && loaded.has('@grpc/grpc-js'), `it builds: ${[...loaded].join(', ')}`);
+      assert.ok(!loaded.has('express'), 'a worker loaded express');
+    } finally {
+      daemon.child.kill('SIGTERM');
+      await daemon.exited;
+      await rm(workerData, { recursive: true, force: true });
     }
   });
 
@@ -196,3 +222,18 @@ describe('the daemon on PostgreSQL (DATABASE_URL; real process, engine and regis
     }
   });
 });
+
+/** The npm packages a process loaded, from the lines NODE_DEBUG=module writes for each CommonJS module it loads. */
+function packagesLoaded(output: string): Set<string> {
+  const packages = new Set<string>();
+  for (const [, name] of output.matchAll(/^MODULE \d+: load "[^"]*\/node_modules\/((?:@[^/"]+\/)?[^/"]+)\//gm)) packages.add(name!);
+  return packages;
+}
+
+/** All a daemon wrote, once it has stopped: its debug lines (stderr) may arrive after its log says it is up (stdout). */
+async function outputOnceStopped(daemon: Daemon): Promise<string> {
+  const closed = new Promise((resolve) => daemon.child.once('close', resolve));
+  daemon.child.kill('SIGTERM');
+  await closed;
+  return daemon.output();
+}

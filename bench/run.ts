@@ -23,6 +23,7 @@ import { BUSYBOX_IMAGE, docker, ENGINE_HOST, ensureBusyboxImage, secondEngine } 
 import { examplePullRequest, mergedPullRequest, sendDelivery, signature256 } from '../test/support/deliveries.js';
 import { GitHubStandIn, type StandInRepository } from '../test/support/github-stand-in.js';
 import { LocalPostgres } from '../test/support/postgres.js';
+import { PostgresBuildStore } from '../src/queue/postgres-build-store.js';
 import { freePort, LocalRegistry, waitFor } from '../test/support/registry.js';
 import { pushPlatformBase } from '../test/support/platform-base.js';
 
@@ -487,6 +488,7 @@ async function benchMemory(lines: string[]): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 3000));
   lines.push(`| none: idle after start | ${(await peakRssMb(idle.child.pid!)).toFixed(1)} | – |`);
   idle.child.kill('SIGKILL');
+  await idleByRole(lines);
   // Entries cost memory of their own: as many as MAX_CONTEXT_ENTRIES's default lets in (with their folders), and more
   // than it does (refused, after holding what came before the limit).
   const defaultEntries = loadConfig({}).maxContextEntries;
@@ -509,6 +511,44 @@ async function benchMemory(lines: string[]): Promise<void> {
     await removeImage(`${registry.address}/bench/memory:${version}`);
   }
 }
+
+/**
+ * What each role holds idle, on PostgreSQL (CI_ROLE server and worker need it), and the floor under them: a bare
+ * Node 24 that has only loaded the libraries the design names for the daemon, which any role that serves and builds
+ * carries. Each is the peak (VmHWM) 3 s after it is up: a server answering HTTP, a worker recorded as seen.
+ */
+async function idleByRole(lines: string[]): Promise<void> {
+  const floor = spawn(process.execPath, ['--max-semi-space-size=8', '--input-type=module', '-e', `${DESIGN_LIBRARIES.map((name) => `await import('${name}');`).join(' ')} setInterval(() => {}, 1000);`], {
+    cwd: path.join(import.meta.dirname, '..'),
+    stdio: 'ignore',
+  });
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  lines.push(`| floor: Node 24 with ${DESIGN_LIBRARIES.join(', ')} loaded, nothing else | ${(await peakRssMb(floor.pid!)).toFixed(1)} | – |`);
+  floor.kill('SIGKILL');
+  const postgres = await new LocalPostgres().start();
+  try {
+    const server = await daemon({ CI_ROLE: 'server', DATABASE_URL: await postgres.createDatabase() });
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    lines.push(`| none: CI_ROLE=server idle after start (PostgreSQL) | ${(await peakRssMb(server.child.pid!)).toFixed(1)} | – |`);
+    server.child.kill('SIGKILL');
+    const url = await postgres.createDatabase();
+    const worker = await daemon({ CI_ROLE: 'worker', DATABASE_URL: url, WORKER_NAME: 'bench-idle' }, false);
+    const store = await PostgresBuildStore.connect(url);
+    try {
+      await waitFor(async () => (await store.workers()).some((seen) => seen.name === 'bench-idle'), 60_000, 'the worker to record itself as seen');
+    } finally {
+      await store.close();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    lines.push(`| none: CI_ROLE=worker idle after start (PostgreSQL) | ${(await peakRssMb(worker.child.pid!)).toFixed(1)} | – |`);
+    worker.child.kill('SIGKILL');
+  } finally {
+    await postgres.remove();
+  }
+}
+
+/** The libraries the design card names for the daemon (express, dockerode, @octokit/webhooks, axios, pino, tar-stream), and Node's HTTP server. */
+const DESIGN_LIBRARIES = ['node:http', 'express', 'dockerode', '@octokit/webhooks', 'axios', 'pino', 'tar-stream'];
 
 // ----------------------------------------------------------------------------------------- stores
 

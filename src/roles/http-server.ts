@@ -58,6 +58,8 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
     now,
     onCancelFailure: (request, error) => logger.warn({ deliveryId: request.deliveryId, error }, 'could not cancel superseded builds'),
   };
+  // Where GitHub reaches this server: PUBLIC_URL, or the ngrok tunnel's; for the set-up page and the hooks alike.
+  const publicUrl = publicUrlSource(config.publicUrl, config.ngrokApiUrl);
   const app = createApp({
     webhook: {
       verifyDelivery: createDeliveryVerifier(() => [webhookSecret, ...(core.githubAuth.currentApp?.webhookSecret ? [core.githubAuth.currentApp.webhookSecret] : [])]),
@@ -104,7 +106,7 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
     actions: { admission, cancel: (id, reason) => worker.cancel(id, reason) },
     metrics: metrics.registry,
     setup: {
-      publicUrl: publicUrlSource(config.publicUrl, config.ngrokApiUrl),
+      publicUrl,
       githubWebUrl: config.githubWebUrl,
       currentApp: () => core.githubAuth.currentApp,
       tokenMode: config.githubToken !== undefined,
@@ -124,7 +126,6 @@ export async function startHttpServer(config: Config, logger: Logger, core: Core
   // As a GitHub App (set by hand, or by /setup while running) the App's webhook is kept right and its deliveries
   // recovered; with GITHUB_TOKEN, those of WEBHOOK_REPOSITORIES.
   const asApp = () => core.githubAuth.mode === 'app';
-  const publicUrl = publicUrlSource(config.publicUrl, config.ngrokApiUrl);
   // WEBHOOK_REPOSITORIES needs GITHUB_TOKEN (config.ts); without a token, an App's hook is kept once there is one.
   const keepsHooks = !config.githubToken || config.webhookRepositories.length > 0;
   const webhookSync =

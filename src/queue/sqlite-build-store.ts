@@ -91,6 +91,10 @@ const MIGRATIONS = [
   // builds natively, which the build that runs a platform elsewhere asks.
   `ALTER TABLE builds ADD COLUMN platforms TEXT;
    ALTER TABLE workers ADD COLUMN native_platforms TEXT;`,
+  // A commit's unfinished build, which every delivery asks for (to join it), found through an index of exactly
+  // its key: the trigger index, which the planner chose, read every unfinished build of the repository
+  // (measured: 0.64 ms of an admission with 3,500 waiting, 0.2 with this).
+  `CREATE INDEX builds_unfinished_commit ON builds (repository, sha, trigger_key) WHERE status IN ('queued', 'running');`,
 ];
 
 interface BuildRow {

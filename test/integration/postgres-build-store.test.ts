@@ -4,6 +4,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { startDaemon, type Daemon } from '../support/daemon.js';
 import { mergedPullRequest, sendDelivery } from '../support/deliveries.js';
 import { GitHubStandIn } from '../support/github-stand-in.js';
@@ -65,26 +66,57 @@ describe('PostgreSQL build store, shared by several processes', () => {
     }
   });
 
-  it('stores a build and queues it in one transaction: when queueing fails, nothing is stored', async () => {
+  it('stores a build and queues it in one transaction: when the job fails in the database, nothing is stored or counted', async () => {
     const url = await server.createDatabase();
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    await client.query('CREATE TABLE test_jobs (id UUID PRIMARY KEY, argument TEXT NOT NULL)');
     let queueing: 'fail' | 'work' = 'fail';
-    const queued: string[] = [];
     const store = await PostgresBuildStore.connect(url, async (build, transaction) => {
-      await transaction.executeSql('SELECT 1');
-      if (queueing === 'fail') throw new Error('the queue refused the job');
-      queued.push(build.id);
+      // A job the database refuses (a null key), then one it takes: as pg-boss's insert of a job, in the transaction.
+      await transaction.executeSql('INSERT INTO test_jobs (id, argument) VALUES ($1, $2)', [queueing === 'fail' ? null : build.id, 'the job']);
     });
     try {
-      await assert.rejects(store.add(request('atomic'), new Date(), 10), /the queue refused the job/);
+      await assert.rejects(store.add(request('atomic'), new Date(), 10), /null value in column "id"/);
       assert.deepEqual(await store.list(10), []);
+      assert.deepEqual((await client.query('SELECT queued FROM queued_count')).rows, [{ queued: '0' }], 'the refused build is not counted as waiting');
       queueing = 'work';
       const outcome = await store.add(request('atomic'), new Date(), 10);
       assert.equal(outcome.kind, 'created', 'the same delivery, taken once the queue works');
-      assert.deepEqual(queued, [outcome.kind === 'created' ? outcome.build.id : '']);
+      assert.deepEqual((await client.query('SELECT id, argument FROM test_jobs')).rows, [{ id: outcome.kind === 'created' ? outcome.build.id : '', argument: 'the job' }]);
       assert.equal((await store.add(request('atomic'), new Date(), 10)).kind, 'redelivery');
-      assert.equal(queued.length, 1, 'a redelivery is not queued again');
+      assert.equal((await client.query('SELECT id FROM test_jobs')).rows.length, 1, 'a redelivery is not queued again');
+      assert.deepEqual((await client.query('SELECT queued FROM queued_count')).rows, [{ queued: '1' }]);
     } finally {
+      await Promise.all([store.close(), client.end()]);
+    }
+  });
+
+  it('counts the builds waiting in a database from before the count was kept, and keeps counting them', async () => {
+    const url = await server.createDatabase();
+    const store = await PostgresBuildStore.connect(url);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await store.add(request('one', '1'.repeat(40)), new Date(), 10);
+      await store.add(request('two', '2'.repeat(40)), new Date(), 10);
+      // As a database of the schema before: no counter, two builds waiting.
+      const version = (await client.query<{ version: number }>('SELECT version FROM ci_service_schema')).rows[0]!.version;
+      await client.query('DROP TABLE queued_count CASCADE; DROP FUNCTION ci_admit; DROP FUNCTION ci_count_queued CASCADE; DROP INDEX builds_unfinished_commit');
+      await client.query('UPDATE ci_service_schema SET version = $1', [version - 1]);
       await store.close();
+      const upgraded = await PostgresBuildStore.connect(url);
+      try {
+        assert.equal((await upgraded.add(request('three', '3'.repeat(40)), new Date(), 2)).kind, 'queue_full', 'the two waiting are counted');
+        const [first] = await upgraded.unfinished();
+        await upgraded.update(first!.id, { status: 'running' });
+        assert.equal((await upgraded.add(request('three', '3'.repeat(40)), new Date(), 2)).kind, 'created', 'one started: room for one');
+        assert.deepEqual((await client.query('SELECT queued FROM queued_count')).rows, [{ queued: '2' }]);
+      } finally {
+        await upgraded.close();
+      }
+    } finally {
+      await client.end();
     }
   });
 

@@ -100,7 +100,7 @@ describe('PostgreSQL build store, shared by several processes', () => {
     try {
       await store.add(request('one', '1'.repeat(40)), new Date(), 10);
       await store.add(request('two', '2'.repeat(40)), new Date(), 10);
-      // As a database of the schema before: no counter, two builds waiting.
+      // As a database of the schema before: no counter, two builds waiting (the counter's migration is the newest).
       const version = (await client.query<{ version: number }>('SELECT version FROM ci_service_schema')).rows[0]!.version;
       await client.query('DROP TABLE queued_count CASCADE; DROP FUNCTION ci_admit; DROP FUNCTION ci_count_queued CASCADE; DROP INDEX builds_unfinished_commit');
       await client.query('UPDATE ci_service_schema SET version = $1', [version - 1]);

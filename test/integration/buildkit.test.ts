@@ -546,24 +546,27 @@ describe('the build cache is kept under BUILD_CACHE_MB (real engine)', { skip },
     // no cache at all would pass what follows without pruning anything).
     // Records shared with the image store (the containerd store lists a base image's layers so) are not BuildKit's
     // to free: a prune leaves them, and they cost no space of the cache's own.
+    type CacheRecord = { Size: number; InUse: boolean; Shared?: boolean; Type?: string; Description?: string; CreatedAt?: string; LastUsedAt?: string };
+    let records: CacheRecord[] = [];
     const unusedNow = async () => {
-      const usage = (await docker.df()) as { BuildCache?: { Size: number; InUse: boolean; Shared?: boolean }[] };
-      return (usage.BuildCache ?? []).filter((record) => !record.InUse && !record.Shared).reduce((sum, record) => sum + record.Size, 0);
+      const usage = (await docker.df()) as { BuildCache?: CacheRecord[] };
+      records = usage.BuildCache ?? [];
+      return records.filter((record) => !record.InUse && !record.Shared).reduce((sum, record) => sum + record.Size, 0);
     };
     const before = await unusedNow();
     assert.ok(before >= 4 * 1024 * 1024, `the build cache held ${before} bytes unused after the build`);
-    // The prune runs beside the builds, in the background, right after the first one.
-    let unused = Infinity;
-    await waitFor(
-      async () => {
-        unused = await unusedNow();
-        return unused <= 1024 * 1024;
-      },
-      20_000,
-      'the unused build cache to be within 1 MB',
-    ).catch((error: Error) => {
-      throw new Error(`${error.message}: ${unused} bytes unused`);
-    });
+    // The prune runs beside the builds, in the background: a few seconds after the build, and once more a minute
+    // later for any record the engine still held at the first (PruneSchedule).
+    // Asked once a second: the engine's disk usage is work of its own, not to be asked for in a tight loop.
+    const deadline = Date.now() + 80_000;
+    let unused = await unusedNow();
+    while (unused > 1024 * 1024 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      unused = await unusedNow();
+    }
+    // Each record as the engine describes it, should any stay: what stayed, and why it might have.
+    const kept = records.map(({ Type, Description, Size, InUse, Shared, CreatedAt, LastUsedAt }) => ({ Type, Description, Size, InUse, Shared, CreatedAt, LastUsedAt }));
+    assert.ok(unused <= 1024 * 1024, `${unused} bytes of build cache unused 80 s after the build: ${JSON.stringify(kept)}`);
   });
 });
 

@@ -9,6 +9,7 @@ import type { Checkout } from '../../source/checkout.js';
 import type { BuildContextInput, BuiltImage, EngineDescription, ImageBuilder, ImageBuildOptions, ImagePusher } from '../engine.js';
 import { listBuildKitWorkers, solve } from '../buildkit/control.js';
 import { randomUUID } from 'node:crypto';
+import { PruneSchedule } from './prune-schedule.js';
 
 export interface RegistryAuth {
   username: string;
@@ -29,17 +30,10 @@ const REGISTRY_UNREACHABLE =
 
 export type Builder = 'buildkit' | 'legacy';
 
-const PRUNE_EVERY_MS = 60_000;
-/** BuildKit lets go of a build's records a moment after its request ends; a prune before that keeps them. */
-const PRUNE_AFTER_BUILD_MS = 5_000;
 
 interface DockerInfo {
   Driver: string;
   DriverStatus?: [string, string][] | null;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
 }
 
 /** The oldest API with BuildKit's /build (version=2) and session: Docker 18.09. */
@@ -71,8 +65,13 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
     return this.builder === 'buildkit' ? 'checkout' : 'tar';
   }
 
-  private pruning: Promise<void> | undefined;
-  private lastPrune = 0;
+  /** Keeps BuildKit's cache under BUILD_CACHE_MB beside the builds (BuildKit removes only records no build uses). */
+  private readonly pruneSchedule = new PruneSchedule(() =>
+    dial<unknown>(this.docker, { path: '/build/prune?', method: 'POST', options: { 'keep-storage': this.buildCacheBytes }, statusCodes: { 200: true, 500: 'server error' } }).then(
+      () => undefined,
+      (error: unknown) => this.onPruneFailure(describeError(error)),
+    ),
+  );
 
   private limitQuery(): Record<string, number> {
     return {
@@ -95,21 +94,10 @@ export class DockerEngine implements ImageBuilder, ImagePusher {
       });
   }
 
-  /**
-   * Keeps BuildKit's cache under BUILD_CACHE_MB, beside the builds rather than in their way: a prune takes a
-   * quarter of a second even when nothing is over (measured), so it runs in the background, a few seconds after
-   * a build and at most once a minute. BuildKit removes only records no running build uses.
-   */
+  /** Prunes BuildKit's cache down to BUILD_CACHE_MB in the background, after this build (PruneSchedule says when). */
   pruneBuildCache(): void {
-    if (this.builder !== 'buildkit' || this.buildCacheBytes === 0 || this.pruning) return;
-    this.pruning = delay(Math.max(PRUNE_AFTER_BUILD_MS, this.lastPrune + PRUNE_EVERY_MS - Date.now()))
-      .then(() => dial<unknown>(this.docker, { path: '/build/prune?', method: 'POST', options: { 'keep-storage': this.buildCacheBytes }, statusCodes: { 200: true, 500: 'server error' } }))
-      .then(() => undefined)
-      .catch((error: unknown) => this.onPruneFailure(describeError(error)))
-      .finally(() => {
-        this.lastPrune = Date.now();
-        this.pruning = undefined;
-      });
+    if (this.builder !== 'buildkit' || this.buildCacheBytes === 0) return;
+    this.pruneSchedule.afterBuild();
   }
 
   /** Answers when the engine does, and can build with the configured builder. */

@@ -30,7 +30,6 @@ const REGISTRY_UNREACHABLE =
 
 export type Builder = 'buildkit' | 'legacy';
 
-
 interface DockerInfo {
   Driver: string;
   DriverStatus?: [string, string][] | null;

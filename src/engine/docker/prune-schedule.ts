@@ -9,10 +9,10 @@ export interface PruneTiming {
 export const PRUNE_TIMING: PruneTiming = { afterBuildMs: 5_000, everyMs: 60_000 };
 
 /**
- * When to prune BuildKit's cache: beside the builds, never in their way. Each build is owed two prunes: the
- * next one, at least `afterBuildMs` after it, and one more a minute later for the records the engine still held
- * at the first (a record in use stays, and under load BuildKit has held a finished build's layer for longer than
- * those seconds: seen in CI). Builds in between share the prunes they are owed; one runs at a time.
+ * When to prune BuildKit's cache: beside the builds, never in their way. Each build is owed two prunes: the next
+ * one (`afterBuildMs` after it, or sooner when an earlier build's wait is already running) and one a minute after
+ * that, for what the first left: a prune keeps the records in use, and in CI, under load, a finished build's 4 MB
+ * layer outlived the first. Builds in between share the prunes they are owed; one prune runs at a time.
  */
 export class PruneSchedule {
   private owed = 0;
@@ -28,11 +28,6 @@ export class PruneSchedule {
   afterBuild(): void {
     this.owed = 2;
     this.running ??= this.pruneWhileOwed();
-  }
-
-  /** Resolves when no prune is owed (tests). */
-  async settled(): Promise<void> {
-    while (this.running) await this.running;
   }
 
   private async pruneWhileOwed(): Promise<void> {
